@@ -1,0 +1,200 @@
+"""The `parcours` command line: generate, produce, run, and look after the local broker.
+
+Heavy imports (Beam, DuckDB, kafka-python) happen inside the commands, so `parcours --help`
+answers at once. Expected failures (bad config, broker down, busy warehouse) print one clear
+line and exit with code 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+app = typer.Typer(
+    help="parcours: customer-journey analytics from touchpoint and survey streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show, write or check the journey configuration.", no_args_is_help=True)
+broker_app = typer.Typer(help="Start, stop or check the local Kafka broker (infra/kafka.sh).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(broker_app, name="broker")
+
+console = Console(stderr=True)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Journey configuration YAML (default: the built-in journey.yaml)."),
+]
+WarehouseOption = Annotated[
+    Path, typer.Option("--warehouse", "-w", help="Warehouse folder (Parquet, manifests, parcours.duckdb).")
+]
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _load_config(path: Path | None):
+    from parcours.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective configuration (defaults filled in) as JSON."""
+    loaded = _load_config(config)
+    typer.echo(loaded.model_dump_json(indent=2))
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[Path, typer.Argument(help="Where to write the documented default journey.yaml.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write the documented default configuration, to copy and edit."""
+    from parcours.config import default_config_text
+
+    if path.exists() and not force:
+        fail(f"{path} exists (use --force to overwrite)")
+    path.write_text(default_config_text(), encoding="utf-8")
+    console.print(f"wrote {path}")
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="Journey configuration YAML to check.")]) -> None:
+    """Validate a configuration file; names the bad key when it is not valid."""
+    loaded = _load_config(path)
+    console.print(f"{path}: valid (version {loaded.version}, fingerprint {loaded.fingerprint})")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write touchpoints.jsonl, surveys.jsonl, truth.json.")] = Path("data"),
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2000,
+    days: Annotated[int, typer.Option(min=1, help="Length of the period in days.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 7,
+    start: Annotated[str, typer.Option(help="First day of the period (UTC date, YYYY-MM-DD).")] = "2026-01-05",
+    churn_spike: Annotated[
+        str | None,
+        typer.Option(help="Plant a churn increase: STAGE:FROM_DAY:FACTOR, e.g. renewal:40:3."),
+    ] = None,
+    invalid_rate: Annotated[float, typer.Option(min=0, max=0.5, help="Share of extra invalid lines.")] = 0.0,
+    duplicate_rate: Annotated[float, typer.Option(min=0, max=0.5, help="Share of re-sent duplicates.")] = 0.0,
+    late_rate: Annotated[float, typer.Option(min=0, max=0.5, help="Share of events delivered out of order.")] = 0.0,
+    config: ConfigOption = None,
+) -> None:
+    """Generate realistic, non-linear synthetic journeys with known planted facts (truth.json)."""
+    from parcours.generator import ChurnSpike, generate_dataset
+
+    journey = _load_config(config)
+    try:
+        first_day = date.fromisoformat(start)
+    except ValueError:
+        fail(f"--start: '{start}' is not a date (YYYY-MM-DD)")
+    spike = None
+    if churn_spike:
+        try:
+            stage, from_day, factor = churn_spike.split(":")
+            spike = ChurnSpike(stage=stage, from_day=int(from_day), factor=float(factor))
+        except ValueError:
+            fail(f"--churn-spike: '{churn_spike}' is not STAGE:FROM_DAY:FACTOR")
+        if stage not in journey.stages:
+            fail(f"--churn-spike: unknown stage '{stage}' (stages: {', '.join(journey.stages)})")
+    with _progress() as bar:
+        task = bar.add_task("generating customers", total=customers)
+        summary = generate_dataset(
+            out, customers, days, seed, config=journey, start=first_day, churn_spike=spike,
+            invalid_rate=invalid_rate, duplicate_rate=duplicate_rate, late_rate=late_rate,
+            progress=lambda n: bar.advance(task, n),
+        )
+    console.print(
+        f"wrote {summary.n_touchpoints:,} touchpoints and {summary.n_surveys:,} survey answers "
+        f"for {summary.n_customers:,} customers to {out.resolve()}"
+    )
+
+
+@app.command()
+def produce(data_dir: Annotated[Path, typer.Argument(help="Folder with touchpoints.jsonl and surveys.jsonl.")]) -> None:
+    """Send the JSONL files of a folder to Kafka, keyed by customer_id (bad lines included)."""
+    from parcours.kafka import BrokerUnavailable, KafkaSettings, ensure_topics
+    from parcours.produce import FILES, count_lines, produce_dir
+
+    settings = KafkaSettings.from_env()
+    files = [data_dir / name for name in FILES if (data_dir / name).exists()]
+    if not files:
+        fail(f"{data_dir}: neither {' nor '.join(FILES)} found (run `parcours generate` first)")
+    total = sum(count_lines(path) for path in files)
+    try:
+        ensure_topics(settings)
+        with _progress() as bar:
+            task = bar.add_task("producing", total=total)
+            summary = produce_dir(data_dir, settings, progress=lambda n: bar.advance(task, n))
+    except BrokerUnavailable as exc:
+        fail(str(exc))
+    for topic, sent in summary.sent.items():
+        console.print(f"{topic}: {sent:,} sent, {summary.failed[topic]:,} failed")
+    if any(summary.failed.values()):
+        fail("some messages were not acknowledged by the broker")
+
+
+def _broker(action: str) -> None:
+    script = REPO_ROOT / "infra" / "kafka.sh"
+    if not script.exists():
+        fail(f"{script} not found: the broker commands work from a parcours checkout")
+    raise typer.Exit(subprocess.call(["bash", str(script), action]))
+
+
+@broker_app.command("start")
+def broker_start() -> None:
+    """Start the local single-node Kafka (KRaft) on 127.0.0.1; does nothing if it runs."""
+    _broker("start")
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the local broker."""
+    _broker("stop")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """Exit 0 when the local broker answers."""
+    _broker("status")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The journey configuration: lifecycle stages, touchpoint mapping, session and lateness rules.
+
+Loaded once at the edge (CLI, flows) into frozen, validated objects and passed down, so a
+transform never reads a file or a global. A bad file fails at load with a message that names
+the bad key (``sessions.inactivity_gap: ...``), never later in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+UNMAPPED_STAGE = "unmapped"
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class ConfigError(ValueError):
+    """A journey configuration that cannot be used; the message names the file and the key."""
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept "30m"/"24h"/"3d"/"2w" besides what pydantic takes (seconds, ISO 8601 "PT30M")."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _positive(name: str, value: timedelta | None) -> None:
+    if value is not None and value <= timedelta(0):
+        raise ValueError(f"{name} must be a positive duration, got {value}")
+
+
+class _Strict(BaseModel):
+    # extra="forbid": a misspelt key is an error naming that key, not a silently ignored default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SessionRules(_Strict):
+    inactivity_gap: Duration = timedelta(minutes=30)
+    max_duration: Duration = timedelta(hours=24)
+
+    @model_validator(mode="after")
+    def _check(self) -> SessionRules:
+        _positive("inactivity_gap", self.inactivity_gap)
+        _positive("max_duration", self.max_duration)
+        if self.max_duration < self.inactivity_gap:
+            raise ValueError("max_duration must be at least inactivity_gap")
+        return self
+
+
+class DropOffRules(_Strict):
+    default_timeout: Duration = timedelta(days=30)
+    timeouts: dict[str, Duration] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> DropOffRules:
+        _positive("default_timeout", self.default_timeout)
+        for stage, timeout in self.timeouts.items():
+            _positive(f"timeouts.{stage}", timeout)
+        return self
+
+    def timeout_for(self, stage: str) -> timedelta:
+        return self.timeouts.get(stage, self.default_timeout)
+
+
+class ChurnRules(_Strict):
+    outcomes: tuple[str, ...] = ("cancellation",)
+    inactivity: Duration | None = timedelta(days=180)
+
+    @model_validator(mode="after")
+    def _check(self) -> ChurnRules:
+        _positive("inactivity", self.inactivity)
+        if not self.outcomes and self.inactivity is None:
+            raise ValueError("churn needs at least one outcome or an inactivity duration")
+        return self
+
+
+class IngestRules(_Strict):
+    allowed_lateness: Duration = timedelta(days=3)
+    earliest_event_date: date = date(2020, 1, 1)
+    max_payload_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024)
+    batch_size: int = Field(default=250_000, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _check(self) -> IngestRules:
+        if self.allowed_lateness < timedelta(0):
+            raise ValueError("allowed_lateness must not be negative")
+        return self
+
+
+class SurveyRules(_Strict):
+    attachment_window: Duration = timedelta(days=7)
+
+    @model_validator(mode="after")
+    def _check(self) -> SurveyRules:
+        _positive("attachment_window", self.attachment_window)
+        return self
+
+
+class PathCleaning(_Strict):
+    collapse_repeats: bool = True
+    ignore_touchpoints: tuple[str, ...] = ()
+    max_path_length: int = Field(default=200, ge=1)
+
+
+class JourneyConfig(_Strict):
+    version: int = Field(default=1, ge=1)
+    stages: tuple[str, ...]
+    touchpoints: dict[str, str] = Field(default_factory=dict)
+    sessions: SessionRules = SessionRules()
+    drop_off: DropOffRules = DropOffRules()
+    churn: ChurnRules = ChurnRules()
+    ingest: IngestRules = IngestRules()
+    surveys: SurveyRules = SurveyRules()
+    path_cleaning: PathCleaning = PathCleaning()
+
+    @model_validator(mode="after")
+    def _check(self) -> JourneyConfig:
+        if not self.stages:
+            raise ValueError("stages must list at least one stage")
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError("stages must not repeat a stage")
+        if UNMAPPED_STAGE in self.stages:
+            raise ValueError(f"'{UNMAPPED_STAGE}' is reserved for touchpoints with no stage")
+        known = set(self.stages)
+        for touchpoint, stage in self.touchpoints.items():
+            if stage not in known:
+                raise ValueError(f"touchpoints.{touchpoint}: unknown stage '{stage}' (stages: {list(self.stages)})")
+        for stage in self.drop_off.timeouts:
+            if stage not in known:
+                raise ValueError(f"drop_off.timeouts.{stage}: unknown stage (stages: {list(self.stages)})")
+        return self
+
+    def stage_of(self, touchpoint: str) -> str:
+        return self.touchpoints.get(touchpoint, UNMAPPED_STAGE)
+
+    def stage_rank(self, stage: str) -> int:
+        """Position in the lifecycle; `unmapped` and unknown stages rank before the first."""
+        try:
+            return self.stages.index(stage)
+        except ValueError:
+            return -1
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the effective rules, written into manifests beside `version`."""
+        canonical = self.model_dump_json()
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def default_config_text() -> str:
+    return resources.files("parcours").joinpath("journey.yaml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None) -> JourneyConfig:
+    """Load and validate a journey configuration; `None` loads the documented default."""
+    if path is None:
+        source, text = "default journey.yaml", default_config_text()
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the configuration ({exc.strerror})") from exc
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "<config>") -> JourneyConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        return JourneyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling against the default journey.yaml)"
+        problems.append(f"{key}: {message}" if key else message)
+    return "; ".join(problems)

@@ -1,0 +1,661 @@
+"""The warehouse on disk: Parquet files published by manifests, and a DuckDB file of views only.
+
+Why this shape: a DuckDB database file admits one read-write process or many read-only ones,
+and a writer cannot even open the file while a BI tool (Metabase, Superset, DBeaver) holds it
+read-only. So no data lives in DuckDB:
+
+* every row is in a Parquet file under ``data/<dataset>/<partition column>=<date>/``;
+* a batch becomes visible only when its manifest ``_manifests/<seq>.json`` is committed, with
+  a hard link that cannot overwrite an existing one. Files of a batch that crashed before its
+  commit are listed by no manifest, so no view reads them (``orphans()`` finds them);
+* ``parcours.duckdb`` holds only views over the committed files. It is rebuilt as a new file
+  and moved into place with ``os.replace``: a BI tool that has the old file open keeps reading
+  the old inode (Linux), and every new connection sees the new views.
+
+The views name the Parquet files by absolute path, because DuckDB resolves a relative path
+against the client's working directory, not against the database file. A moved warehouse
+therefore needs its views rebuilt: ``needs_relocation()`` tells, ``rebuild_views()`` fixes it,
+and every parcours command runs that check on start.
+
+This module is storage only: what a batch contains and when it is committed is the pipeline's
+business.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import duckdb
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from parcours.schemas.contracts import DEAD_LETTER_ARROW, SURVEY_ARROW, TOUCHPOINT_ARROW, UTC_MICROS
+
+# DuckDB 1.x clients (most BI drivers) cannot open a file written with DuckDB 2.0's default
+# storage format; v1.0.0 is the oldest format the 2.0 writer offers and every 1.x reads it.
+STORAGE_VERSION = "v1.0.0"
+MODEL_LAYERS = ("staging", "intermediate", "marts")
+META_VIEW = "parcours_meta"
+
+_SEQ_DIGITS = 10
+_MANIFEST_NAME = re.compile(rf"^(\d{{{_SEQ_DIGITS}}})\.json$")
+_PART = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VIEW_HEADER = re.compile(r"^--\s*view:\s*(\S+)\s*$")
+_BUILD_ALIAS = "parcours_build"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    """A dataset stored as hive-partitioned Parquet.
+
+    `partition_column` is a date32 column of the tables handed to `write_parquet`; it is not
+    stored inside the files but as the directory name, where DuckDB reads it back as a DATE.
+    """
+
+    name: str
+    arrow_schema: pa.Schema
+    partition_column: str
+
+
+def _extend(schema: pa.Schema, *fields: pa.Field) -> pa.Schema:
+    return pa.schema([*schema, *fields])
+
+
+_LINEAGE = (
+    pa.field("source", pa.string()),  # topic name or file path
+    pa.field("source_partition", pa.int32()),
+    pa.field("source_offset", pa.int64()),
+)
+_BATCH = (pa.field("batch_seq", pa.int64()), pa.field("ingested_at", UTC_MICROS))
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "touchpoints",
+            _extend(
+                TOUCHPOINT_ARROW,
+                pa.field("stage_source", pa.string()),
+                pa.field("session_id", pa.string()),
+                pa.field("session_started_at", UTC_MICROS),
+                pa.field("journey_cycle", pa.int32()),
+                pa.field("cycle_type", pa.string()),
+                pa.field("step_index", pa.int32()),
+                *_LINEAGE,
+                *_BATCH,
+            ),
+            "event_date",
+        ),
+        DatasetSpec("survey_answers", _extend(SURVEY_ARROW, *_LINEAGE, *_BATCH), "answered_date"),
+        DatasetSpec("dead_letters", _extend(DEAD_LETTER_ARROW, *_BATCH), "ingested_date"),
+        DatasetSpec(
+            "rewrites",
+            pa.schema(
+                [
+                    pa.field("customer_id", pa.string()),
+                    pa.field("from_at", UTC_MICROS),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "batch_date",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    dataset: str
+    path: str  # relative to the warehouse root, posix: manifests stay valid when the folder moves
+    rows: int
+    bytes: int
+    partition: str  # ISO date, e.g. "2026-01-05"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One committed batch. Immutable once written; the warehouse state is the sum of them."""
+
+    seq: int
+    created_at: str  # UTC ISO 8601
+    config_version: int
+    config_fingerprint: str
+    files: tuple[PublishedFile, ...]
+    offsets: dict[str, dict[int, tuple[int, int]]]  # topic -> partition -> [start, end) of this batch
+    watermarks: dict[str, dict[int, str]]  # topic -> partition -> max landed event time, cumulative
+    counts: dict[str, int]
+    sources: tuple[dict, ...] = field(default=())  # file backfills: {"path", "sha256", "lines": [start, end)}
+
+    def to_json(self) -> bytes:
+        # Indented: manifests are the first thing a person reads when a number looks wrong.
+        return msgspec.json.format(msgspec.json.encode(self), indent=2) + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Manifest:
+        """Decode and type-check (int partition keys, [start, end) pairs) in one pass."""
+        return msgspec.json.decode(data, type=cls)
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse lock: a second run must stop at once, not queue."""
+
+
+class ManifestExists(FileExistsError):
+    """A manifest with this seq is already committed: two writers raced, or a batch was replayed."""
+
+
+class Warehouse:
+    """The warehouse folder. Cheap to construct; folders are created when first written."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        # DuckDB's hive partitioning reads every `key=value` folder of a path as a column, the
+        # warehouse's own parents included: a root under `/data/env=prod/` would add a column.
+        bad = [part for part in self.root.parts if "=" in part]
+        if bad:
+            raise ValueError(f"warehouse root {self.root}: no folder of its path may hold '=' ({bad[0]!r})")
+        self.db_path = self.root / "parcours.duckdb"
+        self.data_dir = self.root / "data"
+        self.manifest_dir = self.root / "_manifests"
+        self.staging_dir = self.root / "_staging"
+        self._lock_fd: int | None = None
+        self._manifest_cache: dict[int, Manifest] = {}
+
+    # -- the writer lock -------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the exclusive writer lock, or raise `WarehouseBusy` at once.
+
+        Non-blocking on purpose: a second `parcours run` started by cron while the first one is
+        still landing should say who holds the warehouse and exit, not pile up behind it.
+        `flock` is released by the kernel when the holder dies, so a crash never leaves a stale
+        lock; the pid and start time written into the file are only there for the message.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        # O_CREAT without O_TRUNC: truncating before holding the lock would erase the holder's note.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                raise WarehouseBusy(_busy_message(self.root, path, fd)) from None
+            note = {"pid": os.getpid(), "since": _utc_iso(datetime.now(UTC)), "command": " ".join(sys.argv)}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(note).encode() + b"\n", 0)
+            self._lock_fd = fd
+            try:
+                yield
+            finally:
+                self._lock_fd = None
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the flock
+
+    @property
+    def locked(self) -> bool:
+        """True while this object holds the writer lock."""
+        return self._lock_fd is not None
+
+    # -- manifests -------------------------------------------------------------------------
+
+    def manifests(self) -> list[Manifest]:
+        """The committed manifests in seq order. Committed files never change, so they are cached."""
+        if not self.manifest_dir.is_dir():
+            return []
+        for entry in os.scandir(self.manifest_dir):
+            match = _MANIFEST_NAME.match(entry.name)  # skips *.tmp of a commit in progress
+            if match is None or int(match.group(1)) in self._manifest_cache:
+                continue
+            manifest = Manifest.from_json(Path(entry.path).read_bytes())
+            if manifest.seq != int(match.group(1)):
+                raise ValueError(f"{entry.path}: holds seq {manifest.seq}, its name says {match.group(1)}")
+            self._manifest_cache[manifest.seq] = manifest
+        return [self._manifest_cache[seq] for seq in sorted(self._manifest_cache)]
+
+    def next_seq(self) -> int:
+        manifests = self.manifests()
+        return manifests[-1].seq + 1 if manifests else 1
+
+    def commit(self, manifest: Manifest) -> None:
+        """Publish a batch atomically: after this returns, and only then, its files are visible.
+
+        The manifest is written and fsynced under a temporary name, then hard-linked to its final
+        name: unlike a rename, `link` fails when the target exists, so a batch can never replace
+        a committed one (`ManifestExists`). The files it lists must already be on disk with the
+        recorded size; `write_parquet` fsynced them before returning.
+        """
+        if manifest.seq < 1:
+            raise ValueError(f"manifest seq must be >= 1, got {manifest.seq}")
+        problems = []
+        for published in manifest.files:
+            path = self.root / published.path
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                problems.append(f"{published.path}: missing")
+                continue
+            if size != published.bytes:
+                problems.append(f"{published.path}: {size} bytes on disk, manifest says {published.bytes}")
+        if problems:
+            listed = "; ".join(problems)
+            raise ValueError(f"manifest {manifest.seq} lists files that are not as written: {listed}")
+        self.manifest_dir.mkdir(parents=True, exist_ok=True)
+        final = self.manifest_dir / f"{manifest.seq:0{_SEQ_DIGITS}d}.json"
+        tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
+        try:
+            _write_durably(tmp, manifest.to_json())
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                raise ManifestExists(
+                    f"manifest seq {manifest.seq} is already committed ({final}); "
+                    f"the next free seq is {self.next_seq()}"
+                ) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(self.manifest_dir)
+        self._manifest_cache[manifest.seq] = manifest
+
+    def offsets(self) -> dict[str, dict[int, int]]:
+        """topic -> partition -> next offset to read: the highest end committed by any batch."""
+        result: dict[str, dict[int, int]] = {}
+        for manifest in self.manifests():
+            for topic, partitions in manifest.offsets.items():
+                known = result.setdefault(topic, {})
+                for partition, (_start, end) in partitions.items():
+                    known[partition] = max(end, known.get(partition, end))
+        return result
+
+    def watermarks(self) -> dict[str, dict[int, datetime]]:
+        """From the latest manifest only: each manifest carries the cumulative watermarks forward."""
+        manifests = self.manifests()
+        if not manifests:
+            return {}
+        return {
+            topic: {partition: datetime.fromisoformat(value) for partition, value in partitions.items()}
+            for topic, partitions in manifests[-1].watermarks.items()
+        }
+
+    def published_files(self, dataset: str) -> list[str]:
+        """Relative paths of the dataset's committed files, in commit order."""
+        _spec(dataset)
+        seen: dict[str, None] = {}
+        for manifest in self.manifests():
+            for published in manifest.files:
+                if published.dataset == dataset:
+                    seen.setdefault(published.path, None)
+        return list(seen)
+
+    # -- Parquet files ---------------------------------------------------------------------
+
+    def new_file_path(self, dataset: str, partition: str, seq: int, part: str) -> Path:
+        """Where a batch's file goes. Deterministic, so a retried batch overwrites its own files
+        instead of adding a second copy next to them."""
+        spec = _spec(dataset)
+        date.fromisoformat(partition)  # raises on anything but an ISO date
+        if seq < 1:
+            raise ValueError(f"batch seq must be >= 1, got {seq}")
+        if not _PART.match(part):
+            raise ValueError(f"file part {part!r}: use 1-64 letters, digits, '_' or '-'")
+        folder = self.data_dir / dataset / f"{spec.partition_column}={partition}"
+        return folder / f"b{seq:0{_SEQ_DIGITS}d}-{part}.parquet"
+
+    def write_parquet(self, dataset: str, table: pa.Table, seq: int, part: str) -> list[PublishedFile]:
+        """Write one batch's rows of a dataset, one zstd Parquet file per partition date.
+
+        Nothing written here is visible until a manifest listing the returned files is committed.
+        Each file is written under a temporary name, fsynced, then renamed, so a final name never
+        holds a half-written file. The table must match the dataset's Arrow schema plus its
+        date32 partition column (any column order): a drifting type would otherwise surface much
+        later as a view that cannot union two files.
+
+        Hand-written rather than `pyarrow.dataset.write_dataset`, which writes to the final
+        names directly and does not fsync.
+        """
+        spec = _spec(dataset)
+        if table.num_rows == 0:
+            return []
+        column = spec.partition_column
+        if column not in table.column_names:
+            raise ValueError(f"{dataset}: the table has no partition column {column!r}")
+        if not table.schema.field(column).type.equals(pa.date32()):
+            kind = table.schema.field(column).type
+            raise ValueError(f"{dataset}: partition column {column!r} must be date32, got {kind}")
+        if table.column(column).null_count:
+            raise ValueError(f"{dataset}: {table.column(column).null_count} rows have no {column}")
+        # A stable sort keeps each partition's rows in input order; one pass, whatever the number of dates.
+        table = table.take(pc.sort_indices(table, sort_keys=[(column, "ascending")]))
+        keys = table.column(column)
+        data = _conform(spec, table.drop_columns([column]))
+        published: list[PublishedFile] = []
+        offset = 0
+        counts = pc.value_counts(keys)
+        counts = counts.take(pc.sort_indices(counts.field("values")))  # the order of the sorted rows
+        for entry in counts.to_pylist():
+            day, rows = entry["values"], entry["counts"]
+            final = self.new_file_path(dataset, day.isoformat(), seq, part)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as sink:
+                    pq.write_table(data.slice(offset, rows), sink, compression="zstd")
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(final.parent)
+            published.append(
+                PublishedFile(
+                    dataset=dataset,
+                    path=final.relative_to(self.root).as_posix(),
+                    rows=rows,
+                    bytes=final.stat().st_size,
+                    partition=day.isoformat(),
+                )
+            )
+            offset += rows
+        return published
+
+    def orphans(self) -> list[Path]:
+        """Files under data/ that no committed manifest lists: left by a batch that crashed
+        before its commit (and temporary files of an interrupted write). While a batch is being
+        written its files are listed here too; only `remove_orphans` under the lock is safe."""
+        if not self.data_dir.is_dir():
+            return []
+        published = {
+            (self.root / published.path) for manifest in self.manifests() for published in manifest.files
+        }
+        return sorted(
+            path
+            for path in self.data_dir.rglob("*")
+            if path.is_file() and path.name.endswith((".parquet", ".tmp")) and path not in published
+        )
+
+    def remove_orphans(self) -> list[Path]:
+        """Delete `orphans()`. Needs the writer lock, or it would delete a running batch's files."""
+        if not self.locked:
+            raise RuntimeError("remove_orphans() needs the warehouse lock: use `with warehouse.lock():`")
+        removed = self.orphans()
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
+
+    # -- the DuckDB file of views ----------------------------------------------------------
+
+    def views_outdated(self) -> str | None:
+        """Why `parcours.duckdb` does not describe this warehouse as it is, or None when it does.
+
+        Reasons: the file is missing or cannot be read (then a rebuild is the safe answer); its
+        views point at another root (the folder was moved or copied: the absolute paths inside
+        are dead); it was built before the latest manifest (a run crashed between commit and
+        rebuild). The file is opened through ATTACH from a fresh in-memory database, because a
+        `duckdb.connect(path)` in a process that already has the file open returns that cached,
+        possibly stale, instance.
+        """
+        if not self.db_path.exists():
+            return f"{self.db_path} does not exist"
+        try:
+            with duckdb.connect(":memory:") as con:
+                con.execute(f"ATTACH {_literal(str(self.db_path))} AS current_views (READ_ONLY)")
+                meta = con.execute(f"select root, last_seq from current_views.{META_VIEW}").fetchone()
+        except duckdb.Error as exc:
+            return f"{self.db_path} cannot be read ({exc})"
+        root, last_seq = meta
+        if root != str(self.root):
+            return f"{self.db_path} has views over {root}, but the warehouse is now at {self.root}"
+        manifests = self.manifests()
+        latest = manifests[-1].seq if manifests else None
+        if last_seq != latest:
+            return f"{self.db_path} was built at manifest {last_seq}, the latest is {latest}"
+        return None
+
+    def needs_relocation(self) -> bool:
+        """True when the views must be rebuilt before anyone queries them, above all because the
+        warehouse folder moved (see `views_outdated` for the reason). Every parcours command calls
+        this on start and then `rebuild_views()`; rebuilding is always safe, so doubt means yes."""
+        return self.views_outdated() is not None
+
+    def rebuild_views(self, sql_dir: Traversable | None = None) -> Path:
+        """Build a new `parcours.duckdb` holding only views, and move it over the old one.
+
+        * `raw_<dataset>`: the dataset's committed files, by absolute path, with the partition
+          column read back from the folder name as a DATE; a typed empty view while a dataset
+          has no file, so BI tools and models still see its columns;
+        * the models of `sql_dir` (default: the `parcours.sql` package), folder by folder
+          (staging, intermediate, marts), each file a `create view`. The view is named after the
+          file unless a header line says `-- view: <name>`. A model that reads a model of the
+          same folder sorting after it is retried once the others exist;
+        * `parcours_meta`: the root the views were built for, when, and from which manifests.
+
+        The file is written in DuckDB's v1.0.0 storage format so DuckDB 1.x clients can open it.
+        Readers holding the old file keep their snapshot; a failed build leaves the old file in
+        place. Builds are serialised by a blocking lock on `.views.lock` (they take milliseconds),
+        and each one reads the manifests under it, so a slow build can never move a file built
+        from fewer manifests over a newer one. Literals are formatted into the DDL because DuckDB
+        takes no bound parameters in a view definition; they are quoted by `_literal`.
+        """
+        models = _read_models(sql_dir if sql_dir is not None else resources.files("parcours.sql"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._views_lock():
+            # Under the lock no other build is running, so any temporary file is a dead build's.
+            for stale in self.root.glob(".parcours.duckdb.*.tmp*"):
+                stale.unlink(missing_ok=True)
+            manifests = self.manifests()
+            tmp = self.root / f".parcours.duckdb.{os.getpid()}.tmp"
+            try:
+                with duckdb.connect(":memory:") as con:
+                    options = f"STORAGE_VERSION {_literal(STORAGE_VERSION)}"
+                    con.execute(f"ATTACH {_literal(str(tmp))} AS {_BUILD_ALIAS} ({options})")
+                    con.execute(f"USE {_BUILD_ALIAS}")
+                    for spec in DATASETS.values():
+                        con.execute(self._raw_view_sql(con, spec))
+                    con.execute(self._meta_view_sql(manifests))
+                    _create_models(con, models)
+                    con.execute("USE memory")
+                    con.execute(f"DETACH {_BUILD_ALIAS}")  # checkpoints: no WAL is left beside the file
+                # A WAL left by someone who opened the old file read-write belongs to the old file:
+                # DuckDB would refuse to open the new one beside it. This file is regenerated, so
+                # nothing a user wrote into it is meant to survive.
+                self.db_path.with_name(self.db_path.name + ".wal").unlink(missing_ok=True)
+                os.replace(tmp, self.db_path)
+            except BaseException:
+                for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                    leftover.unlink(missing_ok=True)
+                raise
+            _fsync_dir(self.root)
+        return self.db_path
+
+    def _raw_view_sql(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> str:
+        name = _quote(f"raw_{spec.name}")
+        paths = [str(self.root / path) for path in self.published_files(spec.name)]
+        if not paths:
+            # Types come from DuckDB's own reading of the Arrow schema, so the empty view has
+            # exactly the types the Parquet files will have once there are some.
+            con.register("parcours_empty", spec.arrow_schema.empty_table())
+            try:
+                described = con.execute("describe select * from parcours_empty").fetchall()
+            finally:
+                con.unregister("parcours_empty")
+            columns = [f"cast(null as {row[1]}) as {_quote(row[0])}" for row in described]
+            columns.append(f"cast(null as DATE) as {_quote(spec.partition_column)}")
+            return f"create view {name} as select {', '.join(columns)} where false"
+        files = ", ".join(_literal(path) for path in paths)
+        return (
+            f"create view {name} as select * from read_parquet([{files}], hive_partitioning = true, "
+            f"hive_types = {{{_literal(spec.partition_column)}: date}}, union_by_name = true)"
+        )
+
+    def _meta_view_sql(self, manifests: list[Manifest]) -> str:
+        last_seq = str(manifests[-1].seq) if manifests else "null"
+        built_at = _utc_iso(datetime.now(UTC))
+        return (
+            f"create view {META_VIEW} as select {_literal(str(self.root))} as root, "
+            f"cast({_literal(built_at)} as TIMESTAMPTZ) as built_at, "
+            f"cast({len(manifests)} as INTEGER) as n_manifests, cast({last_seq} as BIGINT) as last_seq"
+        )
+
+    @contextmanager
+    def _views_lock(self) -> Iterator[None]:
+        fd = os.open(self.root / ".views.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    name: str
+    source: str  # "staging/stg_x.sql", for error messages
+    body: str
+
+
+def _read_models(sql_dir: Traversable) -> list[list[_Model]]:
+    """Read and check every model before anything is built, so a bad file fails the build early."""
+    layers: list[list[_Model]] = []
+    names: dict[str, str] = {f"raw_{name}": "a raw dataset view" for name in DATASETS}
+    names[META_VIEW] = "the metadata view"
+    for layer in MODEL_LAYERS:
+        folder = sql_dir.joinpath(layer)
+        if not folder.is_dir():
+            layers.append([])
+            continue
+        models = []
+        for entry in sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name):
+            source = f"{layer}/{entry.name}"
+            text = entry.read_text(encoding="utf-8")
+            name = _declared_view_name(text) or entry.name.removesuffix(".sql")
+            if not _IDENTIFIER.match(name):
+                raise ValueError(f"{source}: view name {name!r} is not a plain identifier")
+            if name in names:
+                raise ValueError(f"{source}: view {name!r} is already defined by {names[name]}")
+            names[name] = source
+            body = text.rstrip().removesuffix(";").rstrip()
+            if not body:
+                raise ValueError(f"{source}: empty model")
+            models.append(_Model(name, source, body))
+        layers.append(models)
+    return layers
+
+
+def _declared_view_name(text: str) -> str | None:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("--"):
+            return None  # the header comment block is over
+        match = _VIEW_HEADER.match(stripped)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _create_models(con: duckdb.DuckDBPyConnection, layers: list[list[_Model]]) -> None:
+    for models in layers:
+        pending = models
+        while pending:
+            failed: list[tuple[_Model, duckdb.Error]] = []
+            for model in pending:
+                try:
+                    con.execute(f"create view {_quote(model.name)} as\n{model.body}\n")
+                except duckdb.CatalogException as exc:  # most likely reads a model not created yet
+                    failed.append((model, exc))
+                except duckdb.Error as exc:
+                    exc.add_note(f"in SQL model {model.source}")
+                    raise
+            if len(failed) == len(pending):
+                model, exc = failed[0]
+                exc.add_note(f"in SQL model {model.source}")
+                raise exc
+            pending = [model for model, _exc in failed]
+
+
+def _conform(spec: DatasetSpec, table: pa.Table) -> pa.Table:
+    expected = spec.arrow_schema
+    present = set(table.column_names)
+    problems = []
+    if missing := [name for name in expected.names if name not in present]:
+        problems.append(f"missing columns {missing}")
+    if unexpected := [name for name in table.column_names if name not in set(expected.names)]:
+        problems.append(f"unexpected columns {unexpected}")
+    for wanted in expected:
+        if wanted.name not in present:
+            continue
+        actual = table.schema.field(wanted.name).type
+        if not actual.equals(wanted.type):
+            problems.append(f"{wanted.name} is {actual}, expected {wanted.type}")
+        elif not wanted.nullable and table.column(wanted.name).null_count:
+            problems.append(f"{wanted.name} has {table.column(wanted.name).null_count} nulls but is required")
+    if problems:
+        raise ValueError(f"{spec.name}: the table does not match the dataset schema: " + "; ".join(problems))
+    return pa.Table.from_arrays([table.column(name) for name in expected.names], schema=expected)
+
+
+def _spec(dataset: str) -> DatasetSpec:
+    try:
+        return DATASETS[dataset]
+    except KeyError:
+        raise ValueError(f"unknown dataset {dataset!r} (known: {sorted(DATASETS)})") from None
+
+
+def _busy_message(root: Path, path: Path, fd: int) -> str:
+    try:
+        note = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        note = {}
+    holder = f"pid {note.get('pid', '?')} since {note.get('since', '?')}"
+    if note.get("command"):
+        holder += f" ({note['command']})"
+    return f"warehouse {root} is busy: {path} is held by {holder}; let that run finish"
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as sink:
+        sink.write(data)
+        sink.flush()
+        os.fsync(sink.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or link in `path` survive a power cut, not just the file's contents."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with suppress(OSError):  # some filesystems refuse fsync on a directory
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

@@ -1,0 +1,405 @@
+"""The run: plan micro-batches, run the Beam pipeline on each, publish, then commit offsets.
+
+The story of one micro-batch:
+
+    ReadRanges -> Validate -> ShardByCustomer -> Deduplicate -> Sessionize -> AssignJourneys -> Land
+
+then, in the driver and in this order: check that the numbers add up (consumed = landed +
+dead-lettered + duplicates skipped), send the dead letters to their Kafka topic, commit the
+manifest (the one atomic step that makes the batch visible and records its offsets and
+watermarks), rebuild the DuckDB views, and only then mirror the offsets to Kafka's committed
+offsets. The manifest is the source of truth: a crash anywhere before its commit re-runs the
+batch under the same sequence number and file names; a crash after it resumes from the
+manifest's offsets.
+
+The runner comes from the Beam pipeline options (`--runner FlinkRunner ...`); the default,
+named explicitly, is the local FnApiRunner (the DirectRunner would first try to download the
+Prism runner).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from parcours.config import JourneyConfig
+from parcours.kafka import KafkaSettings, make_consumer, make_producer
+from parcours.pipelines.deduplicate import Deduplicate
+from parcours.pipelines.journeys import AssignJourneys
+from parcours.pipelines.land import Land
+from parcours.pipelines.sessionize import Sessionize
+from parcours.pipelines.shard import ShardByCustomer
+from parcours.pipelines.sources import (
+    CHUNK_ROWS,
+    FileRange,
+    OffsetRange,
+    ReadRanges,
+    plan_file_ranges,
+    plan_offset_ranges,
+)
+from parcours.pipelines.state import PublishedFiles
+from parcours.pipelines.validate import Validate
+from parcours.warehouse import Manifest, PublishedFile, Warehouse
+
+log = logging.getLogger(__name__)
+
+LOCAL_RUNNER = "FnApiRunner"
+CONSUMER_GROUP = "parcours"
+DEFAULT_SHARDS = 4
+FILE_KINDS = {"touchpoints.jsonl": "touchpoints", "surveys.jsonl": "surveys"}
+# Fault injection for the crash tests: the process dies on the spot (no cleanup, no finally).
+CRASH_ENV = "PARCOURS_CRASH_AT"
+
+
+class CountsDoNotAddUp(RuntimeError):
+    """consumed != landed + dead-lettered + duplicates skipped: the batch is not published."""
+
+
+@dataclass
+class BatchReport:
+    seq: int
+    consumed: dict[str, int]
+    landed: dict[str, int]
+    dead_lettered: dict[str, int]
+    duplicates_skipped: dict[str, int]
+    relanded: int
+    files: int
+    seconds: float
+
+    @property
+    def total_consumed(self) -> int:
+        return sum(self.consumed.values())
+
+
+@dataclass
+class RunReport:
+    warehouse: Path
+    batches: list[BatchReport] = field(default_factory=list)
+
+    def total(self, name: str) -> int:
+        return sum(sum(getattr(b, name).values()) for b in self.batches)
+
+    @property
+    def seconds(self) -> float:
+        return sum(b.seconds for b in self.batches)
+
+
+def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:
+    """Beam options from the command line; the local FnApiRunner unless a runner is named."""
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_RUNNER
+    return options
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        log.error("fault injection: dying at %s", name)
+        os._exit(137)
+
+
+def build_pipeline(
+    options: PipelineOptions,
+    ranges: list[OffsetRange] | list[FileRange],
+    *,
+    settings: KafkaSettings | None,
+    config: JourneyConfig,
+    files: PublishedFiles,
+    watermarks: dict[str, datetime | None],
+    seq: int,
+    now: datetime,
+    root: str,
+    receipts_path: str,
+    shards: int,
+) -> beam.Pipeline:
+    pipeline = beam.Pipeline(options=options)
+    read = pipeline | "ReadRanges" >> ReadRanges(ranges, settings)
+    checked = read.raw | "Validate" >> Validate(config.ingest, watermarks, now)
+    unique = (
+        checked.valid
+        | "ShardByCustomer" >> ShardByCustomer(shards)
+        | "Deduplicate" >> Deduplicate(files, config.ingest, watermarks)
+    )
+    touchpoints, surveys = unique.fresh | "ByKind" >> beam.Partition(
+        lambda element, _n: 0 if element[0][0] == "touchpoints" else 1, 2
+    )
+    journeys = (
+        touchpoints
+        | "Sessionize" >> Sessionize(files, config.sessions.inactivity_gap, config.sessions.max_duration)
+        | "AssignJourneys" >> AssignJourneys(config)
+    )
+    dead = (checked.dead, unique.dead) | "AllDeadLetters" >> beam.Flatten()
+    landed = (journeys, surveys, dead) | "ToLand" >> beam.Flatten() | "Land" >> Land(root, seq, now)
+    _ = (
+        (landed, read.receipts, unique.receipts)
+        | "AllReceipts" >> beam.Flatten()
+        | "CollectReceipts" >> beam.combiners.ToList()
+        | "WriteReceipts" >> beam.Map(_write_receipts, receipts_path)
+    )
+    return pipeline
+
+
+def _write_receipts(receipts: list[dict], path: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(receipts, handle)
+    os.replace(tmp, path)
+
+
+def _add(into: dict[str, int], values: dict[str, int]) -> None:
+    for key, value in values.items():
+        into[key] = into.get(key, 0) + value
+
+
+def _merge_watermarks(previous: dict[str, dict[int, str]], new: dict[str, dict[int, str]]) -> dict:
+    merged = {source: dict(parts) for source, parts in previous.items()}
+    for source, parts in new.items():
+        for partition, at in parts.items():
+            current = merged.setdefault(source, {}).get(int(partition))
+            if current is None or datetime.fromisoformat(at) > datetime.fromisoformat(current):
+                merged[source][int(partition)] = at
+    return merged
+
+
+def watermark_of(watermarks: dict[str, dict[int, str]], sources: set[str]) -> datetime | None:
+    """Lateness reference: the minimum across a source's partitions of their latest landed time."""
+    times = [datetime.fromisoformat(at) for s in sources for at in watermarks.get(s, {}).values()]
+    return min(times) if times else None
+
+
+class Runner:
+    """Runs micro-batches into one warehouse; holds its lock for the whole run."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        config: JourneyConfig,
+        *,
+        beam_args: Sequence[str] = (),
+        shards: int = DEFAULT_SHARDS,
+        batch_size: int | None = None,
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.config = config
+        self.options = pipeline_options(beam_args)
+        self.shards = shards
+        self.batch_size = batch_size or config.ingest.batch_size
+        self.on_batch = on_batch
+
+    # -- one micro-batch -------------------------------------------------------------------
+    def run_batch(
+        self,
+        ranges: list[OffsetRange] | list[FileRange],
+        *,
+        settings: KafkaSettings | None,
+        source_of_kind: dict[str, set[str]],
+        sources_meta: tuple[dict, ...] = (),
+    ) -> BatchReport:
+        started = time.perf_counter()
+        wh = self.warehouse
+        seq = wh.next_seq()
+        now = datetime.now(UTC).replace(microsecond=0)
+        previous = wh.manifests()[-1].watermarks if wh.manifests() else {}
+        watermarks = {kind: watermark_of(previous, sources) for kind, sources in source_of_kind.items()}
+        files = PublishedFiles(
+            touchpoints=tuple(str(wh.root / p) for p in wh.published_files("touchpoints")),
+            survey_answers=tuple(str(wh.root / p) for p in wh.published_files("survey_answers")),
+            rewrites=tuple(str(wh.root / p) for p in wh.published_files("rewrites")),
+        )
+        staging = wh.staging_dir / f"{seq:010d}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        receipts_path = staging / "receipts.json"
+        pipeline = build_pipeline(
+            self.options, ranges, settings=settings, config=self.config, files=files,
+            watermarks=watermarks, seq=seq, now=now, root=str(wh.root),
+            receipts_path=str(receipts_path), shards=self.shards,
+        )
+        result = pipeline.run()
+        result.wait_until_finish()
+        receipts = json.loads(receipts_path.read_text(encoding="utf-8"))
+
+        consumed: dict[str, int] = {}
+        landed: dict[str, int] = {}
+        dead_by_source: dict[str, int] = {}
+        duplicates: dict[str, int] = {}
+        relanded = 0
+        new_watermarks: dict[str, dict[int, str]] = {}
+        published: list[PublishedFile] = []
+        for receipt in receipts:
+            _add(consumed, receipt.get("consumed", {}))
+            _add(landed, receipt.get("landed", {}))
+            _add(dead_by_source, receipt.get("dead_lettered", {}))
+            _add(duplicates, receipt.get("duplicates_skipped", {}))
+            relanded += sum(receipt.get("relanded", {}).values())
+            for kind_marks in receipt.get("watermarks", {}).values():
+                new_watermarks = _merge_watermarks(new_watermarks, kind_marks)
+            published += [PublishedFile(**f) for f in receipt.get("files", [])]
+        kind_of_source = {source: kind for kind, sources in source_of_kind.items() for source in sources}
+        dead: dict[str, int] = {}
+        for source, n in dead_by_source.items():
+            _add(dead, {kind_of_source.get(source, "unknown"): n})
+        for kind in sorted(set(consumed) | set(landed) | set(dead) | set(duplicates)):
+            parts = (landed.get(kind, 0), dead.get(kind, 0), duplicates.get(kind, 0))
+            if consumed.get(kind, 0) != sum(parts):
+                raise CountsDoNotAddUp(
+                    f"batch {seq}, {kind}: consumed {consumed.get(kind, 0)} != landed {parts[0]} + "
+                    f"dead-lettered {parts[1]} + duplicates skipped {parts[2]}; nothing was published"
+                )
+        _crash_point("before_manifest")
+        if settings is not None and sum(dead.values()):
+            self._send_dead_letters(settings, [f for f in published if f.dataset == "dead_letters"])
+        offsets: dict[str, dict[int, tuple[int, int]]] = {}
+        for r in ranges:
+            if isinstance(r, OffsetRange):
+                start, end = offsets.setdefault(r.topic, {}).get(r.partition, (r.start, r.end))
+                offsets[r.topic][r.partition] = (min(start, r.start), max(end, r.end))
+        manifest = Manifest(
+            seq=seq,
+            created_at=now.isoformat(),
+            config_version=self.config.version,
+            config_fingerprint=self.config.fingerprint,
+            files=tuple(sorted(published, key=lambda f: f.path)),
+            offsets=offsets,
+            watermarks=_merge_watermarks(previous, new_watermarks),
+            counts={
+                "consumed": sum(consumed.values()),
+                "landed": sum(landed.values()),
+                "dead_lettered": sum(dead.values()),
+                "duplicates_skipped": sum(duplicates.values()),
+                "relanded": relanded,
+                **{f"consumed_{k}": v for k, v in consumed.items()},
+                **{f"landed_{k}": v for k, v in landed.items()},
+            },
+            sources=sources_meta,
+        )
+        wh.commit(manifest)
+        shutil.rmtree(staging, ignore_errors=True)
+        wh.rebuild_views()
+        report = BatchReport(
+            seq, consumed, landed, dead, duplicates, relanded, len(published), time.perf_counter() - started
+        )
+        if self.on_batch:
+            self.on_batch(report)
+        return report
+
+    def _send_dead_letters(self, settings: KafkaSettings, files: list[PublishedFile]) -> None:
+        """Mirror this batch's dead letters to the dead-letter topic (at least once)."""
+        import pyarrow.parquet as pq
+
+        producer = make_producer(settings)
+        topic = settings.topics["dead_letters"]
+        try:
+            for published in files:
+                for row in pq.read_table(self.warehouse.root / published.path).to_pylist():
+                    payload = row.pop("payload")
+                    row["payload"] = payload.decode("utf-8", errors="replace")
+                    row["ingested_at"] = row["ingested_at"].isoformat()
+                    key = row["customer_id"].encode() if row["customer_id"] else None
+                    producer.send(topic, value=json.dumps(row).encode(), key=key)
+            producer.flush()
+        finally:
+            producer.close()
+
+    # -- whole runs ------------------------------------------------------------------------
+    def run_kafka(self, settings: KafkaSettings, max_batches: int | None = None) -> RunReport:
+        """Catch up from the published offsets to a snapshot of the end offsets taken now."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        report = RunReport(self.warehouse.root)
+        kind_of_topic = {settings.topics["touchpoints"]: "touchpoints", settings.topics["surveys"]: "surveys"}
+        consumer = make_consumer(settings, group_id=CONSUMER_GROUP)
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in kind_of_topic
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            if not partitions:
+                raise RuntimeError(
+                    f"topics {', '.join(kind_of_topic)} do not exist at {settings.bootstrap}: "
+                    "create them with `parcours produce` or `python -m parcours.kafka ensure-topics`"
+                )
+            end = {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(partitions).items()}
+            beginning = {(tp.topic, tp.partition): o for tp, o in consumer.beginning_offsets(partitions).items()}
+            source_of_kind = {kind: {topic} for topic, kind in kind_of_topic.items()}
+            while max_batches is None or len(report.batches) < max_batches:
+                ranges = plan_offset_ranges(
+                    kind_of_topic, self.warehouse.offsets(), beginning, end, self.batch_size
+                )
+                if not ranges:
+                    break
+                batch = self.run_batch(ranges, settings=settings, source_of_kind=source_of_kind)
+                report.batches.append(batch)
+                _crash_point("before_kafka_commit")
+                self._mirror_offsets(consumer, TopicPartition, OffsetAndMetadata)
+        finally:
+            consumer.close()
+        return report
+
+    def _mirror_offsets(self, consumer, topic_partition, offset_and_metadata) -> None:
+        """Kafka's committed offsets follow the manifest (for lag monitoring), never lead it."""
+        commits = {
+            topic_partition(topic, partition): offset_and_metadata(offset, "", -1)
+            for topic, parts in self.warehouse.offsets().items()
+            for partition, offset in parts.items()
+        }
+        if commits:
+            consumer.commit(commits)
+
+    def run_files(self, data_dir: Path, max_batches: int | None = None) -> RunReport:
+        """Backfill from touchpoints.jsonl / surveys.jsonl, resuming after what was landed."""
+        report = RunReport(self.warehouse.root)
+        found = {kind: (data_dir / name).resolve() for name, kind in FILE_KINDS.items() if (data_dir / name).exists()}
+        if not found:
+            raise FileNotFoundError(f"{data_dir}: neither {' nor '.join(FILE_KINDS)} found")
+        done = self._file_progress()
+        pending = [
+            r
+            for kind, path in sorted(found.items())
+            for r in plan_file_ranges(kind, path, done.get(_file_key(path), 0), min(CHUNK_ROWS, self.batch_size))
+        ]
+        source_of_kind = {kind: {str(path)} for kind, path in found.items()}
+        while pending and (max_batches is None or len(report.batches) < max_batches):
+            batch_ranges: list[FileRange] = []
+            lines = 0
+            while pending and lines + pending[0].lines <= max(self.batch_size, pending[0].lines):
+                lines += pending[0].lines
+                batch_ranges.append(pending.pop(0))
+            meta = tuple(
+                {"path": r.path, "key": _file_key(Path(r.path)), "bytes": [r.start, r.end], "lines": r.lines}
+                for r in batch_ranges
+            )
+            report.batches.append(
+                self.run_batch(batch_ranges, settings=None, source_of_kind=source_of_kind, sources_meta=meta)
+            )
+        return report
+
+    def _file_progress(self) -> dict[str, int]:
+        """File key -> byte offset up to which it was landed (from the manifests)."""
+        done: dict[str, int] = {}
+        for manifest in self.warehouse.manifests():
+            for source in manifest.sources:
+                key = source.get("key")
+                if key:
+                    done[key] = max(done.get(key, 0), source["bytes"][1])
+        return done
+
+
+def _file_key(path: Path) -> str:
+    """A file is identified by path, size and modification time: an edited file starts over."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"

@@ -1,0 +1,113 @@
+"""What the pipeline needs to know of already-landed data, read from published Parquet.
+
+Two look-ups, both restricted to the customers or ids of one shard of one micro-batch:
+* the ids already landed within the lateness horizon, with their payload hash, so a re-sent
+  event is skipped as a duplicate and a different payload under the same id is a conflict;
+* for each touched customer, its current events from the earliest new event onwards (they are
+  recomputed with the new ones) and the latest current event before it (the session and
+  cycle the new events continue).
+
+The "current version" rule is the staging model `stg_parcours__touchpoints.sql`, run here on
+an in-memory DuckDB over the same files the views read, so the pipeline and the views cannot
+disagree on it. Only files listed in committed manifests are read: a crashed batch's files are
+invisible here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+
+
+def _staging_sql(name: str) -> str:
+    return resources.files("parcours.sql").joinpath("staging", f"{name}.sql").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class PublishedFiles:
+    """Absolute paths of the committed Parquet files of each dataset, captured by the driver."""
+
+    touchpoints: tuple[str, ...] = ()
+    survey_answers: tuple[str, ...] = ()
+    rewrites: tuple[str, ...] = ()
+
+
+class LandedState:
+    """An in-memory DuckDB over the published files; one per DoFn instance (opened in setup)."""
+
+    def __init__(self, files: PublishedFiles, touchpoint_schema: pa.Schema, rewrite_schema: pa.Schema) -> None:
+        self._con = duckdb.connect()
+        self._con.execute("set threads = 1")  # Beam gives parallelism; one thread per worker
+        self._define("raw_touchpoints", files.touchpoints, touchpoint_schema, "event_date")
+        self._define("raw_rewrites", files.rewrites, rewrite_schema, "batch_date")
+        self._survey_files = list(files.survey_answers)
+        self._con.execute(
+            "create temp view current_touchpoints as " + _staging_sql("stg_parcours__touchpoints").rstrip().rstrip(";")
+        )
+
+    def _define(self, name: str, paths: tuple[str, ...], schema: pa.Schema, partition: str) -> None:
+        if paths:
+            self._con.execute(
+                f"create temp view {name} as select * from read_parquet($files, hive_partitioning = true, "
+                f"hive_types = {{'{partition}': date}}, union_by_name = true)",
+                {"files": list(paths)},
+            )
+        else:
+            empty = pa.table({f.name: pa.array([], f.type) for f in schema})
+            self._con.register(f"{name}_empty", empty)
+            self._con.execute(f"create temp view {name} as select *, null::date as {partition} from {name}_empty")
+
+    def landed_touchpoint_hashes(self, event_ids: pa.Array, horizon: date | None) -> pa.Table:
+        """(event_id, payload_hash) of current events among `event_ids`, from `horizon` on."""
+        return self._query_ids(
+            "select c.event_id, c.payload_hash from current_touchpoints c semi join ids using (event_id) "
+            "where $horizon is null or c.event_date >= $horizon",
+            pa.table({"event_id": event_ids}),
+            {"horizon": horizon},
+        )
+
+    def landed_survey_hashes(self, response_ids: pa.Array, horizon: date | None) -> pa.Table:
+        if not self._survey_files:
+            return pa.table({"response_id": pa.array([], pa.string()), "payload_hash": pa.array([], pa.uint64())})
+        return self._query_ids(
+            "select s.response_id, s.payload_hash from read_parquet($files, hive_partitioning = true, "
+            "hive_types = {'answered_date': date}, union_by_name = true) s semi join ids using (response_id) "
+            "where $horizon is null or s.answered_date >= $horizon",
+            pa.table({"response_id": response_ids}),
+            {"files": self._survey_files, "horizon": horizon},
+        )
+
+    def _query_ids(self, sql: str, ids: pa.Table, parameters: dict) -> pa.Table:
+        self._con.register("ids", ids)
+        try:
+            return self._con.sql(sql, params=parameters).to_arrow_table()
+        finally:
+            self._con.unregister("ids")
+
+    def customer_history(self, earliest_new: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """(prior, context) for customers in `earliest_new` (customer_id, min_at).
+
+        prior: their current events at or after min_at (to recompute with the new events);
+        context: per customer, the latest current event before min_at.
+        """
+        self._con.register("earliest_new", earliest_new)
+        try:
+            prior = self._con.sql(
+                "select c.* exclude (event_date) from current_touchpoints c join earliest_new n using (customer_id) "
+                "where c.occurred_at >= n.min_at"
+            ).to_arrow_table()
+            context = self._con.sql(
+                "select c.* exclude (event_date) from current_touchpoints c join earliest_new n using (customer_id) "
+                "where c.occurred_at < n.min_at "
+                "qualify row_number() over (partition by c.customer_id order by c.occurred_at desc, c.event_id desc) = 1"
+            ).to_arrow_table()
+        finally:
+            self._con.unregister("earliest_new")
+        return prior, context
+
+    def close(self) -> None:
+        self._con.close()

@@ -1,0 +1,137 @@
+"""Validate: raw payloads -> contract-checked Arrow rows, and dead letters with a reason.
+
+Each raw batch is decoded in one pass (msgspec, in C) by `parcours.schemas.decode_batch`;
+the time checks that need run context are vectorised here:
+* `timestamp_in_future`: event time beyond the wall clock plus a small tolerance;
+* `before_earliest_date`: before the configured earliest valid date;
+* `later_than_allowed_lateness`: older than the event-time watermark of what has already
+  landed minus the allowed lateness. The watermark is the minimum, across the source's
+  partitions, of each partition's latest landed event time (kept in the manifest), never
+  the wall clock: a backfill of old data into an empty warehouse is not late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+from parcours.schemas.contracts import (
+    DEAD_LETTER_ARROW,
+    SURVEY_ANSWER,
+    TOUCHPOINT,
+    UTC_MICROS,
+    Contract,
+    Reason,
+    decode_batch,
+)
+
+from parcours.config import IngestRules
+
+CONTRACTS: dict[str, Contract] = {"touchpoints": TOUCHPOINT, "surveys": SURVEY_ANSWER}
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def dead_letters(
+    raw: pa.Table, index: list[int], reasons: list[str], details: list[str],
+    record_ids: list[str | None], customer_ids: list[str | None],
+) -> pa.Table:
+    """Dead-letter rows for the raw rows at `index`, keeping payload and provenance."""
+    picked = raw.take(pa.array(index, pa.int64())) if index else raw.slice(0, 0)
+    return pa.table(
+        {
+            "reason": pa.array(reasons, pa.string()),
+            "detail": pa.array(details, pa.string()),
+            "source": picked.column("source"),
+            "partition": picked.column("source_partition"),
+            "offset": picked.column("source_offset"),
+            "record_id": pa.array(record_ids, pa.string()),
+            "customer_id": pa.array(customer_ids, pa.string()),
+            "payload": picked.column("payload"),
+            "payload_text": pa.array(
+                [p.decode("utf-8", errors="replace") for p in picked.column("payload").to_pylist()], pa.string()
+            ),
+        },
+        schema=DEAD_LETTER_ARROW,
+    )
+
+
+def check_batch(
+    kind: str, raw: pa.Table, rules: IngestRules, watermark: datetime | None, now: datetime
+) -> tuple[pa.Table, pa.Table]:
+    """Split one raw batch into (valid rows with provenance, dead letters). Pure: tested alone."""
+    contract = CONTRACTS[kind]
+    decoded = decode_batch(contract, raw.column("payload").to_pylist(), rules.max_payload_bytes)
+    valid = decoded.table
+    # The raw payload travels with each row until deduplication, which may dead-letter it.
+    provenance = raw.select(["source", "source_partition", "source_offset", "payload"]).take(
+        pa.array(decoded.valid_index, pa.int64())
+    )
+    for name in provenance.column_names:
+        valid = valid.append_column(name, provenance.column(name))
+
+    dead_index = [r.index for r in decoded.rejects]
+    reasons = [r.reason for r in decoded.rejects]
+    details = [r.detail for r in decoded.rejects]
+    record_ids = [r.record_id for r in decoded.rejects]
+    customer_ids = [r.customer_id for r in decoded.rejects]
+
+    times = valid.column(contract.time_field)
+    earliest = datetime.combine(rules.earliest_event_date, datetime.min.time(), tzinfo=UTC)
+    checks = [
+        (Reason.FUTURE_TIMESTAMP, pc.greater(times, pa.scalar(now + FUTURE_TOLERANCE, UTC_MICROS)),
+         f"after the current time {now.isoformat()} (+{FUTURE_TOLERANCE})"),
+        (Reason.BEFORE_EARLIEST, pc.less(times, pa.scalar(earliest, UTC_MICROS)),
+         f"before the earliest valid date {rules.earliest_event_date.isoformat()}"),
+    ]
+    if watermark is not None:
+        horizon = watermark - rules.allowed_lateness
+        checks.append(
+            (Reason.TOO_LATE, pc.less(times, pa.scalar(horizon, UTC_MICROS)),
+             f"older than the watermark {watermark.isoformat()} minus the allowed lateness {rules.allowed_lateness}")
+        )
+    rejected = pa.array([False] * valid.num_rows, pa.bool_())
+    for reason, mask, why in checks:
+        mask = pc.and_(mask, pc.invert(rejected))
+        hits = pc.indices_nonzero(mask).to_pylist()
+        if hits:
+            rows = valid.take(pa.array(hits, pa.int64()))
+            values = rows.column(contract.time_field).to_pylist()
+            dead_index += [decoded.valid_index[i] for i in hits]
+            reasons += [reason] * len(hits)
+            details += [f"{contract.time_field} {v.isoformat()} is {why}" for v in values]
+            record_ids += rows.column(contract.id_field).to_pylist()
+            customer_ids += rows.column("customer_id").to_pylist()
+            rejected = pc.or_(rejected, mask)
+    valid = valid.filter(pc.invert(rejected))
+    return valid, dead_letters(raw, dead_index, reasons, details, record_ids, customer_ids)
+
+
+class ValidateFn(beam.DoFn):
+    def __init__(self, rules: IngestRules, watermarks: dict[str, datetime | None], now: datetime) -> None:
+        self._rules = rules
+        self._watermarks = watermarks
+        self._now = now
+
+    def process(self, element: tuple[str, pa.Table]) -> Iterator:
+        kind, raw = element
+        valid, dead = check_batch(kind, raw, self._rules, self._watermarks.get(kind), self._now)
+        if valid.num_rows:
+            yield kind, valid
+        if dead.num_rows:
+            yield beam.pvalue.TaggedOutput("dead", dead)
+
+
+class Validate(beam.PTransform):
+    """(kind, raw table) -> (kind, valid rows) as main output, dead-letter tables as `dead`."""
+
+    def __init__(self, rules: IngestRules, watermarks: dict[str, datetime | None], now: datetime) -> None:
+        super().__init__()
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self._fn = ValidateFn(rules, watermarks, now)
+
+    def expand(self, raw):
+        return raw | "CheckContracts" >> beam.ParDo(self._fn).with_outputs("dead", main="valid")
