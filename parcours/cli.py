@@ -163,6 +163,61 @@ def produce(data_dir: Annotated[Path, typer.Argument(help="Folder with touchpoin
         fail("some messages were not acknowledged by the broker")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="Backfill from a folder of touchpoints.jsonl / surveys.jsonl instead of Kafka."),
+    ] = None,
+    warehouse: WarehouseOption = Path("warehouse"),
+    config: ConfigOption = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Messages per micro-batch (default: config).")] = None,
+    max_batches: Annotated[int | None, typer.Option(min=1, help="Stop after this many micro-batches.")] = None,
+    shards: Annotated[int, typer.Option(min=1, help="Customer shards per micro-batch (parallelism).")] = 4,
+) -> None:
+    """Land everything new: Kafka (or files) -> validate -> sessionize -> journeys -> Parquet + views.
+
+    Extra arguments after `--` go to Beam, e.g. `parcours run -- --runner FlinkRunner
+    --flink_master host:8081`; the default runner is the local FnApiRunner.
+    """
+    import logging
+
+    from parcours.kafka import BrokerUnavailable, KafkaSettings
+    from parcours.pipelines.run import CountsDoNotAddUp, Runner
+    from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
+    from parcours.warehouse import Warehouse, WarehouseBusy
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    journey = _load_config(config)
+    wh = Warehouse(warehouse)
+
+    def report(batch) -> None:
+        consumed = batch.total_consumed
+        console.print(
+            f"batch {batch.seq}: consumed {consumed:,} = landed {sum(batch.landed.values()):,} + dead-lettered "
+            f"{sum(batch.dead_lettered.values()):,} + duplicates skipped {sum(batch.duplicates_skipped.values()):,}"
+            f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s)"
+        )
+
+    runner = Runner(wh, journey, beam_args=ctx.args, shards=shards, batch_size=batch_size, on_batch=report)
+    try:
+        with wh.lock():
+            if wh.views_outdated():
+                wh.rebuild_views()
+            wh.remove_orphans()
+            if source is not None:
+                result = runner.run_files(source, max_batches=max_batches)
+            else:
+                result = runner.run_kafka(KafkaSettings.from_env(), max_batches=max_batches)
+    except (WarehouseBusy, BrokerUnavailable, OffsetOutOfRetention, SourceStalled, CountsDoNotAddUp,
+            FileNotFoundError) as exc:
+        fail(str(exc))
+    if not result.batches:
+        console.print("nothing new to land")
+    console.print(f"warehouse: {wh.root}  (DuckDB views: {wh.db_path})")
+
+
 def _broker(action: str) -> None:
     script = REPO_ROOT / "infra" / "kafka.sh"
     if not script.exists():

@@ -155,6 +155,29 @@ class JourneyConfig(_Strict):
         except ValueError:
             return -1
 
+    def settings_record(self) -> dict[str, Any]:
+        """The rules the SQL models need, as plain JSON values (durations in seconds).
+
+        Written into every manifest, so the views are rebuilt from the rules that produced the
+        data, by any command, even one that was not given the configuration file.
+        """
+        seconds = lambda d: None if d is None else int(d.total_seconds())  # noqa: E731
+        return {
+            "config_version": self.version,
+            "config_fingerprint": self.fingerprint,
+            "stages": list(self.stages),
+            "drop_off_timeouts_in_s": {s: seconds(self.drop_off.timeout_for(s)) for s in self.stages},
+            "inactivity_gap_in_s": seconds(self.sessions.inactivity_gap),
+            "max_duration_in_s": seconds(self.sessions.max_duration),
+            "allowed_lateness_in_s": seconds(self.ingest.allowed_lateness),
+            "attachment_window_in_s": seconds(self.surveys.attachment_window),
+            "churn_outcomes": list(self.churn.outcomes),
+            "churn_inactivity_in_s": seconds(self.churn.inactivity),
+            "collapse_repeats": self.path_cleaning.collapse_repeats,
+            "ignore_touchpoints": list(self.path_cleaning.ignore_touchpoints),
+            "max_path_length": self.path_cleaning.max_path_length,
+        }
+
     @property
     def fingerprint(self) -> str:
         """A short hash of the effective rules, written into manifests beside `version`."""

@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import msgspec
@@ -50,6 +51,8 @@ from parcours.schemas.contracts import DEAD_LETTER_ARROW, SURVEY_ARROW, TOUCHPOI
 STORAGE_VERSION = "v1.0.0"
 MODEL_LAYERS = ("staging", "intermediate", "marts")
 META_VIEW = "parcours_meta"
+SETTINGS_VIEW = "parcours_settings"
+STAGES_VIEW = "parcours_stages"
 
 _SEQ_DIGITS = 10
 _MANIFEST_NAME = re.compile(rf"^(\d{{{_SEQ_DIGITS}}})\.json$")
@@ -139,7 +142,8 @@ class Manifest:
     offsets: dict[str, dict[int, tuple[int, int]]]  # topic -> partition -> [start, end) of this batch
     watermarks: dict[str, dict[int, str]]  # topic -> partition -> max landed event time, cumulative
     counts: dict[str, int]
-    sources: tuple[dict, ...] = field(default=())  # file backfills: {"path", "sha256", "lines": [start, end)}
+    sources: tuple[dict, ...] = field(default=())  # file backfills: {"path", "key", "bytes": [start, end)}
+    settings: dict[str, Any] = field(default_factory=dict)  # JourneyConfig.settings_record() of the run
 
     def to_json(self) -> bytes:
         # Indented: manifests are the first thing a person reads when a number looks wrong.
@@ -471,6 +475,8 @@ class Warehouse:
                     for spec in DATASETS.values():
                         con.execute(self._raw_view_sql(con, spec))
                     con.execute(self._meta_view_sql(manifests))
+                    for statement in _settings_views_sql(manifests):
+                        con.execute(statement)
                     _create_models(con, models)
                     con.execute("USE memory")
                     con.execute(f"DETACH {_BUILD_ALIAS}")  # checkpoints: no WAL is left beside the file
@@ -525,6 +531,47 @@ class Warehouse:
             os.close(fd)
 
 
+def _settings_views_sql(manifests: list[Manifest]) -> list[str]:
+    """`parcours_settings` (one row) and `parcours_stages` (one row per lifecycle stage).
+
+    From the latest manifest's settings: the rules that produced the data. Before the first
+    batch, from the default configuration, so the models always find their settings.
+    """
+    settings = manifests[-1].settings if manifests and manifests[-1].settings else None
+    if settings is None:
+        from parcours.config import load_config
+
+        settings = load_config().settings_record()
+
+    def interval(seconds: int | None) -> str:
+        return "cast(null as INTERVAL)" if seconds is None else f"to_seconds(cast({int(seconds)} as BIGINT))"
+
+    def strings(values: list[str]) -> str:
+        return "cast([" + ", ".join(_literal(v) for v in values) + "] as VARCHAR[])"
+
+    row = ", ".join(
+        [
+            f"cast({int(settings['config_version'])} as INTEGER) as config_version",
+            f"{_literal(settings['config_fingerprint'])} as config_fingerprint",
+            f"{interval(settings['inactivity_gap_in_s'])} as inactivity_gap",
+            f"{interval(settings['max_duration_in_s'])} as max_duration",
+            f"{interval(settings['allowed_lateness_in_s'])} as allowed_lateness",
+            f"{interval(settings['attachment_window_in_s'])} as attachment_window",
+            f"{strings(settings['churn_outcomes'])} as churn_outcomes",
+            f"{interval(settings['churn_inactivity_in_s'])} as churn_inactivity",
+            f"{'true' if settings['collapse_repeats'] else 'false'} as collapse_repeats",
+            f"{strings(settings['ignore_touchpoints'])} as ignore_touchpoints",
+            f"cast({int(settings['max_path_length'])} as INTEGER) as max_path_length",
+        ]
+    )
+    stages = " union all ".join(
+        f"select {_literal(stage)} as stage, cast({rank} as INTEGER) as stage_rank, "
+        f"{interval(settings['drop_off_timeouts_in_s'][stage])} as drop_off_timeout"
+        for rank, stage in enumerate(settings["stages"])
+    )
+    return [f"create view {SETTINGS_VIEW} as select {row}", f"create view {STAGES_VIEW} as {stages}"]
+
+
 @dataclass(frozen=True, slots=True)
 class _Model:
     name: str
@@ -537,6 +584,7 @@ def _read_models(sql_dir: Traversable) -> list[list[_Model]]:
     layers: list[list[_Model]] = []
     names: dict[str, str] = {f"raw_{name}": "a raw dataset view" for name in DATASETS}
     names[META_VIEW] = "the metadata view"
+    names[SETTINGS_VIEW] = names[STAGES_VIEW] = "the settings views"
     for layer in MODEL_LAYERS:
         folder = sql_dir.joinpath(layer)
         if not folder.is_dir():

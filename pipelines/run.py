@@ -284,6 +284,7 @@ class Runner:
                 **{f"landed_{k}": v for k, v in landed.items()},
             },
             sources=sources_meta,
+            settings=self.config.settings_record(),
         )
         wh.commit(manifest)
         shutil.rmtree(staging, ignore_errors=True)
