@@ -44,7 +44,7 @@ from typing import Any
 
 import msgspec
 
-from parcours.config import UNMAPPED_STAGE, JourneyConfig
+from parcours.config import JourneyConfig
 from parcours.schemas.contracts import SCHEMA_VERSION, Reason
 
 SECOND_MS = 1_000
@@ -94,13 +94,17 @@ _LOYALTY_STEP_OTHER = (-0.8, 0.0, 0.2, 0.5)
 
 PROMOTER_FROM, DETRACTOR_BELOW = 8.5, 6.5  # on latent loyalty
 REVENUE_MULTIPLIER = {"detractor": 0.85, "passive": 1.0, "promoter": 1.2}
+# Detractors leave more: at each invoice, a chance to cancel of a + b * (6.5 - loyalty).
+DETRACTOR_MONTHLY_CANCEL = (0.04, 0.03)
+# At renewal, the chance to cancel is (a + b * max(0, 7 - loyalty)) * the segment factor.
+RENEWAL_CANCEL = (0.03, 0.06)
 ADD_ON_PER_USAGE_SESSION = {"detractor": 0.01, "passive": 0.02, "promoter": 0.045}
 
 EMERGING_TERMS = {"fr": ("facture erronée", "prélèvement en double"), "en": ("double charge", "wrong invoice")}
 EMERGING_FROM_SHARE = 0.6  # of the period, when not given
 # Chance that an invoice goes wrong: a small constant, plus a ramp from the emerging day.
 _BILLING_INCIDENT_BASE = 0.01
-_BILLING_INCIDENT_RAMP = (0.08, 0.35)  # at the emerging day, at the end of the period
+_BILLING_INCIDENT_RAMP = (0.10, 0.45)  # at the emerging day, at the end of the period
 
 KANO_FEATURES = {
     "mobile": {"5g_access": "one_dimensional", "esim": "attractive", "network_coverage": "must_be",
@@ -157,7 +161,7 @@ _TERM_DAYS = {"mobile": 30, "fibre": 30, "energie": 45}
 _MONTHLY_PRICE = {"mobile": (9.99, 39.99), "fibre": (29.99, 49.99), "energie": (59.0, 179.0)}
 _SEGMENT_PRICE = {"particulier": 1.0, "pro": 1.6, "premium": 2.2}
 _SEGMENT_CANCEL = {"particulier": 1.0, "pro": 0.8, "premium": 0.45}  # premium renews more
-_USAGE_GAP_HOURS = {"mobile": 26.0, "fibre": 50.0, "energie": 100.0}
+_USAGE_GAP_HOURS = {"mobile": 12.0, "fibre": 22.0, "energie": 60.0}
 
 # Touchpoint -> the stage the simulation means it for; the configuration must agree.
 _SIMULATED_STAGE = {
@@ -190,7 +194,10 @@ _TOUCHPOINT_CHANNELS: dict[str, dict[str, float]] = {
     "store_visit": {"store": 1},
     "advisor_chat": {"chat": 3, "app": 1},
     "quote_request": {"web": 2, "call_center": 2, "store": 1},
+    "cart": {"web": 3, "app": 2, "store": 1},
     "checkout": {"web": 3, "app": 2},
+    "store_checkout": {"store": 1},
+    "sales_call": {"call_center": 1},
     "order_confirmation": {"email": 3, "sms": 1},
     "welcome_email": {"email": 1},
     "account_setup": {"web": 2, "app": 3},
@@ -202,6 +209,7 @@ _TOUCHPOINT_CHANNELS: dict[str, dict[str, float]] = {
     "invoice": {"email": 3, "app": 2, "web": 1},
     "loyalty_reward": {"app": 2, "email": 1, "sms": 1},
     "help_center": {"web": 2, "app": 2},
+    "support_call": {"call_center": 1},
     "support_chat": {"chat": 3, "app": 1},
     "complaint": {"call_center": 2, "email": 2, "web": 2, "social": 1, "store": 1},
     "repair": {"store": 2, "other": 1},
@@ -220,11 +228,10 @@ _CALL_HOURS = (9, 20)
 _SESSION_MIN_GAP_MS = 45 * MINUTE_MS  # well above the default 30 min inactivity gap
 
 _CSAT_RATED = {  # touchpoint -> chance of a CSAT survey after it
-    "delivery": 0.5, "support_call": 0.5, "support_chat": 0.4, "help_center": 0.12, "complaint": 0.3,
-    "repair": 0.3, "installation": 0.35, "store_visit": 0.2, "advisor_chat": 0.25, "checkout": 0.15,
+    "delivery": 0.5, "support_call": 0.5, "support_chat": 0.4, "help_center": 0.12, "repair": 0.3, "installation": 0.35, "store_visit": 0.2, "advisor_chat": 0.25, "checkout": 0.15,
     "store_checkout": 0.25, "sales_call": 0.2, "renewal_checkout": 0.15,
 }  # fmt: skip
-_CES_AFTER = {"support_call": 0.35, "support_chat": 0.35, "help_center": 0.15, "complaint": 0.3}
+_CES_AFTER = {"support_call": 0.45, "support_chat": 0.45, "help_center": 0.2}
 _CSAT_WITHOUT_EVENT_ID = 0.15
 
 _TOPIC = {
@@ -315,11 +322,19 @@ _VERBATIMS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     },
 }  # fmt: skip
 _EMERGING_VERBATIMS = {
-    "fr": ("Encore une facture erronée, {n} € de trop.", "J'ai eu un prélèvement en double ce mois-ci.",
-           "Facture erronée puis prélèvement en double, inadmissible.",
-           "Toujours pas remboursé du prélèvement en double."),
-    "en": ("I got a double charge on my card this month.", "Wrong invoice again, {n} € too much.",
-           "Double charge and a wrong invoice, unacceptable.", "Still waiting for a refund of the double charge."),
+    "fr": {
+        "neg": ("Encore une facture erronée, {n} € de trop.", "J'ai eu un prélèvement en double ce mois-ci.",
+                "Facture erronée puis prélèvement en double, inadmissible.",
+                "Toujours pas remboursé du prélèvement en double."),
+        "neu": ("Appel pour une facture erronée, on verra si c'est corrigé.",),
+        "pos": ("Prélèvement en double remboursé rapidement, merci.", "Facture erronée corrigée en un appel."),
+    },
+    "en": {
+        "neg": ("I got a double charge on my card this month.", "Wrong invoice again, {n} € too much.",
+                "Double charge and a wrong invoice, unacceptable.", "Still waiting for a refund of the double charge."),
+        "neu": ("Called about a wrong invoice, we will see if it gets fixed.",),
+        "pos": ("Double charge refunded quickly, thanks.", "Wrong invoice fixed on the first call."),
+    },
 }  # fmt: skip
 
 _FEATURES = {
@@ -663,7 +678,7 @@ class _Journey:
             if self.persona == "phygital" and rng.random() < 0.5:
                 self._move_to_hours(_STORE_HOURS)
                 index = self._emit("store_visit", props={"store_id": f"PAR-{rng.randint(1, 60):03d}"})
-                self._rate(index, "store_visit", CONSIDERATION)
+                self._after_other(CONSIDERATION, self._rate(index, "store_visit", CONSIDERATION))
                 continue
             if rng.random() < 0.1:
                 self._emit("search_result")  # a detour through discovery within the session
@@ -677,7 +692,7 @@ class _Journey:
                 self._emit("review_read", props={"rating_seen": rng.randint(2, 5)})
             if rng.random() < 0.12:
                 index = self._emit("advisor_chat")
-                self._rate(index, "advisor_chat", CONSIDERATION)
+                self._after_other(CONSIDERATION, self._rate(index, "advisor_chat", CONSIDERATION))
             if rng.random() < (0.45 if self.segment == "pro" else 0.06):
                 self._emit("quote_request", props={"lines": rng.randint(2, 40) if self.segment == "pro" else 1})
         self._maybe_abandon(CONSIDERATION)
@@ -799,7 +814,7 @@ class _Journey:
         features = _FEATURES[self.product_line]
         if rng.random() < 0.8:
             self._emit("app_session", props={"app_version": rng.choice(("5.1.0", "5.2.1", "5.3.0"))})
-        for _ in range(rng.randint(1, 4)):
+        for _ in range(rng.randint(1, 5)):
             self._emit("feature_use", props={"feature": rng.choice(features)})
         if rng.random() < ADD_ON_PER_USAGE_SESSION[self._category()]:
             name, price = rng.choice(_ADD_ONS[self.product_line])
@@ -827,8 +842,13 @@ class _Journey:
         self.emerging_incident = emerging
         if incident:
             props["status"] = "disputed"
-        if rng.random() < 0.18:
+            self.topic = "billing"
+        if rng.random() < 0.25:
             self._nps(None, "nps_relational", delay_hours=(1, 48))
+        if self.loyalty < DETRACTOR_BELOW:
+            hazard = DETRACTOR_MONTHLY_CANCEL[0] + DETRACTOR_MONTHLY_CANCEL[1] * (DETRACTOR_BELOW - self.loyalty)
+            if rng.random() < self._spiked(USAGE, hazard):
+                self._cancel(USAGE, reason="dissatisfied")
         return incident
 
     def _support(self, reason: str) -> None:
@@ -861,8 +881,7 @@ class _Journey:
                 level = self._rate(index, "support_chat", SUPPORT)
                 props["resolved"] = level != BELOW
             if level == BELOW and rng.random() < 0.35:
-                complaint = self._emit("complaint", outcome="complaint", props={"reason": reason})
-                self._rate(complaint, "complaint", SUPPORT, level=BELOW)
+                self._emit("complaint", outcome="complaint", props={"reason": reason})
             if self.events[index][1] == "support_call":
                 self._after_moment(SUPPORT, level)
             else:
@@ -876,6 +895,8 @@ class _Journey:
                 self._emit("store_visit", stage=SUPPORT, props={"purpose": "after_sales"})
             index = self._emit("repair", props={"ticket": f"R{rng.getrandbits(32):08X}"})
             self._after_other(SUPPORT, self._rate(index, "repair", SUPPORT))
+        if rng.random() < 0.15:
+            self._nps(len(self.events) - 1, "nps_after_support", delay_hours=(2, 72))
         if abandons:
             self._end("abandoned", SUPPORT)
 
@@ -887,7 +908,8 @@ class _Journey:
             self._start_session(self._after(30.0, min_hours=2.0))
             self._emit("renewal_offer", props={"discount_pct": rng.choice((0, 5, 10, 15))})
         self._start_session(max(self._after(10.0, min_hours=2.0), self.due - rng.randint(0, 48) * HOUR_MS))
-        cancel = (0.03 + 0.045 * max(0.0, 7.0 - self.loyalty)) * _SEGMENT_CANCEL[self.segment]
+        low, slope = RENEWAL_CANCEL
+        cancel = (low + slope * max(0.0, 7.0 - self.loyalty)) * _SEGMENT_CANCEL[self.segment]
         cancel = self._spiked(RENEWAL, cancel)
         lapse = self._spiked(RENEWAL, BASE_ABANDON)
         draw = rng.random()
@@ -907,12 +929,11 @@ class _Journey:
 
     # -- experiences and leaving ---------------------------------------------------------------
 
-    def _rate(self, index: int, touchpoint: str, stage: str, level: int | None = None) -> int:
+    def _rate(self, index: int, touchpoint: str, stage: str) -> int:
         """Draw how the touchpoint went, move loyalty, and maybe ask for CSAT / CES."""
         rng = self.rng
         moment = touchpoint in MOMENTS_OF_TRUTH
-        if level is None:
-            level = _pick(rng, _EXPERIENCE_TABLES[moment])
+        level = _pick(rng, _EXPERIENCE_TABLES[moment])
         step = (_LOYALTY_STEP_MOMENT if moment else _LOYALTY_STEP_OTHER)[level]
         self.loyalty = min(10.0, max(0.0, self.loyalty + step))
         if level in (BELOW, DELIGHT):
@@ -1067,7 +1088,11 @@ class _Journey:
         else:
             fields["event_id"] = self.events[index][7]
         negative = score <= (2 if survey == "csat" else (2 if scale == "1-5" else 3))
-        if rng.random() < (verbatim_chance * 2 if negative else verbatim_chance):
+        if negative:
+            verbatim_chance *= 2
+        if self.emerging_incident and _TOPIC.get(touchpoint) == "support":
+            verbatim_chance = 0.8  # customers describe a new problem in their own words
+        if rng.random() < verbatim_chance:
             sentiment = "neg" if negative else ("pos" if score >= (4 if survey == "csat" else 5) else "neu")
             topic = _TOPIC.get(touchpoint, "general")
             if topic == "support" and self.support_reason == "billing":
@@ -1130,8 +1155,8 @@ class _Journey:
     def _add_verbatim(self, fields: dict[str, Any], topic: str, sentiment: str) -> None:
         rng = self.rng
         language = self.language
-        if topic == "billing" and sentiment == "neg" and self.emerging_incident and rng.random() < 0.85:
-            text = rng.choice(_EMERGING_VERBATIMS[language])
+        if topic == "billing" and self.emerging_incident and rng.random() < 0.85:
+            text = rng.choice(_EMERGING_VERBATIMS[language][sentiment])
         else:
             bank = _VERBATIMS[language]
             by_sentiment = bank.get(topic, bank["general"])
@@ -1182,7 +1207,7 @@ class _Journey:
             }
             if stage is not None:
                 record["stage"] = stage
-            elif channel == "call_center" and len(event_id) % 3 == 0:
+            elif channel == "call_center" and event_id[0] in "0123":
                 record["stage"] = _SIMULATED_STAGE[touchpoint]  # the CRM sends the stage it knows
             known_line = known_line or _SIMULATED_STAGE[touchpoint] != DISCOVERY
             if known_line:
@@ -1357,7 +1382,7 @@ class _Planter:
             days_back = self.earliest_days_before_start + rng.randint(30, 400)
             bad[time_field] = _shift_date(bad[time_field], -days_back)
         elif defect == "in_future":
-            bad[time_field] = "2099" + bad[time_field][4:]
+            bad[time_field] = "2099" + bad[time_field][4:].replace("-02-29", "-02-28")
         elif defect == "id_conflict":  # same id, another payload: a producer bug, not a retry
             if kind == "touchpoints":
                 bad["channel"] = "web" if bad["channel"] != "web" else "app"
@@ -1516,6 +1541,11 @@ class _Truth:
                 "promoter_loyalty_from": PROMOTER_FROM,
                 "detractor_loyalty_below": DETRACTOR_BELOW,
                 "revenue_multiplier": REVENUE_MULTIPLIER,
+                "add_on_chance_per_usage_session": ADD_ON_PER_USAGE_SESSION,
+                "detractor_monthly_cancel": {"base": DETRACTOR_MONTHLY_CANCEL[0],
+                                             "per_loyalty_point_below": DETRACTOR_MONTHLY_CANCEL[1]},
+                "renewal_cancel": {"base": RENEWAL_CANCEL[0], "per_loyalty_point_below_7": RENEWAL_CANCEL[1],
+                                   "segment_factor": _SEGMENT_CANCEL},
             },
             "importance_means": {
                 touchpoint: round(_mean(_IMPORTANCE_DISTRIBUTIONS[level]), 4) for touchpoint, level in IMPORTANCE.items()
@@ -1547,6 +1577,3 @@ class _Truth:
 
 
 __all__ = ["CONTEXT_REASONS", "ChurnSpike", "GenerationSummary", "generate_dataset"]
-
-# Silence "imported but unused" for the constant kept for readers of the config contract.
-_ = UNMAPPED_STAGE

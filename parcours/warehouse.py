@@ -493,24 +493,8 @@ class Warehouse:
         return self.db_path
 
     def _raw_view_sql(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> str:
-        name = _quote(f"raw_{spec.name}")
         paths = [str(self.root / path) for path in self.published_files(spec.name)]
-        if not paths:
-            # Types come from DuckDB's own reading of the Arrow schema, so the empty view has
-            # exactly the types the Parquet files will have once there are some.
-            con.register("parcours_empty", spec.arrow_schema.empty_table())
-            try:
-                described = con.execute("describe select * from parcours_empty").fetchall()
-            finally:
-                con.unregister("parcours_empty")
-            columns = [f"cast(null as {row[1]}) as {_quote(row[0])}" for row in described]
-            columns.append(f"cast(null as DATE) as {_quote(spec.partition_column)}")
-            return f"create view {name} as select {', '.join(columns)} where false"
-        files = ", ".join(_literal(path) for path in paths)
-        return (
-            f"create view {name} as select * from read_parquet([{files}], hive_partitioning = true, "
-            f"hive_types = {{{_literal(spec.partition_column)}: date}}, union_by_name = true)"
-        )
+        return raw_view_sql(con, spec, paths)
 
     def _meta_view_sql(self, manifests: list[Manifest]) -> str:
         last_seq = str(manifests[-1].seq) if manifests else "null"
@@ -699,6 +683,34 @@ def _fsync_dir(path: Path) -> None:
 
 def _utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def raw_view_sql(
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, paths: list[str], *, temporary: bool = False
+) -> str:
+    """`create view raw_<dataset>` over the given files; typed and empty when there are none.
+
+    Shared by the views file and by the pipeline's own look-ups of landed data, so both read
+    the same files the same way.
+    """
+    name = _quote(f"raw_{spec.name}")
+    create = "create temp view" if temporary else "create view"
+    if not paths:
+        # Types come from DuckDB's own reading of the Arrow schema, so the empty view has
+        # exactly the types the Parquet files will have once there are some.
+        con.register("parcours_empty", spec.arrow_schema.empty_table())
+        try:
+            described = con.execute("describe select * from parcours_empty").fetchall()
+        finally:
+            con.unregister("parcours_empty")
+        columns = [f"cast(null as {row[1]}) as {_quote(row[0])}" for row in described]
+        columns.append(f"cast(null as DATE) as {_quote(spec.partition_column)}")
+        return f"{create} {name} as select {', '.join(columns)} where false"
+    files = ", ".join(_literal(path) for path in paths)
+    return (
+        f"{create} {name} as select * from read_parquet([{files}], hive_partitioning = true, "
+        f"hive_types = {{{_literal(spec.partition_column)}: date}}, union_by_name = true)"
+    )
 
 
 def _literal(text: str) -> str:

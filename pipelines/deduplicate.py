@@ -59,9 +59,7 @@ class DeduplicateFn(beam.DoFn):
         self._state: LandedState | None = None
 
     def setup(self) -> None:
-        from parcours.warehouse import DATASETS
-
-        self._state = LandedState(self._files, DATASETS["touchpoints"].arrow_schema, DATASETS["rewrites"].arrow_schema)
+        self._state = LandedState(self._files)
 
     def process(self, element: tuple[tuple[str, int], pa.Table]) -> Iterator:
         (kind, shard), table = element

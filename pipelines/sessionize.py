@@ -161,9 +161,7 @@ class SessionizeFn(beam.DoFn):
         self._state: LandedState | None = None
 
     def setup(self) -> None:
-        from parcours.warehouse import DATASETS
-
-        self._state = LandedState(self._files, DATASETS["touchpoints"].arrow_schema, DATASETS["rewrites"].arrow_schema)
+        self._state = LandedState(self._files)
 
     def process(self, element: tuple[tuple[str, int], pa.Table]) -> Iterator[ShardWork]:
         (_kind, shard), new = element

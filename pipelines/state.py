@@ -39,27 +39,20 @@ class PublishedFiles:
 class LandedState:
     """An in-memory DuckDB over the published files; one per DoFn instance (opened in setup)."""
 
-    def __init__(self, files: PublishedFiles, touchpoint_schema: pa.Schema, rewrite_schema: pa.Schema) -> None:
+    def __init__(self, files: PublishedFiles) -> None:
+        from parcours.warehouse import DATASETS, raw_view_sql
+
         self._con = duckdb.connect()
         self._con.execute("set threads = 1")  # Beam gives parallelism; one thread per worker
-        self._define("raw_touchpoints", files.touchpoints, touchpoint_schema, "event_date")
-        self._define("raw_rewrites", files.rewrites, rewrite_schema, "batch_date")
-        self._survey_files = list(files.survey_answers)
+        for name, paths in (
+            ("touchpoints", files.touchpoints),
+            ("survey_answers", files.survey_answers),
+            ("rewrites", files.rewrites),
+        ):
+            self._con.execute(raw_view_sql(self._con, DATASETS[name], list(paths), temporary=True))
         self._con.execute(
             "create temp view current_touchpoints as " + _staging_sql("stg_parcours__touchpoints").rstrip().rstrip(";")
         )
-
-    def _define(self, name: str, paths: tuple[str, ...], schema: pa.Schema, partition: str) -> None:
-        if paths:
-            self._con.execute(
-                f"create temp view {name} as select * from read_parquet($files, hive_partitioning = true, "
-                f"hive_types = {{'{partition}': date}}, union_by_name = true)",
-                {"files": list(paths)},
-            )
-        else:
-            empty = pa.table({f.name: pa.array([], f.type) for f in schema})
-            self._con.register(f"{name}_empty", empty)
-            self._con.execute(f"create temp view {name} as select *, null::date as {partition} from {name}_empty")
 
     def landed_touchpoint_hashes(self, event_ids: pa.Array, horizon: date | None) -> pa.Table:
         """(event_id, payload_hash) of current events among `event_ids`, from `horizon` on."""
@@ -71,14 +64,11 @@ class LandedState:
         )
 
     def landed_survey_hashes(self, response_ids: pa.Array, horizon: date | None) -> pa.Table:
-        if not self._survey_files:
-            return pa.table({"response_id": pa.array([], pa.string()), "payload_hash": pa.array([], pa.uint64())})
         return self._query_ids(
-            "select s.response_id, s.payload_hash from read_parquet($files, hive_partitioning = true, "
-            "hive_types = {'answered_date': date}, union_by_name = true) s semi join ids using (response_id) "
+            "select s.response_id, s.payload_hash from raw_survey_answers s semi join ids using (response_id) "
             "where $horizon is null or s.answered_date >= $horizon",
             pa.table({"response_id": response_ids}),
-            {"files": self._survey_files, "horizon": horizon},
+            {"horizon": horizon},
         )
 
     def _query_ids(self, sql: str, ids: pa.Table, parameters: dict) -> pa.Table:

@@ -377,6 +377,8 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
     assert query(db, "select count(*) from duckdb_tables() where database_name = 'parcours'") == [(0,)]
     assert query(db, "select view_name from duckdb_views() where database_name = 'parcours' order by 1") == [
         ("parcours_meta",),
+        ("parcours_settings",),
+        ("parcours_stages",),
         ("raw_dead_letters",),
         ("raw_rewrites",),
         ("raw_survey_answers",),
