@@ -56,6 +56,23 @@ def _progress() -> Progress:
     )
 
 
+def _quiet_beam_import() -> None:
+    """Import Beam with its import-time warnings about optional cloud extras silenced.
+
+    apache_beam warns at import that the GCP client libraries are missing; parcours does not
+    use them, and the warning on every command would hide the ones that matter.
+    """
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        import apache_beam  # noqa: F401
+    finally:
+        root.setLevel(level)
+
+
 def _load_config(path: Path | None):
     from parcours.config import ConfigError, load_config
 
@@ -183,12 +200,13 @@ def run(
     """
     import logging
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_beam_import()
     from parcours.kafka import BrokerUnavailable, KafkaSettings
     from parcours.pipelines.run import CountsDoNotAddUp, Runner
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
     from parcours.warehouse import Warehouse, WarehouseBusy
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     journey = _load_config(config)
     wh = Warehouse(warehouse)
 

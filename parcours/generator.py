@@ -32,6 +32,7 @@ on its own, so a million events never sit in memory as objects.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import random
@@ -40,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -53,8 +54,14 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
 DISCOVERY, CONSIDERATION, PURCHASE, ACTIVATION, USAGE, SUPPORT, RENEWAL = (
-    "discovery", "consideration", "purchase", "activation", "usage", "support", "renewal",
-)  # fmt: skip
+    "discovery",
+    "consideration",
+    "purchase",
+    "activation",
+    "usage",
+    "support",
+    "renewal",
+)
 
 # --------------------------------------------------------------------------------------------
 # Planted effects: one place, copied into truth.json.
@@ -100,20 +107,35 @@ DETRACTOR_MONTHLY_CANCEL = (0.04, 0.03)
 RENEWAL_CANCEL = (0.03, 0.06)
 ADD_ON_PER_USAGE_SESSION = {"detractor": 0.01, "passive": 0.02, "promoter": 0.045}
 
-EMERGING_TERMS = {"fr": ("facture erronée", "prélèvement en double"), "en": ("double charge", "wrong invoice")}
+EMERGING_TERMS = {
+    "fr": ("facture erronée", "prélèvement en double"),
+    "en": ("double charge", "wrong invoice"),
+}
 EMERGING_FROM_SHARE = 0.6  # of the period, when not given
 # Chance that an invoice goes wrong: a small constant, plus a ramp from the emerging day.
 _BILLING_INCIDENT_BASE = 0.01
 _BILLING_INCIDENT_RAMP = (0.10, 0.45)  # at the emerging day, at the end of the period
 
 KANO_FEATURES = {
-    "mobile": {"5g_access": "one_dimensional", "esim": "attractive", "network_coverage": "must_be",
-               "paper_invoice": "indifferent"},
-    "fibre": {"wifi_6_box": "attractive", "installation_slot_choice": "one_dimensional",
-              "stable_connection": "must_be", "tv_option": "indifferent"},
-    "energie": {"green_energy": "attractive", "fixed_price": "one_dimensional",
-                "billing_accuracy": "must_be", "smart_meter_app": "indifferent"},
-}  # fmt: skip
+    "mobile": {
+        "5g_access": "one_dimensional",
+        "esim": "attractive",
+        "network_coverage": "must_be",
+        "paper_invoice": "indifferent",
+    },
+    "fibre": {
+        "wifi_6_box": "attractive",
+        "installation_slot_choice": "one_dimensional",
+        "stable_connection": "must_be",
+        "tv_option": "indifferent",
+    },
+    "energie": {
+        "green_energy": "attractive",
+        "fixed_price": "one_dimensional",
+        "billing_accuracy": "must_be",
+        "smart_meter_app": "indifferent",
+    },
+}
 # (functional, dysfunctional) answer codes: 1 like, 2 expect, 3 neutral, 4 live with, 5 dislike.
 _KANO_TYPICAL = {
     "attractive": ((1, 3), (1, 4)),
@@ -131,9 +153,15 @@ _IMPORTANCE_DISTRIBUTIONS = {
     "low": {5: 0.05, 4: 0.2, 3: 0.4, 2: 0.25, 1: 0.1},
 }
 IMPORTANCE = {
-    "delivery": "high", "support_call": "high", "invoice": "rather_high", "installation": "rather_high",
-    "checkout": "medium", "app_session": "medium", "store_visit": "low", "loyalty_reward": "low",
-}  # fmt: skip
+    "delivery": "high",
+    "support_call": "high",
+    "invoice": "rather_high",
+    "installation": "rather_high",
+    "checkout": "medium",
+    "app_session": "medium",
+    "store_visit": "low",
+    "loyalty_reward": "low",
+}
 
 # --------------------------------------------------------------------------------------------
 # Customers: segments, product lines, channel habits.
@@ -147,12 +175,47 @@ _PERSONAS = {  # channel habits, by segment
     "premium": {"digital": 0.40, "phygital": 0.40, "phone": 0.15, "social": 0.05},
 }
 _CHANNEL_AFFINITY = {
-    "digital": {"web": 3, "app": 4, "store": 0.5, "call_center": 0.5, "email": 2, "sms": 1, "social": 1, "chat": 2},
-    "phygital": {"web": 2, "app": 1.5, "store": 4, "call_center": 1.5, "email": 2, "sms": 1.5, "social": 0.5,
-                 "chat": 0.5},
-    "phone": {"web": 1.5, "app": 1, "store": 1, "call_center": 5, "email": 1.5, "sms": 2, "social": 0.3, "chat": 0.5},
-    "social": {"web": 2, "app": 3, "store": 0.5, "call_center": 0.5, "email": 1, "sms": 1, "social": 5, "chat": 3},
-}  # fmt: skip
+    "digital": {
+        "web": 3,
+        "app": 4,
+        "store": 0.5,
+        "call_center": 0.5,
+        "email": 2,
+        "sms": 1,
+        "social": 1,
+        "chat": 2,
+    },
+    "phygital": {
+        "web": 2,
+        "app": 1.5,
+        "store": 4,
+        "call_center": 1.5,
+        "email": 2,
+        "sms": 1.5,
+        "social": 0.5,
+        "chat": 0.5,
+    },
+    "phone": {
+        "web": 1.5,
+        "app": 1,
+        "store": 1,
+        "call_center": 5,
+        "email": 1.5,
+        "sms": 2,
+        "social": 0.3,
+        "chat": 0.5,
+    },
+    "social": {
+        "web": 2,
+        "app": 3,
+        "store": 0.5,
+        "call_center": 0.5,
+        "email": 1,
+        "sms": 1,
+        "social": 5,
+        "chat": 3,
+    },
+}
 _LANGUAGES = {"fr": 0.8, "en": 0.2}
 # Where customers live: their devices stamp local time. Paris follows EU summer time.
 _TIMEZONES = {"Europe/Paris": 0.92, "+04:00": 0.05, "-04:00": 0.03}
@@ -165,21 +228,42 @@ _USAGE_GAP_HOURS = {"mobile": 12.0, "fibre": 22.0, "energie": 60.0}
 
 # Touchpoint -> the stage the simulation means it for; the configuration must agree.
 _SIMULATED_STAGE = {
-    "ad_impression": DISCOVERY, "social_post": DISCOVERY, "search_result": DISCOVERY,
-    "referral_visit": DISCOVERY, "newsletter_open": DISCOVERY,
-    "home_page": CONSIDERATION, "product_page": CONSIDERATION, "price_comparison": CONSIDERATION,
-    "review_read": CONSIDERATION, "store_visit": CONSIDERATION, "advisor_chat": CONSIDERATION,
+    "ad_impression": DISCOVERY,
+    "social_post": DISCOVERY,
+    "search_result": DISCOVERY,
+    "referral_visit": DISCOVERY,
+    "newsletter_open": DISCOVERY,
+    "home_page": CONSIDERATION,
+    "product_page": CONSIDERATION,
+    "price_comparison": CONSIDERATION,
+    "review_read": CONSIDERATION,
+    "store_visit": CONSIDERATION,
+    "advisor_chat": CONSIDERATION,
     "quote_request": CONSIDERATION,
-    "cart": PURCHASE, "checkout": PURCHASE, "store_checkout": PURCHASE, "sales_call": PURCHASE,
+    "cart": PURCHASE,
+    "checkout": PURCHASE,
+    "store_checkout": PURCHASE,
+    "sales_call": PURCHASE,
     "order_confirmation": PURCHASE,
-    "welcome_email": ACTIVATION, "account_setup": ACTIVATION, "delivery": ACTIVATION,
-    "installation": ACTIVATION, "first_login": ACTIVATION,
-    "app_session": USAGE, "feature_use": USAGE, "invoice": USAGE, "loyalty_reward": USAGE,
-    "help_center": SUPPORT, "support_call": SUPPORT, "support_chat": SUPPORT, "complaint": SUPPORT,
+    "welcome_email": ACTIVATION,
+    "account_setup": ACTIVATION,
+    "delivery": ACTIVATION,
+    "installation": ACTIVATION,
+    "first_login": ACTIVATION,
+    "app_session": USAGE,
+    "feature_use": USAGE,
+    "invoice": USAGE,
+    "loyalty_reward": USAGE,
+    "help_center": SUPPORT,
+    "support_call": SUPPORT,
+    "support_chat": SUPPORT,
+    "complaint": SUPPORT,
     "repair": SUPPORT,
-    "renewal_reminder": RENEWAL, "renewal_offer": RENEWAL, "renewal_checkout": RENEWAL,
+    "renewal_reminder": RENEWAL,
+    "renewal_offer": RENEWAL,
+    "renewal_checkout": RENEWAL,
     "cancellation_request": RENEWAL,
-}  # fmt: skip
+}
 
 _TOUCHPOINT_CHANNELS: dict[str, dict[str, float]] = {
     "ad_impression": {"social": 3, "web": 3, "app": 1},
@@ -228,48 +312,91 @@ _CALL_HOURS = (9, 20)
 _SESSION_MIN_GAP_MS = 45 * MINUTE_MS  # well above the default 30 min inactivity gap
 
 _CSAT_RATED = {  # touchpoint -> chance of a CSAT survey after it
-    "delivery": 0.5, "support_call": 0.5, "support_chat": 0.4, "help_center": 0.12, "repair": 0.3, "installation": 0.35, "store_visit": 0.2, "advisor_chat": 0.25, "checkout": 0.15,
-    "store_checkout": 0.25, "sales_call": 0.2, "renewal_checkout": 0.15,
-}  # fmt: skip
+    "delivery": 0.5,
+    "support_call": 0.5,
+    "support_chat": 0.4,
+    "help_center": 0.12,
+    "repair": 0.3,
+    "installation": 0.35,
+    "store_visit": 0.2,
+    "advisor_chat": 0.25,
+    "checkout": 0.15,
+    "store_checkout": 0.25,
+    "sales_call": 0.2,
+    "renewal_checkout": 0.15,
+}
 _CES_AFTER = {"support_call": 0.45, "support_chat": 0.45, "help_center": 0.2}
 _CSAT_WITHOUT_EVENT_ID = 0.15
 
 _TOPIC = {
-    "delivery": "delivery", "installation": "installation", "support_call": "support",
-    "support_chat": "support", "help_center": "support", "complaint": "support", "repair": "support",
-    "store_visit": "store", "advisor_chat": "store", "checkout": "purchase", "store_checkout": "purchase",
-    "sales_call": "purchase", "renewal_checkout": "price", "invoice": "billing",
-}  # fmt: skip
+    "delivery": "delivery",
+    "installation": "installation",
+    "support_call": "support",
+    "support_chat": "support",
+    "help_center": "support",
+    "repair": "support",
+    "store_visit": "store",
+    "advisor_chat": "store",
+    "checkout": "purchase",
+    "store_checkout": "purchase",
+    "sales_call": "purchase",
+    "renewal_checkout": "price",
+    "invoice": "billing",
+}
 
 # Short verbatims by language, topic and sentiment. None of them contains an emerging term.
 _VERBATIMS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     "fr": {
         "delivery": {
-            "neg": ("Livraison avec {n} jours de retard et aucun suivi.", "Colis arrivé abîmé, j'ai dû tout renvoyer.",
-                    "Le livreur n'est jamais passé, colis récupéré au dépôt."),
+            "neg": (
+                "Livraison avec {n} jours de retard et aucun suivi.",
+                "Colis arrivé abîmé, j'ai dû tout renvoyer.",
+                "Le livreur n'est jamais passé, colis récupéré au dépôt.",
+            ),
             "pos": ("Livraison rapide, colis bien emballé.", "Reçu dès le lendemain, parfait."),
         },
         "installation": {
-            "neg": ("Le technicien n'est pas venu au rendez-vous.", "Installation bâclée, la box ne marchait pas le soir même.",
-                    "Trois rendez-vous pour une simple installation."),
-            "pos": ("Technicien ponctuel et très professionnel.", "Installation rapide, tout a marché du premier coup."),
+            "neg": (
+                "Le technicien n'est pas venu au rendez-vous.",
+                "Installation bâclée, la box ne marchait pas le soir même.",
+                "Trois rendez-vous pour une simple installation.",
+            ),
+            "pos": (
+                "Technicien ponctuel et très professionnel.",
+                "Installation rapide, tout a marché du premier coup.",
+            ),
         },
         "support": {
-            "neg": ("J'ai attendu {n} minutes au téléphone pour rien.", "Troisième appel et toujours aucune solution.",
-                    "On me renvoie d'un service à l'autre, c'est épuisant."),
-            "pos": ("Conseiller très à l'écoute, problème réglé en un appel.", "Réponse claire et rapide, merci."),
+            "neg": (
+                "J'ai attendu {n} minutes au téléphone pour rien.",
+                "Troisième appel et toujours aucune solution.",
+                "On me renvoie d'un service à l'autre, c'est épuisant.",
+            ),
+            "pos": (
+                "Conseiller très à l'écoute, problème réglé en un appel.",
+                "Réponse claire et rapide, merci.",
+            ),
         },
         "billing": {
-            "neg": ("Je ne comprends rien à ma facture.", "Des frais de {n} € sont apparus sans explication.",
-                    "Le montant prélevé ne correspond pas à mon offre."),
+            "neg": (
+                "Je ne comprends rien à ma facture.",
+                "Des frais de {n} € sont apparus sans explication.",
+                "Le montant prélevé ne correspond pas à mon offre.",
+            ),
             "pos": ("Facture claire et conforme à mon offre.",),
         },
         "purchase": {
-            "neg": ("Commande compliquée, le paiement a échoué deux fois.", "Le site a planté pendant la commande."),
+            "neg": (
+                "Commande compliquée, le paiement a échoué deux fois.",
+                "Le site a planté pendant la commande.",
+            ),
             "pos": ("Commande simple et rapide.", "Souscription en ligne en quelques minutes."),
         },
         "store": {
-            "neg": ("Beaucoup trop d'attente en boutique.", "Vendeur pressé qui ne connaissait pas les offres."),
+            "neg": (
+                "Beaucoup trop d'attente en boutique.",
+                "Vendeur pressé qui ne connaissait pas les offres.",
+            ),
             "pos": ("Vendeur de bon conseil en boutique.", "Accueil chaleureux en magasin."),
         },
         "price": {
@@ -277,29 +404,48 @@ _VERBATIMS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "pos": ("Bon rapport qualité-prix.", "Offre de renouvellement intéressante."),
         },
         "general": {
-            "neg": ("Très déçu, je vais sûrement partir à la concurrence.", "Service client injoignable, je ne recommande pas."),
+            "neg": (
+                "Très déçu, je vais sûrement partir à la concurrence.",
+                "Service client injoignable, je ne recommande pas.",
+            ),
             "neu": ("Correct, sans plus.", "Rien à signaler.", "Ça fait le travail."),
-            "pos": ("Je recommande sans hésiter.", "Très satisfait depuis le début.", "Réseau fiable et appli pratique."),
+            "pos": (
+                "Je recommande sans hésiter.",
+                "Très satisfait depuis le début.",
+                "Réseau fiable et appli pratique.",
+            ),
         },
     },
     "en": {
         "delivery": {
-            "neg": ("Delivery was {n} days late and tracking never updated.", "The parcel arrived damaged.",
-                    "The courier never came, I had to pick it up myself."),
+            "neg": (
+                "Delivery was {n} days late and tracking never updated.",
+                "The parcel arrived damaged.",
+                "The courier never came, I had to pick it up myself.",
+            ),
             "pos": ("Fast delivery, well packed.", "Arrived the next day, great."),
         },
         "installation": {
-            "neg": ("The technician missed the appointment.", "Sloppy installation, the box did not work that evening."),
+            "neg": (
+                "The technician missed the appointment.",
+                "Sloppy installation, the box did not work that evening.",
+            ),
             "pos": ("Punctual and very professional technician.", "Quick installation, worked first time."),
         },
         "support": {
-            "neg": ("Waited {n} minutes on hold and nothing was solved.", "Third call and still no fix.",
-                    "Passed from one department to another, exhausting."),
+            "neg": (
+                "Waited {n} minutes on hold and nothing was solved.",
+                "Third call and still no fix.",
+                "Passed from one department to another, exhausting.",
+            ),
             "pos": ("Friendly agent, fixed on the first call.", "Clear and quick answer, thanks."),
         },
         "billing": {
-            "neg": ("I can't make sense of my bill.", "A {n} € fee appeared with no explanation.",
-                    "The amount taken does not match my plan."),
+            "neg": (
+                "I can't make sense of my bill.",
+                "A {n} € fee appeared with no explanation.",
+                "The amount taken does not match my plan.",
+            ),
             "pos": ("Clear bill, matches my plan.",),
         },
         "purchase": {
@@ -315,27 +461,44 @@ _VERBATIMS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "pos": ("Good value for money.", "Nice renewal offer."),
         },
         "general": {
-            "neg": ("Very disappointed, probably switching provider.", "Customer service unreachable, would not recommend."),
+            "neg": (
+                "Very disappointed, probably switching provider.",
+                "Customer service unreachable, would not recommend.",
+            ),
             "neu": ("Fine, nothing more.", "Nothing to report.", "Does the job."),
-            "pos": ("Would recommend without hesitation.", "Very happy since day one.", "Reliable network and handy app."),
+            "pos": (
+                "Would recommend without hesitation.",
+                "Very happy since day one.",
+                "Reliable network and handy app.",
+            ),
         },
     },
-}  # fmt: skip
+}
 _EMERGING_VERBATIMS = {
     "fr": {
-        "neg": ("Encore une facture erronée, {n} € de trop.", "J'ai eu un prélèvement en double ce mois-ci.",
-                "Facture erronée puis prélèvement en double, inadmissible.",
-                "Toujours pas remboursé du prélèvement en double."),
+        "neg": (
+            "Encore une facture erronée, {n} € de trop.",
+            "J'ai eu un prélèvement en double ce mois-ci.",
+            "Facture erronée puis prélèvement en double, inadmissible.",
+            "Toujours pas remboursé du prélèvement en double.",
+        ),
         "neu": ("Appel pour une facture erronée, on verra si c'est corrigé.",),
-        "pos": ("Prélèvement en double remboursé rapidement, merci.", "Facture erronée corrigée en un appel."),
+        "pos": (
+            "Prélèvement en double remboursé rapidement, merci.",
+            "Facture erronée corrigée en un appel.",
+        ),
     },
     "en": {
-        "neg": ("I got a double charge on my card this month.", "Wrong invoice again, {n} € too much.",
-                "Double charge and a wrong invoice, unacceptable.", "Still waiting for a refund of the double charge."),
+        "neg": (
+            "I got a double charge on my card this month.",
+            "Wrong invoice again, {n} € too much.",
+            "Double charge and a wrong invoice, unacceptable.",
+            "Still waiting for a refund of the double charge.",
+        ),
         "neu": ("Called about a wrong invoice, we will see if it gets fixed.",),
         "pos": ("Double charge refunded quickly, thanks.", "Wrong invoice fixed on the first call."),
     },
-}  # fmt: skip
+}
 
 _FEATURES = {
     "mobile": ("data_usage", "roaming", "esim_transfer", "plan_options"),
@@ -456,9 +619,7 @@ def generate_dataset(
             progress(done)
         touchpoints.write(paths[0])
         surveys.write(paths[1])
-    document = truth.document(
-        world, customers, start, emerging_from_day, churn_spike, planter, config
-    )
+    document = truth.document(world, customers, start, emerging_from_day, churn_spike, planter, config)
     paths[2].write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return GenerationSummary(*paths, truth.n_touchpoints, truth.n_surveys, customers)
 
@@ -476,7 +637,11 @@ def _check_arguments(
         raise ValueError(f"customers must be >= 1, got {customers}")
     if days < 1:
         raise ValueError(f"days must be >= 1, got {days}")
-    for name, rate in (("invalid_rate", invalid_rate), ("duplicate_rate", duplicate_rate), ("late_rate", late_rate)):
+    for name, rate in (
+        ("invalid_rate", invalid_rate),
+        ("duplicate_rate", duplicate_rate),
+        ("late_rate", late_rate),
+    ):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {rate}")
     mismatched = [
@@ -485,10 +650,14 @@ def _check_arguments(
         if config.stage_of(touchpoint) != stage
     ]
     if mismatched:
-        raise ValueError("the configuration does not map the generator's touchpoints: " + "; ".join(mismatched))
+        raise ValueError(
+            "the configuration does not map the generator's touchpoints: " + "; ".join(mismatched)
+        )
     if spike is not None:
         if spike.stage not in config.stages:
-            raise ValueError(f"churn spike stage '{spike.stage}' is not a stage (stages: {list(config.stages)})")
+            raise ValueError(
+                f"churn spike stage '{spike.stage}' is not a stage (stages: {list(config.stages)})"
+            )
         if spike.from_day >= days:
             raise ValueError(f"churn spike from_day {spike.from_day} is not within the {days} days")
 
@@ -528,6 +697,7 @@ class _Clock:
         return text + suffix
 
 
+@functools.cache
 def _offset_suffix(offset_ms: int) -> str:
     sign = "+" if offset_ms >= 0 else "-"
     minutes = abs(offset_ms) // MINUTE_MS
@@ -582,8 +752,8 @@ _CHANNEL_TABLES = {
 }
 _REASON_TABLES = {line: _cumulative(dict(reasons)) for line, reasons in _SUPPORT_REASONS.items()}
 _IMPORTANCE_TABLES = {level: _cumulative(dist) for level, dist in _IMPORTANCE_DISTRIBUTIONS.items()}
-_HOUR_WEIGHTS = {7: 1, 8: 2, 9: 3, 10: 3, 11: 3, 12: 4, 13: 4, 14: 3, 15: 3, 16: 3, 17: 4, 18: 5, 19: 6, 20: 6,
-                 21: 5, 22: 3}  # fmt: skip
+# Relative chance that a session starts at each local hour (evenings are busiest).
+_HOUR_WEIGHTS = dict(zip(range(7, 23), (1, 2, 3, 3, 3, 4, 4, 3, 3, 3, 4, 5, 6, 6, 5, 3), strict=True))
 
 
 def _hour_table(low: int, high: int) -> tuple[tuple[Any, ...], list[float]]:
@@ -611,10 +781,14 @@ class _Journey:
         self.language = _pick(rng, _LANGUAGE_TABLE)
         timezone = _pick(rng, _TIMEZONE_TABLE)
         self.fixed_offset = None if timezone == "Europe/Paris" else int(timezone[:3]) * HOUR_MS
-        self.loyalty = min(10.0, max(0.0, rng.gauss(7.4, 1.3) + {"premium": 0.4, "pro": -0.2}.get(self.segment, 0.0)))
+        self.loyalty = min(
+            10.0, max(0.0, rng.gauss(7.4, 1.3) + {"premium": 0.4, "pro": -0.2}.get(self.segment, 0.0))
+        )
         self.monthly_price = round(rng.uniform(*_MONTHLY_PRICE[self.product_line]), 2)
-        self.events: list[tuple] = []  # (t, touchpoint, channel, stage, outcome, revenue, properties, event_id)
-        self.surveys: list[list] = []  # [t, fields, index of the rated event when answered before the next one]
+        # (t, touchpoint, channel, stage, outcome, revenue, properties, event_id), in time order
+        self.events: list[tuple] = []
+        # [t, fields, index of the rated event when the answer must come before the next event]
+        self.surveys: list[list] = []
         self.revenue = 0.0
         self.bad_moments = 0
         self.t = 0
@@ -663,8 +837,16 @@ class _Journey:
             if session or self.events:
                 self._start_session(self._after(30.0, min_hours=1.0))
             for _ in range(rng.randint(1, 3)):
-                touchpoint = rng.choice(("ad_impression", "social_post", "search_result", "referral_visit",
-                                         "newsletter_open", "ad_impression"))  # fmt: skip
+                touchpoint = rng.choice(
+                    (
+                        "ad_impression",
+                        "social_post",
+                        "search_result",
+                        "referral_visit",
+                        "newsletter_open",
+                        "ad_impression",
+                    )
+                )
                 props = {"campaign": rng.choice(("spring_promo", "brand", "retargeting", "referral"))}
                 self._emit(touchpoint, props=props)
         self._maybe_abandon(DISCOVERY)
@@ -694,7 +876,9 @@ class _Journey:
                 index = self._emit("advisor_chat")
                 self._after_other(CONSIDERATION, self._rate(index, "advisor_chat", CONSIDERATION))
             if rng.random() < (0.45 if self.segment == "pro" else 0.06):
-                self._emit("quote_request", props={"lines": rng.randint(2, 40) if self.segment == "pro" else 1})
+                self._emit(
+                    "quote_request", props={"lines": rng.randint(2, 40) if self.segment == "pro" else 1}
+                )
         self._maybe_abandon(CONSIDERATION)
 
     def _purchase(self) -> None:
@@ -818,7 +1002,9 @@ class _Journey:
             self._emit("feature_use", props={"feature": rng.choice(features)})
         if rng.random() < ADD_ON_PER_USAGE_SESSION[self._category()]:
             name, price = rng.choice(_ADD_ONS[self.product_line])
-            self._emit("feature_use", outcome="add_on", revenue=price, props={"feature": name, "add_on": True})
+            self._emit(
+                "feature_use", outcome="add_on", revenue=price, props={"feature": name, "add_on": True}
+            )
         if rng.random() < 0.05:
             self._emit("loyalty_reward", props={"points": rng.choice((100, 250, 500))})
         if not self.kano_done and rng.random() < 0.012:
@@ -846,7 +1032,9 @@ class _Journey:
         if rng.random() < 0.25:
             self._nps(None, "nps_relational", delay_hours=(1, 48))
         if self.loyalty < DETRACTOR_BELOW:
-            hazard = DETRACTOR_MONTHLY_CANCEL[0] + DETRACTOR_MONTHLY_CANCEL[1] * (DETRACTOR_BELOW - self.loyalty)
+            hazard = DETRACTOR_MONTHLY_CANCEL[0] + DETRACTOR_MONTHLY_CANCEL[1] * (
+                DETRACTOR_BELOW - self.loyalty
+            )
             if rng.random() < self._spiked(USAGE, hazard):
                 self._cancel(USAGE, reason="dissatisfied")
         return incident
@@ -919,8 +1107,12 @@ class _Journey:
             self._end("abandoned", RENEWAL)
         amount = self.monthly_price * _SEGMENT_PRICE[self.segment] * _TERM_DAYS[self.product_line] / 30
         amount = round(amount * REVENUE_MULTIPLIER[self._category()], 2)
-        index = self._emit("renewal_checkout", outcome="renewal", revenue=amount,
-                           props={"term_days": _TERM_DAYS[self.product_line]})  # fmt: skip
+        index = self._emit(
+            "renewal_checkout",
+            outcome="renewal",
+            revenue=amount,
+            props={"term_days": _TERM_DAYS[self.product_line]},
+        )
         self._after_other(RENEWAL, self._rate(index, "renewal_checkout", RENEWAL))
         if rng.random() < 0.25:
             self._nps(index, "nps_after_renewal", delay_hours=(2, 72))
@@ -946,9 +1138,9 @@ class _Journey:
             if rng.random() < 0.2:
                 scale, score = "1-5", (rng.randint(1, 2), 3, 4, 5)[level]
             else:
-                scale, score = None, (rng.randint(1, 3), rng.randint(4, 5), rng.randint(5, 6), rng.randint(6, 7))[level]
-                if rng.random() < 0.3:
-                    scale = "1-7"  # some tools send the default scale explicitly
+                scale = "1-7" if rng.random() < 0.3 else None  # some tools send the default explicitly
+                low, high = ((1, 3), (4, 5), (5, 6), (6, 7))[level]
+                score = rng.randint(low, high)
             self._rating_survey(index, touchpoint, stage, "ces", "ces_ease", score, scale, 0.2)
         return level
 
@@ -965,12 +1157,12 @@ class _Journey:
         if level == BELOW and self.rng.random() < self._spiked(stage, LEAVE_AFTER_BAD_ELSEWHERE):
             self._leave(stage)
 
-    def _leave(self, stage: str) -> None:
+    def _leave(self, stage: str) -> NoReturn:
         if self.purchased_at is None or self.rng.random() >= EXPLICIT_LEAVE_SHARE:
             self._end("left_silently", stage)
         self._cancel(stage, reason="experience")
 
-    def _cancel(self, stage: str, reason: str) -> None:
+    def _cancel(self, stage: str, reason: str) -> NoReturn:
         rng = self.rng
         if self.events[-1][2] == "call_center" and rng.random() < 0.5:
             channel = "call_center"  # cancels during the same call
@@ -980,8 +1172,14 @@ class _Journey:
         refund = None
         if self.purchased_at is not None and self.t - self.purchased_at <= 14 * DAY_MS and stage != RENEWAL:
             refund = -self.purchase_amount  # withdrawal within 14 days: the order is refunded
-        self._emit("cancellation_request", channel=channel, stage=None if stage == RENEWAL else stage,
-                   outcome="cancellation", revenue=refund, props={"reason": reason})  # fmt: skip
+        self._emit(
+            "cancellation_request",
+            channel=channel,
+            stage=None if stage == RENEWAL else stage,
+            outcome="cancellation",
+            revenue=refund,
+            props={"reason": reason},
+        )
         self._end("cancelled", stage)
 
     def _maybe_abandon(self, stage: str) -> None:
@@ -994,7 +1192,7 @@ class _Journey:
             return min(0.95, probability * spike.factor)
         return probability
 
-    def _end(self, how: str, stage: str) -> None:
+    def _end(self, how: str, stage: str) -> NoReturn:
         self.ended_by, self.ended_at_stage = how, stage
         raise _End
 
@@ -1058,7 +1256,7 @@ class _Journey:
             raise _End
         if revenue is not None:
             self.revenue += revenue
-        event_id = "%08x-%04x-4%03x-%04x-%012x" % _uuid_parts(rng)
+        event_id = _uuid(rng)
         self.events.append((t, touchpoint, channel, stage, outcome, revenue, props, event_id))
         return len(self.events) - 1
 
@@ -1068,13 +1266,20 @@ class _Journey:
     # -- surveys -------------------------------------------------------------------------------
 
     def _survey(self, t: int, fields: dict[str, Any], before_next_of: int = -1) -> None:
-        fields["response_id"] = "%08x-%04x-4%03x-%04x-%012x" % _uuid_parts(self.rng)
+        fields["response_id"] = _uuid(self.rng)
         self.surveys.append([t, fields, before_next_of])
 
     def _rating_survey(
-        self, index: int, touchpoint: str, stage: str, survey: str, question: str, score: int,
-        scale: str | None, verbatim_chance: float,
-    ) -> None:  # fmt: skip
+        self,
+        index: int,
+        touchpoint: str,
+        stage: str,
+        survey: str,
+        question: str,
+        score: int,
+        scale: str | None,
+        verbatim_chance: float,
+    ) -> None:
         rng = self.rng
         event_t = self.events[index][0]
         fields: dict[str, Any] = {"survey": survey, "question_id": question, "score": score}
@@ -1124,7 +1329,9 @@ class _Journey:
         t = self.t + rng.randint(delay_hours[0] * HOUR_MS, delay_hours[1] * HOUR_MS)
         for step, question in enumerate(("cxi_effectiveness", "cxi_ease", "cxi_emotion")):
             score = min(5, max(1, round(1 + 0.4 * self.loyalty + rng.gauss(0.0, 0.6))))
-            self._survey(t + step * 20 * SECOND_MS, {"survey": "cxi", "question_id": question, "score": score})
+            self._survey(
+                t + step * 20 * SECOND_MS, {"survey": "cxi", "question_id": question, "score": score}
+            )
 
     def _kano(self) -> None:
         rng = self.rng
@@ -1137,8 +1344,12 @@ class _Journey:
                 functional, dysfunctional = rng.choice(_KANO_TYPICAL[category])
             else:
                 functional, dysfunctional = rng.randint(1, 5), rng.randint(1, 5)
-            fields = {"survey": "kano", "question_id": feature, "score": functional,
-                      "dysfunctional_score": dysfunctional}  # fmt: skip
+            fields = {
+                "survey": "kano",
+                "question_id": feature,
+                "score": functional,
+                "dysfunctional_score": dysfunctional,
+            }
             self._survey(t + step * 30 * SECOND_MS, fields)
 
     def _importance(self) -> None:
@@ -1149,7 +1360,12 @@ class _Journey:
         rng.shuffle(attributes)
         for step, touchpoint in enumerate(attributes[: rng.randint(5, len(attributes))]):
             score = _pick(rng, _IMPORTANCE_TABLES[IMPORTANCE[touchpoint]])
-            fields = {"survey": "importance", "question_id": touchpoint, "score": score, "touchpoint": touchpoint}
+            fields = {
+                "survey": "importance",
+                "question_id": touchpoint,
+                "score": score,
+                "touchpoint": touchpoint,
+            }
             self._survey(t + step * 15 * SECOND_MS, fields)
 
     def _add_verbatim(self, fields: dict[str, Any], topic: str, sentiment: str) -> None:
@@ -1245,10 +1461,12 @@ class _Journey:
         return records
 
 
-def _uuid_parts(rng: random.Random) -> tuple[int, int, int, int, int]:
+def _uuid(rng: random.Random) -> str:
     """A version-4-looking UUID from the journey's own generator (uuid4() would not replay)."""
-    bits = rng.getrandbits(124)
-    return bits >> 92, (bits >> 76) & 0xFFFF, (bits >> 64) & 0xFFF, 0x8000 | ((bits >> 48) & 0x3FFF), bits & (2**48 - 1)
+    bits = rng.getrandbits(122)
+    time_low, time_mid, time_high = bits >> 90, (bits >> 74) & 0xFFFF, (bits >> 62) & 0xFFF
+    variant, node = 0x8000 | (bits >> 48) & 0x3FFF, bits & 0xFFFF_FFFF_FFFF
+    return f"{time_low:08x}-{time_mid:04x}-4{time_high:03x}-{variant:04x}-{node:012x}"
 
 
 class _UniqueIds:
@@ -1321,14 +1539,22 @@ class _Planter:
         self.max_payload_bytes = config.ingest.max_payload_bytes
         self.earliest_days_before_start = (start - config.ingest.earliest_event_date).days
         self.encoder = msgspec.json.Encoder()
-        self.defects = {"touchpoints": _cumulative_defects(_TOUCHPOINT_DEFECTS),
-                        "surveys": _cumulative_defects(_SURVEY_DEFECTS)}  # fmt: skip
+        self.defects = {
+            "touchpoints": _cumulative_defects(_TOUCHPOINT_DEFECTS),
+            "surveys": _cumulative_defects(_SURVEY_DEFECTS),
+        }
         self.invalid: dict[str, dict[str, int]] = {"touchpoints": {}, "surveys": {}}
         self.duplicates = {"touchpoints": 0, "surveys": 0}
         self.late = {"touchpoints": 0, "surveys": 0}
 
     def add(
-        self, out: _TimeOrderedLines, kind: str, t: int, record: dict[str, Any], line: bytes, rng: random.Random
+        self,
+        out: _TimeOrderedLines,
+        kind: str,
+        t: int,
+        record: dict[str, Any],
+        line: bytes,
+        rng: random.Random,
     ) -> None:
         if not self.active:
             out.add(t, line)
@@ -1349,8 +1575,12 @@ class _Planter:
             counts = self.invalid[kind]
             counts[reason] = counts.get(reason, 0) + 1
 
-    def _defective(self, kind: str, defect: str, record: dict[str, Any], line: bytes, rng: random.Random) -> bytes:
-        id_field, time_field = ("event_id", "occurred_at") if kind == "touchpoints" else ("response_id", "answered_at")
+    def _defective(
+        self, kind: str, defect: str, record: dict[str, Any], line: bytes, rng: random.Random
+    ) -> bytes:
+        id_field, time_field = (
+            ("event_id", "occurred_at") if kind == "touchpoints" else ("response_id", "answered_at")
+        )
         if defect == "truncated":
             return line[: rng.randint(1, len(line) - 2)]
         if defect == "array":
@@ -1359,7 +1589,7 @@ class _Planter:
             return self.encoder.encode(line.decode())
         bad = dict(record)
         if defect != "id_conflict":
-            bad[id_field] = "%08x-%04x-4%03x-%04x-%012x" % _uuid_parts(rng)
+            bad[id_field] = _uuid(rng)
         if defect == "version_2":
             bad["schema_version"] = 2
         elif defect == "unknown_channel":
@@ -1506,9 +1736,15 @@ class _Truth:
                 self.churned.append(journey.customer_id)
 
     def document(
-        self, world: _World, customers: int, start: date, emerging_from_day: int, spike: ChurnSpike | None,
-        planter: _Planter, config: JourneyConfig,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        world: _World,
+        customers: int,
+        start: date,
+        emerging_from_day: int,
+        spike: ChurnSpike | None,
+        planter: _Planter,
+        config: JourneyConfig,
+    ) -> dict[str, Any]:
         def day(n: int) -> str:
             return (start + timedelta(days=n)).isoformat()
 
@@ -1536,21 +1772,30 @@ class _Truth:
                 "mean_csat": _mean_csat(EXPERIENCE_MIX_OTHER),
             },
             "explicit_leave_share": EXPLICIT_LEAVE_SHARE,
+            "ces": {"question_id": "ces_ease", "higher_is_easier": True, "scales": ["1-7", "1-5"]},
             "drop_off_stages": {**DROP_OFF, "base_rate": BASE_ABANDON},
             "nps": {
                 "promoter_loyalty_from": PROMOTER_FROM,
                 "detractor_loyalty_below": DETRACTOR_BELOW,
                 "revenue_multiplier": REVENUE_MULTIPLIER,
                 "add_on_chance_per_usage_session": ADD_ON_PER_USAGE_SESSION,
-                "detractor_monthly_cancel": {"base": DETRACTOR_MONTHLY_CANCEL[0],
-                                             "per_loyalty_point_below": DETRACTOR_MONTHLY_CANCEL[1]},
-                "renewal_cancel": {"base": RENEWAL_CANCEL[0], "per_loyalty_point_below_7": RENEWAL_CANCEL[1],
-                                   "segment_factor": _SEGMENT_CANCEL},
+                "detractor_monthly_cancel": {
+                    "base": DETRACTOR_MONTHLY_CANCEL[0],
+                    "per_loyalty_point_below": DETRACTOR_MONTHLY_CANCEL[1],
+                },
+                "renewal_cancel": {
+                    "base": RENEWAL_CANCEL[0],
+                    "per_loyalty_point_below_7": RENEWAL_CANCEL[1],
+                    "segment_factor": _SEGMENT_CANCEL,
+                },
             },
             "importance_means": {
-                touchpoint: round(_mean(_IMPORTANCE_DISTRIBUTIONS[level]), 4) for touchpoint, level in IMPORTANCE.items()
+                touchpoint: round(_mean(_IMPORTANCE_DISTRIBUTIONS[level]), 4)
+                for touchpoint, level in IMPORTANCE.items()
             },
-            "kano_features": {feature: category for line in KANO_FEATURES.values() for feature, category in line.items()},
+            "kano_features": {
+                feature: category for line in KANO_FEATURES.values() for feature, category in line.items()
+            },
             "emerging_terms": {
                 "from_day": emerging_from_day,
                 "from_date": day(emerging_from_day),
@@ -1559,8 +1804,12 @@ class _Truth:
             },
             "churn_spike": None
             if spike is None
-            else {"stage": spike.stage, "from_day": spike.from_day, "from_date": day(spike.from_day),
-                  "factor": spike.factor},  # fmt: skip
+            else {
+                "stage": spike.stage,
+                "from_day": spike.from_day,
+                "from_date": day(spike.from_day),
+                "factor": spike.factor,
+            },
             "n_touchpoints": self.n_touchpoints,
             "n_surveys": self.n_surveys,
             "planted_invalid": planter.planted_invalid(context=False),

@@ -93,24 +93,26 @@ def plan_offset_ranges(
             )
         if end_offset > start:
             pending.append((topic, partition, start, end_offset))
-    ranges: list[OffsetRange] = []
+    # Fair share: every partition with a backlog gets an equal part of the budget; what a
+    # short partition leaves goes to the others.
+    take = {(topic, partition): 0 for topic, partition, _, _ in pending}
     budget = batch_size
-    while pending and budget > 0:
-        share = max(1, budget // len(pending))
-        still: list[tuple[str, int, int, int]] = []
-        for topic, partition, start, end_offset in pending:
-            take = min(share, end_offset - start, budget)
-            if take <= 0:
-                still.append((topic, partition, start, end_offset))
-                continue
-            for piece in range(start, start + take, chunk_rows):
-                ranges.append(
-                    OffsetRange(kind_of_topic[topic], topic, partition, piece, min(piece + chunk_rows, start + take))
-                )
-            budget -= take
-            if start + take < end_offset:
-                still.append((topic, partition, start + take, end_offset))
-        pending = still
+    open_ = [(t, p, end_offset - start) for t, p, start, end_offset in pending]
+    while open_ and budget > 0:
+        share = max(1, budget // len(open_))
+        still = []
+        for topic, partition, left in open_:
+            n = min(share, left, budget)
+            take[(topic, partition)] += n
+            budget -= n
+            if left - n > 0:
+                still.append((topic, partition, left - n))
+        open_ = still
+    ranges: list[OffsetRange] = []
+    for topic, partition, start, _ in pending:
+        stop = start + take[(topic, partition)]
+        for piece in range(start, stop, chunk_rows):
+            ranges.append(OffsetRange(kind_of_topic[topic], topic, partition, piece, min(piece + chunk_rows, stop)))
     return sorted(ranges, key=lambda r: (r.topic, r.partition, r.start))
 
 
