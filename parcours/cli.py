@@ -191,7 +191,10 @@ def run(
     config: ConfigOption = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Messages per micro-batch (default: config).")] = None,
     max_batches: Annotated[int | None, typer.Option(min=1, help="Stop after this many micro-batches.")] = None,
-    shards: Annotated[int, typer.Option(min=1, help="Customer shards per micro-batch (parallelism).")] = 4,
+    shards: Annotated[int, typer.Option(min=1, help="Customer shards per micro-batch (parallelism).")] = 2,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Kafka only: micro-batches run at once, each over its own partitions.")
+    ] = 1,
 ) -> None:
     """Land everything new: Kafka (or files) -> validate -> sessionize -> journeys -> Parquet + views.
 
@@ -218,7 +221,12 @@ def run(
             f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s)"
         )
 
-    runner = Runner(wh, journey, beam_args=ctx.args, shards=shards, batch_size=batch_size, on_batch=report)
+    try:
+        runner = Runner(
+            wh, journey, beam_args=ctx.args, shards=shards, batch_size=batch_size, workers=workers, on_batch=report
+        )
+    except (ValueError, SystemExit) as exc:
+        fail(f"bad pipeline arguments {ctx.args}: {exc}")
     try:
         with wh.lock():
             if wh.views_outdated():
@@ -234,6 +242,28 @@ def run(
     if not result.batches:
         console.print("nothing new to land")
     console.print(f"warehouse: {wh.root}  (DuckDB views: {wh.db_path})")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A SQL query over the views (touchpoints, sessions, journeys...).")],
+    warehouse: WarehouseOption = Path("warehouse"),
+) -> None:
+    """Query the warehouse's DuckDB views read-only, as a BI tool would, and print the result."""
+    import duckdb
+
+    from parcours.warehouse import Warehouse
+
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        fail(f"{wh.db_path} does not exist: run `parcours run --warehouse {warehouse}` first")
+    if wh.views_outdated():  # moved folder, or a run that died between commit and rebuild
+        wh.rebuild_views()
+    try:
+        with duckdb.connect(str(wh.db_path), read_only=True) as con:
+            con.sql(query).show(max_width=200)
+    except duckdb.Error as exc:
+        fail(str(exc))
 
 
 def _broker(action: str) -> None:

@@ -351,6 +351,8 @@ class Warehouse:
         keys = table.column(column)
         data = _conform(spec, table.drop_columns([column]))
         published: list[PublishedFile] = []
+        folders: set[Path] = set()
+        dictionary_columns = _dictionary_columns(data.schema)
         offset = 0
         counts = pc.value_counts(keys)
         counts = counts.take(pc.sort_indices(counts.field("values")))  # the order of the sorted rows
@@ -361,14 +363,20 @@ class Warehouse:
             tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
             try:
                 with open(tmp, "wb") as sink:
-                    pq.write_table(data.slice(offset, rows), sink, compression="zstd")
+                    pq.write_table(
+                        data.slice(offset, rows),
+                        sink,
+                        compression="zstd",
+                        compression_level=1,
+                        use_dictionary=dictionary_columns,
+                    )
                     sink.flush()
                     os.fsync(sink.fileno())
                 os.replace(tmp, final)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            _fsync_dir(final.parent)
+            folders.add(final.parent)
             published.append(
                 PublishedFile(
                     dataset=dataset,
@@ -379,6 +387,8 @@ class Warehouse:
                 )
             )
             offset += rows
+        for folder in sorted(folders):  # once per folder: the renames of this batch are durable
+            _fsync_dir(folder)
         return published
 
     def orphans(self) -> list[Path]:
@@ -683,6 +693,18 @@ def _fsync_dir(path: Path) -> None:
 
 def _utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# String columns with many distinct values: dictionary encoding them costs time and space.
+_HIGH_CARDINALITY = frozenset(
+    {"event_id", "customer_id", "session_id", "response_id", "record_id", "properties", "extra",
+     "detail", "payload_text", "verbatim", "question_id"}
+)
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Low-cardinality string columns (channel, stage, touchpoint...): dictionary-encoded."""
+    return [f.name for f in schema if pa.types.is_string(f.type) and f.name not in _HIGH_CARDINALITY]
 
 
 def raw_view_sql(

@@ -14,6 +14,7 @@ from datetime import datetime
 import apache_beam as beam
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from parcours.pipelines.state import LandedState, PublishedFiles
 from parcours.pipelines.validate import CONTRACTS, dead_letters
 from parcours.schemas.contracts import Reason
@@ -23,6 +24,10 @@ from parcours.config import IngestRules
 
 def split_duplicates(table: pa.Table, id_field: str, landed: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
     """(first arrivals not landed yet, duplicates, conflicts) of one shard's valid rows."""
+    ids = table.column(id_field)
+    if landed.num_rows == 0 and pc.count_distinct(ids).as_py() == table.num_rows:
+        empty = table.slice(0, 0)
+        return table, empty, empty  # the usual case, without a query
     con = duckdb.connect()
     con.register("batch", table)
     con.register("landed", landed)

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-from parcours.config import JourneyConfig
-from parcours.kafka import KafkaSettings, make_consumer, make_producer
 from parcours.pipelines.deduplicate import Deduplicate
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
@@ -49,13 +48,16 @@ from parcours.pipelines.sources import (
 )
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
+
+from parcours.config import JourneyConfig
+from parcours.kafka import KafkaSettings, make_consumer, make_producer
 from parcours.warehouse import Manifest, PublishedFile, Warehouse
 
 log = logging.getLogger(__name__)
 
 LOCAL_RUNNER = "FnApiRunner"
 CONSUMER_GROUP = "parcours"
-DEFAULT_SHARDS = 4
+DEFAULT_SHARDS = 2
 FILE_KINDS = {"touchpoints.jsonl": "touchpoints", "surveys.jsonl": "surveys"}
 # Fault injection for the crash tests: the process dies on the spot (no cleanup, no finally).
 CRASH_ENV = "PARCOURS_CRASH_AT"
@@ -178,8 +180,102 @@ def watermark_of(watermarks: dict[str, dict[int, str]], sources: set[str]) -> da
     return min(times) if times else None
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """Everything one micro-batch needs, picklable: it may run in a worker process."""
+
+    seq: int
+    ranges: tuple
+    settings: KafkaSettings | None
+    config: JourneyConfig
+    beam_args: tuple[str, ...]
+    files: PublishedFiles
+    watermarks: dict[str, datetime | None]
+    now: datetime
+    root: str
+    shards: int
+    source_of_kind: dict[str, frozenset[str]]
+    sources_meta: tuple[dict, ...] = ()
+
+
+@dataclass
+class BatchOutcome:
+    """What a micro-batch wrote and counted; nothing of it is visible until published."""
+
+    job: BatchJob
+    consumed: dict[str, int]
+    landed: dict[str, int]
+    dead_lettered: dict[str, int]
+    duplicates_skipped: dict[str, int]
+    relanded: int
+    watermarks: dict[str, dict[int, str]]
+    files: list[PublishedFile]
+    seconds: float
+
+
+def execute(job: BatchJob) -> BatchOutcome:
+    """Run the Beam pipeline of one micro-batch and account for every record it consumed."""
+    started = time.perf_counter()
+    staging = Path(job.root) / "_staging" / f"{job.seq:010d}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    receipts_path = staging / "receipts.json"
+    pipeline = build_pipeline(
+        pipeline_options(job.beam_args), list(job.ranges), settings=job.settings, config=job.config,
+        files=job.files, watermarks=job.watermarks, seq=job.seq, now=job.now, root=job.root,
+        receipts_path=str(receipts_path), shards=job.shards,
+    )
+    pipeline.run().wait_until_finish()
+    receipts = json.loads(receipts_path.read_text(encoding="utf-8"))
+    shutil.rmtree(staging, ignore_errors=True)
+
+    consumed: dict[str, int] = {}
+    landed: dict[str, int] = {}
+    dead_by_source: dict[str, int] = {}
+    duplicates: dict[str, int] = {}
+    relanded = 0
+    watermarks: dict[str, dict[int, str]] = {}
+    published: list[PublishedFile] = []
+    for receipt in receipts:
+        _add(consumed, receipt.get("consumed", {}))
+        _add(landed, receipt.get("landed", {}))
+        _add(dead_by_source, receipt.get("dead_lettered", {}))
+        _add(duplicates, receipt.get("duplicates_skipped", {}))
+        relanded += sum(receipt.get("relanded", {}).values())
+        for kind_marks in receipt.get("watermarks", {}).values():
+            watermarks = _merge_watermarks(watermarks, kind_marks)
+        published += [PublishedFile(**f) for f in receipt.get("files", [])]
+    kind_of_source = {source: kind for kind, sources in job.source_of_kind.items() for source in sources}
+    dead: dict[str, int] = {}
+    for source, n in dead_by_source.items():
+        _add(dead, {kind_of_source.get(source, "unknown"): n})
+    for kind in sorted(set(consumed) | set(landed) | set(dead) | set(duplicates)):
+        parts = (landed.get(kind, 0), dead.get(kind, 0), duplicates.get(kind, 0))
+        if consumed.get(kind, 0) != sum(parts):
+            raise CountsDoNotAddUp(
+                f"batch {job.seq}, {kind}: consumed {consumed.get(kind, 0)} != landed {parts[0]} + "
+                f"dead-lettered {parts[1]} + duplicates skipped {parts[2]}; nothing was published"
+            )
+    return BatchOutcome(
+        job, consumed, landed, dead, duplicates, relanded, watermarks,
+        sorted(published, key=lambda f: f.path), time.perf_counter() - started,
+    )
+
+
+def _lanes(partitions: list, workers: int) -> list[list]:
+    """Split partitions into groups, one per worker process.
+
+    Messages are keyed by customer, so partitions hold disjoint sets of customers: micro-batches
+    over disjoint partitions never touch the same customer's sessions and can run at once.
+    """
+    lanes: list[list] = [[] for _ in range(workers)]
+    for index, tp in enumerate(sorted(partitions, key=lambda tp: (tp.partition, tp.topic))):
+        lanes[(tp.partition if workers > 1 else index) % workers].append(tp)
+    return [lane for lane in lanes if lane]
+
+
 class Runner:
-    """Runs micro-batches into one warehouse; holds its lock for the whole run."""
+    """Runs micro-batches into one warehouse; the caller holds the warehouse lock."""
 
     def __init__(
         self,
@@ -189,16 +285,52 @@ class Runner:
         beam_args: Sequence[str] = (),
         shards: int = DEFAULT_SHARDS,
         batch_size: int | None = None,
+        workers: int = 1,
         on_batch: Callable[[BatchReport], None] | None = None,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.warehouse = warehouse
         self.config = config
-        self.options = pipeline_options(beam_args)
+        self.beam_args = tuple(beam_args)
+        pipeline_options(beam_args)  # fail on bad Beam arguments before any work
         self.shards = shards
         self.batch_size = batch_size or config.ingest.batch_size
+        self.workers = workers
         self.on_batch = on_batch
 
     # -- one micro-batch -------------------------------------------------------------------
+    def plan_job(
+        self,
+        seq: int,
+        ranges: list[OffsetRange] | list[FileRange],
+        *,
+        settings: KafkaSettings | None,
+        source_of_kind: dict[str, set[str]],
+        sources_meta: tuple[dict, ...] = (),
+    ) -> BatchJob:
+        wh = self.warehouse
+        manifests = wh.manifests()
+        previous = manifests[-1].watermarks if manifests else {}
+        return BatchJob(
+            seq=seq,
+            ranges=tuple(ranges),
+            settings=settings,
+            config=self.config,
+            beam_args=self.beam_args,
+            files=PublishedFiles(
+                touchpoints=tuple(str(wh.root / p) for p in wh.published_files("touchpoints")),
+                survey_answers=tuple(str(wh.root / p) for p in wh.published_files("survey_answers")),
+                rewrites=tuple(str(wh.root / p) for p in wh.published_files("rewrites")),
+            ),
+            watermarks={kind: watermark_of(previous, sources) for kind, sources in source_of_kind.items()},
+            now=datetime.now(UTC).replace(microsecond=0),
+            root=str(wh.root),
+            shards=self.shards,
+            source_of_kind={kind: frozenset(sources) for kind, sources in source_of_kind.items()},
+            sources_meta=sources_meta,
+        )
+
     def run_batch(
         self,
         ranges: list[OffsetRange] | list[FileRange],
@@ -207,90 +339,51 @@ class Runner:
         source_of_kind: dict[str, set[str]],
         sources_meta: tuple[dict, ...] = (),
     ) -> BatchReport:
-        started = time.perf_counter()
-        wh = self.warehouse
-        seq = wh.next_seq()
-        now = datetime.now(UTC).replace(microsecond=0)
-        previous = wh.manifests()[-1].watermarks if wh.manifests() else {}
-        watermarks = {kind: watermark_of(previous, sources) for kind, sources in source_of_kind.items()}
-        files = PublishedFiles(
-            touchpoints=tuple(str(wh.root / p) for p in wh.published_files("touchpoints")),
-            survey_answers=tuple(str(wh.root / p) for p in wh.published_files("survey_answers")),
-            rewrites=tuple(str(wh.root / p) for p in wh.published_files("rewrites")),
+        job = self.plan_job(
+            self.warehouse.next_seq(), ranges, settings=settings, source_of_kind=source_of_kind,
+            sources_meta=sources_meta,
         )
-        staging = wh.staging_dir / f"{seq:010d}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        receipts_path = staging / "receipts.json"
-        pipeline = build_pipeline(
-            self.options, ranges, settings=settings, config=self.config, files=files,
-            watermarks=watermarks, seq=seq, now=now, root=str(wh.root),
-            receipts_path=str(receipts_path), shards=self.shards,
-        )
-        result = pipeline.run()
-        result.wait_until_finish()
-        receipts = json.loads(receipts_path.read_text(encoding="utf-8"))
+        return self.publish(execute(job))
 
-        consumed: dict[str, int] = {}
-        landed: dict[str, int] = {}
-        dead_by_source: dict[str, int] = {}
-        duplicates: dict[str, int] = {}
-        relanded = 0
-        new_watermarks: dict[str, dict[int, str]] = {}
-        published: list[PublishedFile] = []
-        for receipt in receipts:
-            _add(consumed, receipt.get("consumed", {}))
-            _add(landed, receipt.get("landed", {}))
-            _add(dead_by_source, receipt.get("dead_lettered", {}))
-            _add(duplicates, receipt.get("duplicates_skipped", {}))
-            relanded += sum(receipt.get("relanded", {}).values())
-            for kind_marks in receipt.get("watermarks", {}).values():
-                new_watermarks = _merge_watermarks(new_watermarks, kind_marks)
-            published += [PublishedFile(**f) for f in receipt.get("files", [])]
-        kind_of_source = {source: kind for kind, sources in source_of_kind.items() for source in sources}
-        dead: dict[str, int] = {}
-        for source, n in dead_by_source.items():
-            _add(dead, {kind_of_source.get(source, "unknown"): n})
-        for kind in sorted(set(consumed) | set(landed) | set(dead) | set(duplicates)):
-            parts = (landed.get(kind, 0), dead.get(kind, 0), duplicates.get(kind, 0))
-            if consumed.get(kind, 0) != sum(parts):
-                raise CountsDoNotAddUp(
-                    f"batch {seq}, {kind}: consumed {consumed.get(kind, 0)} != landed {parts[0]} + "
-                    f"dead-lettered {parts[1]} + duplicates skipped {parts[2]}; nothing was published"
-                )
+    def publish(self, outcome: BatchOutcome) -> BatchReport:
+        """Dead letters to Kafka, then the manifest commit (the batch becomes visible), then views."""
+        started = time.perf_counter()
+        job, wh = outcome.job, self.warehouse
         _crash_point("before_manifest")
-        if settings is not None and sum(dead.values()):
-            self._send_dead_letters(settings, [f for f in published if f.dataset == "dead_letters"])
+        if job.settings is not None and sum(outcome.dead_lettered.values()):
+            self._send_dead_letters(job.settings, [f for f in outcome.files if f.dataset == "dead_letters"])
         offsets: dict[str, dict[int, tuple[int, int]]] = {}
-        for r in ranges:
+        for r in job.ranges:
             if isinstance(r, OffsetRange):
                 start, end = offsets.setdefault(r.topic, {}).get(r.partition, (r.start, r.end))
                 offsets[r.topic][r.partition] = (min(start, r.start), max(end, r.end))
+        manifests = wh.manifests()
+        previous = manifests[-1].watermarks if manifests else {}
         manifest = Manifest(
-            seq=seq,
-            created_at=now.isoformat(),
+            seq=job.seq,
+            created_at=job.now.isoformat(),
             config_version=self.config.version,
             config_fingerprint=self.config.fingerprint,
-            files=tuple(sorted(published, key=lambda f: f.path)),
+            files=tuple(outcome.files),
             offsets=offsets,
-            watermarks=_merge_watermarks(previous, new_watermarks),
+            watermarks=_merge_watermarks(previous, outcome.watermarks),
             counts={
-                "consumed": sum(consumed.values()),
-                "landed": sum(landed.values()),
-                "dead_lettered": sum(dead.values()),
-                "duplicates_skipped": sum(duplicates.values()),
-                "relanded": relanded,
-                **{f"consumed_{k}": v for k, v in consumed.items()},
-                **{f"landed_{k}": v for k, v in landed.items()},
+                "consumed": sum(outcome.consumed.values()),
+                "landed": sum(outcome.landed.values()),
+                "dead_lettered": sum(outcome.dead_lettered.values()),
+                "duplicates_skipped": sum(outcome.duplicates_skipped.values()),
+                "relanded": outcome.relanded,
+                **{f"consumed_{k}": v for k, v in outcome.consumed.items()},
+                **{f"landed_{k}": v for k, v in outcome.landed.items()},
             },
-            sources=sources_meta,
+            sources=job.sources_meta,
             settings=self.config.settings_record(),
         )
         wh.commit(manifest)
-        shutil.rmtree(staging, ignore_errors=True)
         wh.rebuild_views()
         report = BatchReport(
-            seq, consumed, landed, dead, duplicates, relanded, len(published), time.perf_counter() - started
+            job.seq, outcome.consumed, outcome.landed, outcome.dead_lettered, outcome.duplicates_skipped,
+            outcome.relanded, len(outcome.files), outcome.seconds + time.perf_counter() - started,
         )
         if self.on_batch:
             self.on_batch(report)
@@ -316,13 +409,18 @@ class Runner:
 
     # -- whole runs ------------------------------------------------------------------------
     def run_kafka(self, settings: KafkaSettings, max_batches: int | None = None) -> RunReport:
-        """Catch up from the published offsets to a snapshot of the end offsets taken now."""
+        """Catch up from the published offsets to a snapshot of the end offsets taken now.
+
+        With `workers` > 1, that many micro-batches run at once in worker processes, each over
+        its own partitions (customers never span partitions), and are published in order.
+        """
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
         report = RunReport(self.warehouse.root)
         kind_of_topic = {settings.topics["touchpoints"]: "touchpoints", settings.topics["surveys"]: "surveys"}
         consumer = make_consumer(settings, group_id=CONSUMER_GROUP)
+        pool = None
         try:
             partitions = [
                 TopicPartition(topic, p)
@@ -337,17 +435,38 @@ class Runner:
             end = {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(partitions).items()}
             beginning = {(tp.topic, tp.partition): o for tp, o in consumer.beginning_offsets(partitions).items()}
             source_of_kind = {kind: {topic} for topic, kind in kind_of_topic.items()}
+            lanes = _lanes(partitions, self.workers)
+            if len(lanes) > 1:
+                pool = ProcessPoolExecutor(len(lanes), mp_context=multiprocessing.get_context("spawn"))
             while max_batches is None or len(report.batches) < max_batches:
-                ranges = plan_offset_ranges(
-                    kind_of_topic, self.warehouse.offsets(), beginning, end, self.batch_size
-                )
-                if not ranges:
+                offsets = self.warehouse.offsets()
+                seq = self.warehouse.next_seq()
+                jobs = []
+                for lane in lanes:
+                    keys = {(tp.topic, tp.partition) for tp in lane}
+                    ranges = plan_offset_ranges(
+                        kind_of_topic, offsets,
+                        {k: v for k, v in beginning.items() if k in keys},
+                        {k: v for k, v in end.items() if k in keys},
+                        self.batch_size,
+                    )
+                    if ranges and (max_batches is None or len(report.batches) + len(jobs) < max_batches):
+                        jobs.append(
+                            self.plan_job(seq + len(jobs), ranges, settings=settings, source_of_kind=source_of_kind)
+                        )
+                if not jobs:
                     break
-                batch = self.run_batch(ranges, settings=settings, source_of_kind=source_of_kind)
-                report.batches.append(batch)
+                if pool is None:
+                    outcomes = [execute(job) for job in jobs]
+                else:
+                    outcomes = list(pool.map(execute, jobs))
+                for outcome in outcomes:
+                    report.batches.append(self.publish(outcome))
                 _crash_point("before_kafka_commit")
                 self._mirror_offsets(consumer, TopicPartition, OffsetAndMetadata)
         finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
             consumer.close()
         return report
 

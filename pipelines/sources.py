@@ -91,6 +91,12 @@ def plan_offset_ranges(
                 f"they were landed; restore them from a backup (parcours run --from DIR) and reset "
                 f"the partition's offset, or accept the loss explicitly"
             )
+        if stored is not None and stored > end_offset:
+            raise OffsetOutOfRetention(
+                f"{topic}[{partition}]: the warehouse has landed up to offset {stored} but the partition "
+                f"ends at {end_offset}: the topic was deleted and recreated, or truncated; use a new "
+                f"warehouse or topic prefix for the new topic"
+            )
         if end_offset > start:
             pending.append((topic, partition, start, end_offset))
     # Fair share: every partition with a backlog gets an equal part of the budget; what a

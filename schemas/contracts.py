@@ -16,16 +16,16 @@ wall clock, duplicates) are made later by the pipeline; this module checks each 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any, Literal
 
 import msgspec
 import pyarrow as pa
+import xxhash
 
 SCHEMA_VERSION = 1
 
@@ -178,6 +178,20 @@ SURVEY_ANSWER = Contract(
 )
 
 
+class _StrictTouchpointV1(TouchpointV1, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictSurveyAnswerV1(SurveyAnswerV1, forbid_unknown_fields=True):
+    pass
+
+
+_STRICT_DECODERS = {
+    "touchpoint": msgspec.json.Decoder(_StrictTouchpointV1),
+    "survey_answer": msgspec.json.Decoder(_StrictSurveyAnswerV1),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Reject:
     index: int  # position of the payload in the batch
@@ -223,9 +237,37 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
 
+def _decode_one(contract: Contract, index: int, payload: bytes) -> tuple[msgspec.Struct, str | None] | Reject:
+    """The careful path: classify what is wrong, and keep fields added within the version."""
+    try:
+        obj = msgspec.json.decode(payload)
+    except msgspec.DecodeError as exc:
+        return Reject(index, Reason.MALFORMED_JSON, str(exc))
+    if not isinstance(obj, dict):
+        return Reject(index, Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    record_id, customer_id = obj.get(contract.id_field), obj.get("customer_id")
+    record_id = record_id if isinstance(record_id, str) else None
+    customer_id = customer_id if isinstance(customer_id, str) else None
+    version = obj.get("schema_version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        detail = f"schema_version {version!r} is not {SCHEMA_VERSION} - at `$.schema_version`"
+        return Reject(index, Reason.UNSUPPORTED_VERSION, detail, record_id, customer_id)
+    try:
+        record = msgspec.convert(obj, contract.struct)
+    except msgspec.ValidationError as exc:
+        return Reject(index, _classify(exc), str(exc), record_id, customer_id)
+    unknown = obj.keys() - contract.known_fields
+    return record, (_json_or_none({key: obj[key] for key in sorted(unknown)}) if unknown else None)
+
+
 def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int = 65536) -> DecodedBatch:
-    """Decode and check a micro-batch of raw payloads against one contract."""
-    known = contract.known_fields
+    """Decode and check a micro-batch of raw payloads against one contract.
+
+    Fast path: one typed decode in C that refuses unknown fields. Anything it does not accept
+    at once (a bad record, another version, or a field added within the version) takes the
+    careful path, which says precisely what is wrong or keeps the new fields in `extra`.
+    """
+    fast = _STRICT_DECODERS[contract.name]
     is_survey = contract is SURVEY_ANSWER
     records: list[msgspec.Struct] = []
     extras: list[str | None] = []
@@ -236,35 +278,23 @@ def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_byte
         if len(payload) > max_payload_bytes:
             rejects.append(Reject(index, Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {max_payload_bytes}"))
             continue
+        extra = None
         try:
-            obj = msgspec.json.decode(payload)
-        except msgspec.DecodeError as exc:
-            rejects.append(Reject(index, Reason.MALFORMED_JSON, str(exc)))
-            continue
-        if not isinstance(obj, dict):
-            rejects.append(Reject(index, Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}"))
-            continue
-        record_id, customer_id = obj.get(contract.id_field), obj.get("customer_id")
-        record_id = record_id if isinstance(record_id, str) else None
-        customer_id = customer_id if isinstance(customer_id, str) else None
-        version = obj.get("schema_version")
-        if version != SCHEMA_VERSION or isinstance(version, bool):
-            rejects.append(
-                Reject(index, Reason.UNSUPPORTED_VERSION, f"schema_version {version!r} is not {SCHEMA_VERSION} - at `$.schema_version`", record_id, customer_id)
-            )
-            continue
-        try:
-            record = msgspec.convert(obj, contract.struct)
-        except msgspec.ValidationError as exc:
-            rejects.append(Reject(index, _classify(exc), str(exc), record_id, customer_id))
-            continue
+            record = fast.decode(payload)
+            if record.schema_version != SCHEMA_VERSION:
+                raise ValueError("careful path")
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            outcome = _decode_one(contract, index, payload)
+            if isinstance(outcome, Reject):
+                rejects.append(outcome)
+                continue
+            record, extra = outcome
         if is_survey:
             problem = _check_survey(record)
             if problem is not None:
-                rejects.append(Reject(index, problem[0], problem[1], record_id, customer_id))
+                rejects.append(Reject(index, problem[0], problem[1], record.response_id, record.customer_id))
                 continue
-        unknown = obj.keys() - known
-        extras.append(_json_or_none({key: obj[key] for key in sorted(unknown)}) if unknown else None)
+        extras.append(extra)
         hashes.append(payload_hash(payload))
         records.append(record)
         valid_index.append(index)
@@ -273,8 +303,12 @@ def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_byte
 
 
 def payload_hash(payload: bytes) -> int:
-    """A stable 64-bit hash of the raw payload: tells a resent duplicate from a conflicting one."""
-    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "little")
+    """A stable 64-bit hash of the raw payload: tells a resent duplicate from a conflicting one.
+
+    XXH3 is specified and stable across versions and platforms (hashes are stored and compared
+    across runs), and ~5x faster than blake2b here.
+    """
+    return xxhash.xxh3_64_intdigest(payload)
 
 
 def _to_arrow(contract: Contract, records: list, extras: list, hashes: list) -> pa.Table:
@@ -285,7 +319,7 @@ def _to_arrow(contract: Contract, records: list, extras: list, hashes: list) -> 
         columns = {
             "event_id": column("event_id"),
             "customer_id": column("customer_id"),
-            "occurred_at": [r.occurred_at.astimezone(UTC) for r in records],
+            "occurred_at": column("occurred_at"),  # aware datetimes: Arrow converts them to UTC
             "channel": column("channel"),
             "touchpoint": column("touchpoint"),
             "stage": column("stage"),
@@ -299,7 +333,7 @@ def _to_arrow(contract: Contract, records: list, extras: list, hashes: list) -> 
         columns = {
             "response_id": column("response_id"),
             "customer_id": column("customer_id"),
-            "answered_at": [r.answered_at.astimezone(UTC) for r in records],
+            "answered_at": column("answered_at"),
             "survey": column("survey"),
             "question_id": column("question_id"),
             "score": column("score"),

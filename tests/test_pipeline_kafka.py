@@ -42,8 +42,9 @@ def produced(kafka_settings: KafkaSettings, tmp_path: Path) -> tuple[KafkaSettin
 def run(settings: KafkaSettings, root: Path, **kwargs) -> list:
     warehouse = Warehouse(root)
     batch_size = kwargs.pop("batch_size", None)
+    workers = kwargs.pop("workers", 1)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, batch_size=batch_size).run_kafka(settings, **kwargs).batches
+        return Runner(warehouse, CONFIG, batch_size=batch_size, workers=workers).run_kafka(settings, **kwargs).batches
 
 
 def cli_env(settings: KafkaSettings, **extra: str) -> dict[str, str]:
@@ -88,8 +89,11 @@ def test_two_runs_land_every_valid_event_exactly_once_with_the_sessions_of_one_r
     assert sum(sum(b.duplicates_skipped.values()) for b in batches) == 1
     # Kafka's committed offsets mirror the manifest, and sit at the end of every partition.
     assert committed_offsets(settings) == manifest_offsets(tmp_path / "w")
-    # A single run into another warehouse gives the very same journeys.
-    run(settings, tmp_path / "single")
+    # A single run into another warehouse, with two worker processes over disjoint partitions,
+    # gives the very same journeys.
+    parallel = run(settings, tmp_path / "single", workers=2)
+    assert len(parallel) == 2 and sorted(b.seq for b in parallel) == [1, 2]
+    assert committed_offsets(settings) == manifest_offsets(tmp_path / "single")
     columns = "event_id, session_id, journey_cycle, step_index, stage"
     assert query(db, f"select {columns} from touchpoints order by 1") == query(
         tmp_path / "single" / "parcours.duckdb", f"select {columns} from touchpoints order by 1"
