@@ -82,18 +82,27 @@ class LandedState:
         """(prior, context) for customers in `earliest_new` (customer_id, min_at).
 
         prior: their current events at or after min_at (to recompute with the new events);
-        context: per customer, the latest current event before min_at.
+        context: per customer, the latest current event before min_at (the state columns only).
+
+        One pass over a few narrow columns finds both; the wide rows are fetched only for the
+        customers that have prior events, which only late, out-of-order events cause.
         """
         self._con.register("earliest_new", earliest_new)
         try:
-            prior = self._con.sql(
-                "select c.* exclude (event_date) from current_touchpoints c join earliest_new n using (customer_id) "
-                "where c.occurred_at >= n.min_at"
-            ).to_arrow_table()
+            self._con.execute(
+                "create or replace temp table touched as "
+                "select c.customer_id, c.event_id, c.occurred_at, c.event_date, c.occurred_at >= n.min_at as is_prior, "
+                "c.session_id, c.session_started_at, c.journey_cycle, c.cycle_type, c.step_index, c.outcome "
+                "from current_touchpoints c join earliest_new n using (customer_id)"
+            )
             context = self._con.sql(
-                "select c.* exclude (event_date) from current_touchpoints c join earliest_new n using (customer_id) "
-                "where c.occurred_at < n.min_at "
-                "qualify row_number() over (partition by c.customer_id order by c.occurred_at desc, c.event_id desc) = 1"
+                "select * exclude (is_prior, event_date) from touched where not is_prior "
+                "qualify row_number() over (partition by customer_id order by occurred_at desc, event_id desc) = 1"
+            ).to_arrow_table()
+            prior = self._con.sql(
+                "select c.* exclude (event_date) from current_touchpoints c "
+                "semi join (select event_id from touched where is_prior) p using (event_id) "
+                "where c.event_date >= (select coalesce(min(event_date), date '9999-12-31') from touched where is_prior)"
             ).to_arrow_table()
         finally:
             self._con.unregister("earliest_new")

@@ -175,7 +175,7 @@ def test_offsets_lost_to_retention_are_an_error_not_a_skip(produced, tmp_path):
 def test_plan_shares_the_batch_across_partitions_and_never_skips():
     end = {("t", 0): 100, ("t", 1): 10, ("t", 2): 50}
     beginning = {("t", 0): 0, ("t", 1): 0, ("t", 2): 0}
-    ranges = plan_offset_ranges({"t": "touchpoints"}, {"t": {2: 50}}, beginning, end, batch_size=60, chunk_rows=1000)
+    ranges = plan_offset_ranges({"t": "touchpoints"}, {"t": {2: 50}}, beginning, end, batch_size=60)
     # 60 messages: partition 1 has 10, the rest goes to partition 0; partition 2 is caught up.
     assert [(r.partition, r.start, r.end) for r in ranges] == [(0, 0, 50), (1, 0, 10)]
     with pytest.raises(OffsetOutOfRetention):
