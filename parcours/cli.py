@@ -138,18 +138,25 @@ def generate(
     if churn_spike:
         try:
             stage, from_day, factor = churn_spike.split(":")
-            spike = ChurnSpike(stage=stage, from_day=int(from_day), factor=float(factor))
+            from_day, factor = int(from_day), float(factor)
         except ValueError:
-            fail(f"--churn-spike: '{churn_spike}' is not STAGE:FROM_DAY:FACTOR")
+            fail(f"--churn-spike: '{churn_spike}' is not STAGE:FROM_DAY:FACTOR (e.g. renewal:40:3)")
+        try:
+            spike = ChurnSpike(stage=stage, from_day=from_day, factor=factor)
+        except ValueError as exc:
+            fail(f"--churn-spike: {exc}")
         if stage not in journey.stages:
             fail(f"--churn-spike: unknown stage '{stage}' (stages: {', '.join(journey.stages)})")
-    with _progress() as bar:
-        task = bar.add_task("generating customers", total=customers)
-        summary = generate_dataset(
-            out, customers, days, seed, config=journey, start=first_day, churn_spike=spike,
-            invalid_rate=invalid_rate, duplicate_rate=duplicate_rate, late_rate=late_rate,
-            progress=lambda n: bar.advance(task, n),
-        )
+    try:
+        with _progress() as bar:
+            task = bar.add_task("generating customers", total=customers)
+            summary = generate_dataset(
+                out, customers, days, seed, config=journey, start=first_day, churn_spike=spike,
+                invalid_rate=invalid_rate, duplicate_rate=duplicate_rate, late_rate=late_rate,
+                progress=lambda n: bar.advance(task, n),
+            )
+    except ValueError as exc:
+        fail(str(exc))
     console.print(
         f"wrote {summary.n_touchpoints:,} touchpoints and {summary.n_surveys:,} survey answers "
         f"for {summary.n_customers:,} customers to {out.resolve()}"

@@ -100,12 +100,12 @@ _LOYALTY_STEP_MOMENT = (-2.0, -0.1, 0.3, 0.9)
 _LOYALTY_STEP_OTHER = (-0.8, 0.0, 0.2, 0.5)
 
 PROMOTER_FROM, DETRACTOR_BELOW = 8.5, 6.5  # on latent loyalty
-REVENUE_MULTIPLIER = {"detractor": 0.85, "passive": 1.0, "promoter": 1.2}
+REVENUE_MULTIPLIER = {"detractor": 0.8, "passive": 1.0, "promoter": 1.3}
 # Detractors leave more: at each invoice, a chance to cancel of a + b * (6.5 - loyalty).
-DETRACTOR_MONTHLY_CANCEL = (0.04, 0.03)
+DETRACTOR_MONTHLY_CANCEL = (0.05, 0.04)
 # At renewal, the chance to cancel is (a + b * max(0, 7 - loyalty)) * the segment factor.
 RENEWAL_CANCEL = (0.03, 0.06)
-ADD_ON_PER_USAGE_SESSION = {"detractor": 0.01, "passive": 0.02, "promoter": 0.045}
+ADD_ON_PER_USAGE_SESSION = {"detractor": 0.01, "passive": 0.025, "promoter": 0.06}
 
 EMERGING_TERMS = {
     "fr": ("facture erronée", "prélèvement en double"),
@@ -114,7 +114,7 @@ EMERGING_TERMS = {
 EMERGING_FROM_SHARE = 0.6  # of the period, when not given
 # Chance that an invoice goes wrong: a small constant, plus a ramp from the emerging day.
 _BILLING_INCIDENT_BASE = 0.01
-_BILLING_INCIDENT_RAMP = (0.10, 0.45)  # at the emerging day, at the end of the period
+_BILLING_INCIDENT_RAMP = (0.06, 0.5)  # at the emerging day, at the end of the period
 
 KANO_FEATURES = {
     "mobile": {
@@ -369,7 +369,7 @@ _VERBATIMS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "support": {
             "neg": (
                 "J'ai attendu {n} minutes au téléphone pour rien.",
-                "Troisième appel et toujours aucune solution.",
+                "J'ai rappelé et toujours aucune solution.",
                 "On me renvoie d'un service à l'autre, c'est épuisant.",
             ),
             "pos": (
@@ -435,7 +435,7 @@ _VERBATIMS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "support": {
             "neg": (
                 "Waited {n} minutes on hold and nothing was solved.",
-                "Third call and still no fix.",
+                "Called again and still no fix.",
                 "Passed from one department to another, exhausting.",
             ),
             "pos": ("Friendly agent, fixed on the first call.", "Clear and quick answer, thanks."),
@@ -593,13 +593,13 @@ def generate_dataset(
         spike=churn_spike,
         clock=_Clock(start, days),
     )
-    planter = _Planter(config, invalid_rate, duplicate_rate, late_rate, start)
+    planter = _Planter(config, invalid_rate, duplicate_rate, late_rate)
     truth = _Truth()
     encoder = msgspec.json.Encoder()
     paths = (out_dir / "touchpoints.jsonl", out_dir / "surveys.jsonl", out_dir / "truth.json")
     with tempfile.TemporaryDirectory(prefix=".generate-", dir=out_dir) as spill:
-        touchpoints = _TimeOrderedLines(Path(spill), "touchpoints")
-        surveys = _TimeOrderedLines(Path(spill), "surveys")
+        touchpoints = _TimeOrderedLines(Path(spill), "touchpoints", _SPILL_EVERY_LINES)
+        surveys = _TimeOrderedLines(Path(spill), "surveys", _SPILL_EVERY_LINES)
         ids = _UniqueIds(seed)
         done = 0
         for index in range(customers):
@@ -900,17 +900,19 @@ class _Journey:
             self._emit("cart", channel=channel)
             self._maybe_abandon(PURCHASE)
             buy = "checkout"
-        amount = self.monthly_price * _SEGMENT_PRICE[self.segment]
-        if self.product_line == "mobile" and rng.random() < 0.35:
-            amount += rng.choice((149.0, 299.0, 549.0, 899.0, 1099.0))  # a handset
-        elif self.product_line == "fibre":
-            amount += 49.0  # activation fee
-        amount = round(amount * REVENUE_MULTIPLIER[self._category()], 2)
-        props = {
+        props: dict[str, Any] = {
             "order_id": f"O{rng.getrandbits(40):010X}",
             "payment_method": rng.choice(_PAYMENT),
             "offer": rng.choice(_OFFERS[self.product_line]),
         }
+        if self.product_line == "mobile" and rng.random() < 0.35:
+            # A handset, paid in monthly instalments with the plan.
+            props["handset_instalment"] = rng.choice((8.0, 15.0, 25.0, 35.0))
+            self.monthly_price = round(self.monthly_price + props["handset_instalment"], 2)
+        amount = self.monthly_price * _SEGMENT_PRICE[self.segment]
+        if self.product_line == "fibre":
+            amount += 49.0  # activation fee
+        amount = round(amount * REVENUE_MULTIPLIER[self._category()], 2)
         index = self._emit(buy, channel=channel, outcome="purchase", revenue=amount, props=props)
         self.purchased_at, self.purchase_amount = self.events[index][0], amount
         self._rate(index, buy, PURCHASE)
@@ -1266,6 +1268,8 @@ class _Journey:
     # -- surveys -------------------------------------------------------------------------------
 
     def _survey(self, t: int, fields: dict[str, Any], before_next_of: int = -1) -> None:
+        if (t + self._offset(t)) % DAY_MS < _ACTIVE_HOURS[0] * HOUR_MS:
+            t += _ACTIVE_HOURS[0] * HOUR_MS  # people answer in the morning, not at 3 a.m.
         fields["response_id"] = _uuid(self.rng)
         self.surveys.append([t, fields, before_next_of])
 
@@ -1532,12 +1536,12 @@ class _Planter:
     """Writes each valid line, and around it the planted bad, duplicate and late lines."""
 
     def __init__(
-        self, config: JourneyConfig, invalid_rate: float, duplicate_rate: float, late_rate: float, start: date
+        self, config: JourneyConfig, invalid_rate: float, duplicate_rate: float, late_rate: float
     ) -> None:
         self.invalid_rate, self.duplicate_rate, self.late_rate = invalid_rate, duplicate_rate, late_rate
         self.active = invalid_rate > 0 or duplicate_rate > 0 or late_rate > 0
         self.max_payload_bytes = config.ingest.max_payload_bytes
-        self.earliest_days_before_start = (start - config.ingest.earliest_event_date).days
+        self.earliest_event_date = config.ingest.earliest_event_date
         self.encoder = msgspec.json.Encoder()
         self.defects = {
             "touchpoints": _cumulative_defects(_TOUCHPOINT_DEFECTS),
@@ -1609,8 +1613,8 @@ class _Planter:
             else:
                 bad["verbatim"] = filler
         elif defect == "before_earliest":
-            days_back = self.earliest_days_before_start + rng.randint(30, 400)
-            bad[time_field] = _shift_date(bad[time_field], -days_back)
+            old = self.earliest_event_date - timedelta(days=rng.randint(30, 400))
+            bad[time_field] = old.isoformat() + bad[time_field][10:]
         elif defect == "in_future":
             bad[time_field] = "2099" + bad[time_field][4:].replace("-02-29", "-02-28")
         elif defect == "id_conflict":  # same id, another payload: a producer bug, not a retry
@@ -1649,13 +1653,12 @@ def _cumulative_defects(defects: tuple[tuple[str, str, float], ...]) -> tuple[tu
     return _cumulative({(name, reason): weight for name, reason, weight in defects})
 
 
-def _shift_date(stamp: str, days: int) -> str:
-    return (date.fromisoformat(stamp[:10]) + timedelta(days=days)).isoformat() + stamp[10:]
-
-
 # --------------------------------------------------------------------------------------------
 # Time-ordered output
 # --------------------------------------------------------------------------------------------
+
+
+_SPILL_EVERY_LINES = 200_000  # lines held in memory before they go to the day buckets (~60 MB)
 
 
 class _TimeOrderedLines:
@@ -1667,7 +1670,7 @@ class _TimeOrderedLines:
 
     _KEY_WIDTH = 22
 
-    def __init__(self, spill_dir: Path, name: str, max_buffered: int = 200_000) -> None:
+    def __init__(self, spill_dir: Path, name: str, max_buffered: int) -> None:
         self.spill_dir, self.name, self.max_buffered = spill_dir, name, max_buffered
         self.buckets: dict[int, list[bytes]] = {}
         self.spilled: set[int] = set()
@@ -1773,7 +1776,8 @@ class _Truth:
             },
             "explicit_leave_share": EXPLICIT_LEAVE_SHARE,
             "ces": {"question_id": "ces_ease", "higher_is_easier": True, "scales": ["1-7", "1-5"]},
-            "drop_off_stages": {**DROP_OFF, "base_rate": BASE_ABANDON},
+            "drop_off_stages": DROP_OFF,
+            "drop_off_base_rate": BASE_ABANDON,
             "nps": {
                 "promoter_loyalty_from": PROMOTER_FROM,
                 "detractor_loyalty_below": DETRACTOR_BELOW,

@@ -1,0 +1,558 @@
+"""The synthetic journey generator: valid, deterministic, and true to its own truth.json.
+
+Every statistical check reads the generated files (plain Python over the parsed lines, DuckDB for
+revenue) and compares them with what `truth.json` says was planted; none calls generator internals.
+Margins: each planted effect is at least a 2x gap in a rate of a few hundred customers, where the
+noise is a few points, so the checks hold for the seeds used here and fail if the effect is removed
+(e.g. without the drop-off stages every stage abandons at the base rate and the 1.6x margin fails;
+without the moment-of-truth hazard, cancellation within 7 days of a bad rating is ~1 %, not > 15 %).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import pytest
+from jsonschema import Draft202012Validator
+from parcours.schemas import SURVEY_ANSWER, TOUCHPOINT, Reason, decode_batch
+
+from parcours.config import JourneyConfig, load_config, parse_config
+from parcours.generator import ChurnSpike, GenerationSummary, generate_dataset
+
+FILES = ("touchpoints.jsonl", "surveys.jsonl", "truth.json")
+
+
+@pytest.fixture(scope="module")
+def config() -> JourneyConfig:
+    return load_config()
+
+
+@dataclass
+class Dataset:
+    """One generated directory, parsed once."""
+
+    path: Path
+    config: JourneyConfig
+    summary: GenerationSummary
+
+    @cached_property
+    def truth(self) -> dict[str, Any]:
+        return json.loads((self.path / "truth.json").read_text(encoding="utf-8"))
+
+    def lines(self, name: str) -> list[bytes]:
+        return (self.path / name).read_bytes().split(b"\n")[:-1]
+
+    @cached_property
+    def touchpoints(self) -> list[dict[str, Any]]:
+        return [_with_instant(msgspec.json.decode(line), "occurred_at") for line in self.lines(FILES[0])]
+
+    @cached_property
+    def surveys(self) -> list[dict[str, Any]]:
+        return [_with_instant(msgspec.json.decode(line), "answered_at") for line in self.lines(FILES[1])]
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromisoformat(self.truth["start"]).replace(tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=self.truth["days"])
+
+    def stage(self, event: dict[str, Any]) -> str:
+        return event.get("stage") or self.config.stage_of(event["touchpoint"])
+
+    @cached_property
+    def journeys(self) -> dict[str, list[dict[str, Any]]]:
+        """Each customer's touchpoints in time order."""
+        by_customer: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        for event in self.touchpoints:
+            by_customer[event["customer_id"]].append(event)
+        for events in by_customer.values():
+            events.sort(key=lambda e: e["at"])
+        return by_customer
+
+    @cached_property
+    def cancellations(self) -> dict[str, dict[str, Any]]:
+        return {e["customer_id"]: e for e in self.touchpoints if e.get("outcome") == "cancellation"}
+
+
+def _valid_in_file_order(dataset: Dataset, name: str) -> list[tuple[bytes, str, datetime]]:
+    """(line, id, instant) of each line the contract accepts, in file order."""
+    contract = TOUCHPOINT if name == FILES[0] else SURVEY_ANSWER
+    lines = dataset.lines(name)
+    decoded = decode_batch(contract, lines, dataset.config.ingest.max_payload_bytes)
+    ids = decoded.table.column(contract.id_field).to_pylist()
+    instants = decoded.table.column(contract.time_field).to_pylist()
+    return [
+        (lines[i], record_id, at) for i, record_id, at in zip(decoded.valid_index, ids, instants, strict=True)
+    ]
+
+
+def _with_instant(record: dict[str, Any], field: str) -> dict[str, Any]:
+    record["at"] = datetime.fromisoformat(record[field])
+    return record
+
+
+def _generate(root: Path, name: str, config: JourneyConfig, **kwargs: Any) -> Dataset:
+    path = root / name
+    summary = generate_dataset(path, config=config, **kwargs)
+    return Dataset(path, config, summary)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("generated")
+
+
+@pytest.fixture(scope="module")
+def small(root: Path, config: JourneyConfig) -> Dataset:
+    return _generate(root, "small", config, customers=300, days=30, seed=3)
+
+
+@pytest.fixture(scope="module")
+def main(root: Path, config: JourneyConfig) -> Dataset:
+    """Big enough for the planted effects to stand well clear of the noise."""
+    return _generate(root, "main", config, customers=2000, days=90, seed=7)
+
+
+@pytest.fixture(scope="module")
+def spiked(root: Path, config: JourneyConfig) -> Dataset:
+    spike = ChurnSpike(stage="activation", from_day=45, factor=4.0)
+    return _generate(root, "spiked", config, customers=2000, days=90, seed=7, churn_spike=spike)
+
+
+BAD_RATES = {"invalid_rate": 0.05, "duplicate_rate": 0.03, "late_rate": 0.03}
+
+
+@pytest.fixture(scope="module")
+def with_bad(root: Path, config: JourneyConfig) -> Dataset:
+    return _generate(root, "with_bad", config, customers=500, days=45, seed=5, **BAD_RATES)
+
+
+# -- determinism and validity ------------------------------------------------------------------
+
+
+def test_same_arguments_give_the_same_bytes_and_another_seed_does_not(
+    root: Path, config: JourneyConfig, small: Dataset
+) -> None:
+    again = _generate(root, "small_again", config, customers=300, days=30, seed=3)
+    other = _generate(root, "small_other_seed", config, customers=300, days=30, seed=4)
+    for name in FILES:
+        assert (again.path / name).read_bytes() == (small.path / name).read_bytes(), name
+        assert (other.path / name).read_bytes() != (small.path / name).read_bytes(), name
+
+
+def test_spilling_to_day_buckets_does_not_change_the_output(
+    root: Path, config: JourneyConfig, small: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big runs sort through per-day files on disk; small ones never reach that path on their own."""
+    monkeypatch.setattr("parcours.generator._SPILL_EVERY_LINES", 500)
+    spilled = _generate(root, "small_spilled", config, customers=300, days=30, seed=3)
+    for name in FILES:
+        assert (spilled.path / name).read_bytes() == (small.path / name).read_bytes(), name
+
+
+def test_every_line_satisfies_both_forms_of_the_contract(small: Dataset) -> None:
+    for name, contract in ((FILES[0], TOUCHPOINT), (FILES[1], SURVEY_ANSWER)):
+        lines = small.lines(name)
+        assert len(lines) > 200
+        decoded = decode_batch(contract, lines, small.config.ingest.max_payload_bytes)
+        assert decoded.rejects == []
+        validator = Draft202012Validator(
+            contract.json_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        problems = [
+            (i, e.message) for i, line in enumerate(lines) for e in validator.iter_errors(json.loads(line))
+        ]
+        assert problems == []
+        ids = decoded.table.column(contract.id_field).to_pylist()
+        assert len(set(ids)) == len(ids)
+
+
+def test_files_hold_valid_unique_records_in_time_order_within_the_period(main: Dataset) -> None:
+    truth = main.truth
+    for name, contract, records, n_expected in (
+        (FILES[0], TOUCHPOINT, main.touchpoints, truth["n_touchpoints"]),
+        (FILES[1], SURVEY_ANSWER, main.surveys, truth["n_surveys"]),
+    ):
+        decoded = decode_batch(contract, main.lines(name))
+        assert decoded.rejects == []
+        assert decoded.table.num_rows == n_expected
+        assert len(set(decoded.table.column(contract.id_field).to_pylist())) == n_expected
+        instants = [r["at"] for r in records]
+        assert instants == sorted(instants), f"{name} is not in event-time order"
+        assert main.start <= instants[0] and instants[-1] < main.end
+        assert all(r["schema_version"] == 1 for r in records)
+    assert main.summary.n_touchpoints == truth["n_touchpoints"] > 80_000
+    assert main.summary.n_surveys == truth["n_surveys"] > 3_000
+    # Producers stamp their own offsets: UTC, Paris winter and summer time, overseas.
+    offsets = collections.Counter(e["occurred_at"][-6:] for e in main.touchpoints)
+    assert {"+01:00", "+02:00", "+04:00", "-04:00"} <= offsets.keys()
+    assert any(stamp.endswith("Z") for stamp in offsets)
+
+
+def test_planted_bad_records_are_rejected_with_their_reason(with_bad: Dataset) -> None:
+    truth = with_bad.truth
+    rejects: collections.Counter[str] = collections.Counter()
+    for name, contract in ((FILES[0], TOUCHPOINT), (FILES[1], SURVEY_ANSWER)):
+        decoded = decode_batch(contract, with_bad.lines(name), with_bad.config.ingest.max_payload_bytes)
+        rejects.update(reject.reason for reject in decoded.rejects)
+    assert dict(rejects) == truth["planted_invalid"]
+    assert len(truth["planted_invalid"]) >= 6 and sum(rejects.values()) > 100
+
+
+def test_records_only_the_pipeline_can_reject_are_counted(with_bad: Dataset) -> None:
+    """Exact duplicates, id conflicts, dates before the earliest date or in the future."""
+    truth, earliest = with_bad.truth, with_bad.config.ingest.earliest_event_date
+    seen: dict[str, bytes] = {}
+    counts: collections.Counter[str] = collections.Counter()
+    for name in FILES[:2]:
+        for line, record_id, at in _valid_in_file_order(with_bad, name):
+            if record_id in seen:
+                counts["duplicate" if seen[record_id] == line else Reason.DUPLICATE_CONFLICT] += 1
+                continue
+            seen[record_id] = line
+            if at.date() < earliest:
+                counts[Reason.BEFORE_EARLIEST] += 1
+            elif at > with_bad.end + timedelta(days=365):
+                counts[Reason.FUTURE_TIMESTAMP] += 1
+    assert counts.pop("duplicate") == truth["planted_duplicates"] > 0
+    assert dict(counts) == truth["planted_invalid_in_context"]
+
+
+def test_late_lines_arrive_out_of_order_but_within_two_days(with_bad: Dataset) -> None:
+    truth = with_bad.truth
+    out_of_order, max_lag = 0, timedelta(0)
+    for name in FILES[:2]:
+        latest, seen = None, set()
+        for _, record_id, at in _valid_in_file_order(with_bad, name):
+            if record_id in seen or not with_bad.start <= at < with_bad.end:
+                continue  # duplicates and the planted wrong dates are another test's business
+            seen.add(record_id)
+            if latest is not None and at < latest:
+                out_of_order += 1
+                max_lag = max(max_lag, latest - at)
+            latest = at if latest is None else max(latest, at)
+    assert truth["planted_late"] > 20
+    assert 0.95 * truth["planted_late"] <= out_of_order <= truth["planted_late"]
+    assert max_lag <= timedelta(days=2)
+
+
+def test_bad_records_leave_the_valid_data_unchanged(
+    root: Path, config: JourneyConfig, with_bad: Dataset
+) -> None:
+    """Planting draws from its own random stream: the valid records are those of a clean run."""
+    clean = _generate(root, "clean", config, customers=500, days=45, seed=5)
+    for name in FILES[:2]:
+        kept, seen = [], set()
+        for line, record_id, at in _valid_in_file_order(with_bad, name):
+            if record_id not in seen and clean.start <= at < clean.end:
+                seen.add(record_id)
+                kept.append(line)
+        assert sorted(kept) == sorted(clean.lines(name))
+
+
+# -- the planted effects -------------------------------------------------------------------------
+
+
+def test_revenue_per_customer_matches_truth(main: Dataset) -> None:
+    rows = (
+        duckdb.connect()
+        .execute(
+            "select customer_id, sum(revenue) from read_json(?, format = 'newline_delimited',"
+            " columns = {'customer_id': 'VARCHAR', 'revenue': 'DOUBLE'}) group by customer_id",
+            [str(main.path / FILES[0])],
+        )
+        .fetchall()
+    )
+    observed = {customer: total or 0.0 for customer, total in rows}
+    planted = main.truth["revenue_per_customer"]
+    assert len(planted) == main.truth["customers"]
+    assert sum(1 for total in observed.values() if total > 0) > 500
+    for customer, total in planted.items():
+        assert observed.get(customer, 0.0) == pytest.approx(total, abs=0.01), customer
+
+
+def _csat(dataset: Dataset) -> dict[str, list[int]]:
+    scores: dict[str, list[int]] = collections.defaultdict(list)
+    for answer in dataset.surveys:
+        if answer["survey"] == "csat":
+            scores[answer["touchpoint"]].append(answer["score"])
+    return scores
+
+
+def test_moments_of_truth_are_the_least_satisfying_touchpoints(main: Dataset) -> None:
+    planted = {m["touchpoint"]: m for m in main.truth["moments_of_truth"]}
+    scores = {tp: s for tp, s in _csat(main).items() if len(s) >= 50}
+    means = {tp: sum(s) / len(s) for tp, s in scores.items()}
+    assert set(planted) <= means.keys() and len(means) >= 6
+    assert set(sorted(means, key=means.get)[: len(planted)]) == set(planted)
+    others = [score for tp, s in scores.items() if tp not in planted for score in s]
+    for touchpoint, moment in planted.items():
+        assert means[touchpoint] < sum(others) / len(others) - 0.4
+        standard_error = statistics.stdev(scores[touchpoint]) / len(scores[touchpoint]) ** 0.5
+        assert means[touchpoint] == pytest.approx(moment["mean_csat"], abs=3 * standard_error)
+
+
+def test_a_bad_moment_of_truth_makes_customers_cancel(main: Dataset) -> None:
+    planted = {m["touchpoint"] for m in main.truth["moments_of_truth"]}
+    events = {e["event_id"]: e for e in main.touchpoints}
+    rated, bad, cancelled_soon_after = set(), set(), collections.Counter()
+    for answer in main.surveys:
+        if answer["survey"] != "csat" or answer["touchpoint"] not in planted:
+            continue
+        customer, low = answer["customer_id"], answer["score"] <= 2
+        rated.add(customer)
+        if low:
+            bad.add(customer)
+        event, cancellation = events.get(answer.get("event_id", "")), main.cancellations.get(customer)
+        if event and event["at"] < main.end - timedelta(days=7):
+            counted = "bad" if low else "good"
+            cancelled_soon_after[counted + "_n"] += 1
+            if cancellation and event["at"] <= cancellation["at"] <= event["at"] + timedelta(days=7):
+                cancelled_soon_after[counted] += 1
+    good = rated - bad
+    assert len(bad) > 100 and len(good) > 200
+    bad_rate = len(bad & main.cancellations.keys()) / len(bad)
+    good_rate = len(good & main.cancellations.keys()) / len(good)
+    assert bad_rate > 2 * good_rate and bad_rate - good_rate > 0.1
+    soon_bad = cancelled_soon_after["bad"] / cancelled_soon_after["bad_n"]
+    soon_good = cancelled_soon_after["good"] / cancelled_soon_after["good_n"]
+    assert soon_bad > 0.15 and soon_bad > 4 * soon_good
+
+
+def test_one_bad_delivery_loses_about_the_planted_share(main: Dataset) -> None:
+    """Delivery is the first moment of truth of a journey: a late or damaged one is bad #1."""
+    moment = next(m for m in main.truth["moments_of_truth"] if m["touchpoint"] == "delivery")
+    explicit = main.truth["explicit_leave_share"]
+    outcomes: dict[bool, list[bool]] = {True: [], False: []}
+    for event in main.touchpoints:
+        if event["touchpoint"] != "delivery" or event["at"] >= main.end - timedelta(days=10):
+            continue
+        bad = event["properties"]["status"] in ("late", "damaged")
+        cancellation = main.cancellations.get(event["customer_id"])
+        outcomes[bad].append(
+            cancellation is not None and event["at"] <= cancellation["at"] <= event["at"] + timedelta(days=10)
+        )
+    assert len(outcomes[True]) > 200
+    after_bad = sum(outcomes[True]) / len(outcomes[True])
+    after_good = sum(outcomes[False]) / len(outcomes[False])
+    assert after_bad == pytest.approx(
+        moment["leave_probability_by_bad_experiences"]["1"] * explicit, abs=0.08
+    )
+    assert after_good < moment["leave_probability_by_bad_experiences"]["0"] * explicit + 0.04
+
+
+def test_drop_off_stages_lose_more_of_the_customers_who_reach_them(main: Dataset) -> None:
+    """A drop-off: the last event is at the stage, no cancellation, and the stage's timeout has passed."""
+    reached: collections.Counter[str] = collections.Counter()
+    dropped: collections.Counter[str] = collections.Counter()
+    for customer, events in main.journeys.items():
+        reached.update({main.stage(e) for e in events})
+        last = events[-1]
+        stage = main.stage(last)
+        if (
+            customer not in main.cancellations
+            and last["at"] + main.config.drop_off.timeout_for(stage) <= main.end
+        ):
+            dropped[stage] += 1
+    rate = {stage: dropped[stage] / reached[stage] for stage in main.config.stages}
+    planted = set(main.truth["drop_off_stages"])
+    assert planted and planted <= set(main.config.stages)
+    highest_other = max(r for stage, r in rate.items() if stage not in planted)
+    for stage in planted:
+        assert rate[stage] > 1.6 * highest_other, rate
+
+
+def test_emerging_terms_appear_only_from_their_day_and_grow(main: Dataset) -> None:
+    emerging = main.truth["emerging_terms"]
+    from_at = datetime.fromisoformat(emerging["from_date"]).replace(tzinfo=UTC)
+    verbatims = [(a["at"], a["language"], a["verbatim"].lower()) for a in main.surveys if a.get("verbatim")]
+    assert sum(1 for at, _, _ in verbatims if at < from_at) > 200  # absence before means something
+    for language in ("fr", "en"):
+        for term in emerging[language]:
+            hits = [(at, lang) for at, lang, text in verbatims if term in text]
+            assert len(hits) >= 3, term
+            assert min(at for at, _ in hits) >= from_at, term
+            assert {lang for _, lang in hits} == {language}, term
+    # Growth as a share of what customers write, not as a count that grows with the customer base.
+    terms = emerging["fr"] + emerging["en"]
+    middle = from_at + (main.end - from_at) / 2
+    share = {}
+    for half, low, high in (("early", from_at, middle), ("late", middle, main.end)):
+        texts = [text for at, _, text in verbatims if low <= at < high]
+        share[half] = sum(any(term in text for term in terms) for text in texts) / len(texts)
+    assert share["late"] > 1.4 * share["early"] > 0
+
+
+def _cancellation_rate_at(dataset: Dataset, stage: str, low: datetime, high: datetime) -> float:
+    at_stage = {
+        e["customer_id"]
+        for events in dataset.journeys.values()
+        for e in events
+        if low <= e["at"] < high and dataset.stage(e) == stage
+    }
+    cancelled = {
+        customer
+        for customer, e in dataset.cancellations.items()
+        if low <= e["at"] < high and dataset.stage(e) == stage
+    }
+    assert len(at_stage) > 300
+    return len(cancelled & at_stage) / len(at_stage)
+
+
+def test_churn_spike_raises_cancellations_at_its_stage_from_its_day(spiked: Dataset, main: Dataset) -> None:
+    spike = spiked.truth["churn_spike"]
+    assert main.truth["churn_spike"] is None
+    from_at = datetime.fromisoformat(spike["from_date"]).replace(tzinfo=UTC)
+    before = _cancellation_rate_at(spiked, spike["stage"], spiked.start, from_at)
+    after = _cancellation_rate_at(spiked, spike["stage"], from_at, spiked.end)
+    without_spike = _cancellation_rate_at(main, spike["stage"], from_at, main.end)
+    assert after > 2 * before and after > 2 * without_spike
+
+
+# -- the shape of journeys and surveys ------------------------------------------------------------
+
+
+def test_journeys_are_non_linear_and_omnichannel(main: Dataset) -> None:
+    rank = main.config.stage_rank
+    n = len(main.journeys)
+    skipped = revisited = looped = several_channels = switched_in_session = 0
+    for events in main.journeys.values():
+        ranks = [rank(main.stage(e)) for e in events]
+        skipped += len(set(ranks)) < max(ranks) + 1
+        revisited += any(later < earlier for earlier, later in itertools.pairwise(ranks))
+        first_consideration = next((i for i, r in enumerate(ranks) if r == 1), None)
+        looped += first_consideration is not None and 0 in ranks[first_consideration:]
+        several_channels += len({e["channel"] for e in events}) >= 2
+        switched_in_session += any(
+            b["at"] - a["at"] < timedelta(minutes=30) and a["channel"] != b["channel"]
+            for a, b in itertools.pairwise(events)
+        )
+    assert skipped > 0.15 * n and revisited > 0.15 * n and looped > 0.05 * n
+    assert several_channels > 0.6 * n and switched_in_session > 0.2 * n
+    sessions_per_customer = (
+        sum(
+            1 + sum(b["at"] - a["at"] > timedelta(minutes=30) for a, b in itertools.pairwise(events))
+            for events in main.journeys.values()
+        )
+        / n
+    )
+    assert sessions_per_customer > 5
+
+
+def test_purchase_comes_before_renewal_and_cancellation_ends_the_journey(main: Dataset) -> None:
+    renewed = 0
+    for customer, events in main.journeys.items():
+        outcomes = [e.get("outcome") for e in events]
+        if "renewal" in outcomes:
+            renewed += 1
+            assert "purchase" in outcomes[: outcomes.index("renewal")], customer
+        if customer in main.cancellations:
+            assert outcomes.count("cancellation") == 1 and outcomes[-1] == "cancellation", customer
+    assert renewed > 100
+    assert set(main.truth["churned_customers"]) == main.cancellations.keys()
+    assert len(main.cancellations) > 100
+
+
+def test_surveys_follow_the_experience(main: Dataset) -> None:
+    last_nps = {a["customer_id"]: a["score"] for a in main.surveys if a["survey"] == "nps"}
+    promoters = [c for c, score in last_nps.items() if score >= 9]
+    detractors = [c for c, score in last_nps.items() if score <= 6]
+    assert len(promoters) > 100 and len(detractors) > 100
+    revenue = main.truth["revenue_per_customer"]
+
+    def mean_revenue(customers: list[str]) -> float:
+        return sum(revenue[c] for c in customers) / len(customers)
+
+    def cancel_rate(customers: list[str]) -> float:
+        return sum(c in main.cancellations for c in customers) / len(customers)
+
+    assert mean_revenue(promoters) > 1.25 * mean_revenue(detractors)
+    assert cancel_rate(detractors) > 1.5 * cancel_rate(promoters)
+    by_survey = collections.Counter(a["survey"] for a in main.surveys)
+    assert set(by_survey) == {"nps", "csat", "ces", "cxi", "kano", "importance"}
+    assert {a.get("scale") for a in main.surveys if a["survey"] == "ces"} == {None, "1-7", "1-5"}
+    assert all("dysfunctional_score" in a for a in main.surveys if a["survey"] == "kano")
+    assert {a["question_id"] for a in main.surveys if a["survey"] == "kano"} == set(
+        main.truth["kano_features"]
+    )
+    assert {a["language"] for a in main.surveys if a.get("verbatim")} == {"fr", "en"}
+
+
+def test_ratings_without_event_id_can_be_attached_by_time(main: Dataset) -> None:
+    """The customer's nearest touchpoint before the answer is the one rated."""
+    ratings = [a for a in main.surveys if a["survey"] in ("csat", "ces")]
+    unattached = [a for a in ratings if "event_id" not in a]
+    assert 0.05 * len(ratings) < len(unattached) < 0.3 * len(ratings)
+    window = main.config.surveys.attachment_window
+    for answer in unattached:
+        before = [e for e in main.journeys[answer["customer_id"]] if e["at"] <= answer["at"]]
+        assert before[-1]["touchpoint"] == answer["touchpoint"]
+        assert answer["at"] - before[-1]["at"] <= window
+
+
+def test_planted_importance_is_high_where_satisfaction_is_low(main: Dataset) -> None:
+    importance: dict[str, list[int]] = collections.defaultdict(list)
+    for answer in main.surveys:
+        if answer["survey"] == "importance":
+            importance[answer["question_id"]].append(answer["score"])
+    means = {attribute: sum(s) / len(s) for attribute, s in importance.items()}
+    moments = {m["touchpoint"] for m in main.truth["moments_of_truth"]}
+    assert set(sorted(means, key=means.get, reverse=True)[: len(moments)]) == moments
+    for attribute, planted in main.truth["importance_means"].items():
+        assert means[attribute] == pytest.approx(planted, abs=0.3)
+
+
+# -- arguments ---------------------------------------------------------------------------------------
+
+
+def test_progress_counts_every_customer(tmp_path: Path, config: JourneyConfig) -> None:
+    calls: list[int] = []
+    summary = generate_dataset(tmp_path, 600, 10, 1, config=config, progress=calls.append)
+    assert sum(calls) == summary.n_customers == 600 and len(calls) >= 2
+    assert all(path.exists() for path in summary.paths)
+    assert not [p for p in tmp_path.iterdir() if p.name not in FILES]  # spill files cleaned up
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"customers": 0}, "customers"),
+        ({"days": 0}, "days"),
+        ({"invalid_rate": 1.5}, "invalid_rate"),
+        ({"late_rate": -0.1}, "late_rate"),
+        ({"churn_spike": ChurnSpike("checkout", 3, 2.0)}, "churn spike stage 'checkout'"),
+        ({"churn_spike": ChurnSpike("renewal", 30, 2.0)}, "from_day 30"),
+        ({"emerging_from_day": 12}, "emerging_from_day"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_clear_message(
+    tmp_path: Path, config: JourneyConfig, kwargs: dict[str, Any], message: str
+) -> None:
+    arguments: dict[str, Any] = {"customers": 10, "days": 10, "seed": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        generate_dataset(tmp_path, config=config, **arguments)
+
+
+def test_churn_spike_checks_its_own_values() -> None:
+    with pytest.raises(ValueError, match="factor"):
+        ChurnSpike("renewal", 3, 0.0)
+    with pytest.raises(ValueError, match="from_day"):
+        ChurnSpike("renewal", -1, 2.0)
+
+
+def test_a_configuration_that_maps_touchpoints_elsewhere_is_refused(tmp_path: Path) -> None:
+    config = parse_config("stages: [discovery, purchase]\ntouchpoints: {checkout: purchase}\n")
+    with pytest.raises(ValueError, match=r"touchpoints\.delivery: the generator needs stage 'activation'"):
+        generate_dataset(tmp_path, 10, 10, 1, config=config, start=date(2026, 1, 5))
