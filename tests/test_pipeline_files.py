@@ -188,3 +188,22 @@ def test_survey_answers_attach_to_the_rated_touchpoint(tmp_path):
         ("nearest", "e2", "delivery", "activation", "nearest_preceding"),
         ("too-far", None, None, None, None),
     ]
+
+
+def test_the_real_views_open_in_duckdb_1x(tmp_path, events):
+    """BI tools embedding DuckDB 1.x read the views file that DuckDB 2.0 wrote (storage v1.0.0)."""
+    import os
+    import subprocess
+
+    old_python = os.environ.get("PARCOURS_DUCKDB1_PYTHON")
+    if not old_python:
+        pytest.skip("set PARCOURS_DUCKDB1_PYTHON to a python with duckdb 1.x installed (.ci/run creates one)")
+    write_jsonl(tmp_path / "data" / "touchpoints.jsonl", events[:200])
+    land(tmp_path / "data", tmp_path / "w")
+    db = tmp_path / "w" / "parcours.duckdb"
+    script = str(Path(__file__).with_name("duckdb1_check.py"))
+    for view in ("touchpoints", "sessions", "journeys", "survey_answers", "dead_letters"):
+        (expected,) = query(db, f"select count(*) from {view}")[0]
+        result = subprocess.run([old_python, script, str(db), view, str(expected)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("duckdb 1."), result.stdout
