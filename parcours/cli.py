@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 app = typer.Typer(
@@ -41,7 +42,8 @@ WarehouseOption = Annotated[
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # The message is data (file names, user input), never markup: escape it.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -112,7 +114,10 @@ def config_check(path: Annotated[Path, typer.Argument(help="Journey configuratio
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write touchpoints.jsonl, surveys.jsonl, truth.json.")] = Path("data"),
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder to write touchpoints.jsonl, surveys.jsonl, truth.json."),
+    ] = Path("data"),
     customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2000,
     days: Annotated[int, typer.Option(min=1, help="Length of the period in days.")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 7,
@@ -151,8 +156,16 @@ def generate(
         with _progress() as bar:
             task = bar.add_task("generating customers", total=customers)
             summary = generate_dataset(
-                out, customers, days, seed, config=journey, start=first_day, churn_spike=spike,
-                invalid_rate=invalid_rate, duplicate_rate=duplicate_rate, late_rate=late_rate,
+                out,
+                customers,
+                days,
+                seed,
+                config=journey,
+                start=first_day,
+                churn_spike=spike,
+                invalid_rate=invalid_rate,
+                duplicate_rate=duplicate_rate,
+                late_rate=late_rate,
                 progress=lambda n: bar.advance(task, n),
             )
     except ValueError as exc:
@@ -164,12 +177,17 @@ def generate(
 
 
 @app.command()
-def produce(data_dir: Annotated[Path, typer.Argument(help="Folder with touchpoints.jsonl and surveys.jsonl.")]) -> None:
+def produce(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with touchpoints.jsonl and surveys.jsonl.")],
+) -> None:
     """Send the JSONL files of a folder to Kafka, keyed by customer_id (bad lines included)."""
-    from parcours.kafka import BrokerUnavailable, KafkaSettings, ensure_topics
+    from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError, ensure_topics
     from parcours.produce import FILES, count_lines, produce_dir
 
-    settings = KafkaSettings.from_env()
+    try:
+        settings = KafkaSettings.from_env()
+    except KafkaSettingsError as exc:
+        fail(str(exc))
     files = [data_dir / name for name in FILES if (data_dir / name).exists()]
     if not files:
         fail(f"{data_dir}: neither {' nor '.join(FILES)} found (run `parcours generate` first)")
@@ -212,7 +230,7 @@ def run(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _quiet_beam_import()
-    from parcours.kafka import BrokerUnavailable, KafkaSettings
+    from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
     from parcours.pipelines.run import CountsDoNotAddUp, Runner
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
     from parcours.warehouse import Warehouse, WarehouseBusy
@@ -230,7 +248,13 @@ def run(
 
     try:
         runner = Runner(
-            wh, journey, beam_args=ctx.args, shards=shards, batch_size=batch_size, workers=workers, on_batch=report
+            wh,
+            journey,
+            beam_args=ctx.args,
+            shards=shards,
+            batch_size=batch_size,
+            workers=workers,
+            on_batch=report,
         )
     except (ValueError, SystemExit) as exc:
         fail(f"bad pipeline arguments {ctx.args}: {exc}")
@@ -243,8 +267,14 @@ def run(
                 result = runner.run_files(source, max_batches=max_batches)
             else:
                 result = runner.run_kafka(KafkaSettings.from_env(), max_batches=max_batches)
-    except (WarehouseBusy, BrokerUnavailable, OffsetOutOfRetention, SourceStalled, CountsDoNotAddUp,
-            FileNotFoundError) as exc:
+    except (
+        WarehouseBusy,
+        BrokerUnavailable,
+        OffsetOutOfRetention,
+        SourceStalled,
+        CountsDoNotAddUp,
+        FileNotFoundError,
+    ) as exc:
         fail(str(exc))
     if not result.batches:
         console.print("nothing new to land")

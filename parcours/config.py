@@ -8,6 +8,7 @@ the bad key (``sessions.inactivity_gap: ...``), never later in the middle of a r
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import date, timedelta
 from importlib import resources
@@ -41,7 +42,7 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 def _positive(name: str, value: timedelta | None) -> None:
     if value is not None and value <= timedelta(0):
-        raise ValueError(f"{name} must be a positive duration, got {value}")
+        raise ValueError(f"{name} must be a positive duration, got {value.total_seconds():g} s")
 
 
 class _Strict(BaseModel):
@@ -132,14 +133,17 @@ class JourneyConfig(_Strict):
     def _check(self) -> JourneyConfig:
         if not self.stages:
             raise ValueError("stages must list at least one stage")
-        if len(set(self.stages)) != len(self.stages):
-            raise ValueError("stages must not repeat a stage")
+        repeated = sorted({stage for stage in self.stages if self.stages.count(stage) > 1})
+        if repeated:
+            raise ValueError(f"stages: {', '.join(repeated)} listed more than once")
         if UNMAPPED_STAGE in self.stages:
-            raise ValueError(f"'{UNMAPPED_STAGE}' is reserved for touchpoints with no stage")
+            raise ValueError(f"stages: '{UNMAPPED_STAGE}' is reserved for touchpoints with no stage")
         known = set(self.stages)
         for touchpoint, stage in self.touchpoints.items():
             if stage not in known:
-                raise ValueError(f"touchpoints.{touchpoint}: unknown stage '{stage}' (stages: {list(self.stages)})")
+                raise ValueError(
+                    f"touchpoints.{touchpoint}: unknown stage '{stage}' (stages: {list(self.stages)})"
+                )
         for stage in self.drop_off.timeouts:
             if stage not in known:
                 raise ValueError(f"drop_off.timeouts.{stage}: unknown stage (stages: {list(self.stages)})")
@@ -181,7 +185,8 @@ class JourneyConfig(_Strict):
     @property
     def fingerprint(self) -> str:
         """A short hash of the effective rules, written into manifests beside `version`."""
-        canonical = self.model_dump_json()
+        # Sorted keys: two files that differ only in the order of a mapping are the same rules.
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -199,6 +204,8 @@ def load_config(path: str | Path | None = None) -> JourneyConfig:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read the configuration ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
     return parse_config(text, source)
 
 
@@ -206,7 +213,9 @@ def parse_config(text: str, source: str = "<config>") -> JourneyConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except ValueError as exc:  # PyYAML builds dates itself: 2020-13-01 fails while loading
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of settings at the top level")
     try:

@@ -15,11 +15,11 @@ import apache_beam as beam
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from parcours.config import IngestRules
 from parcours.pipelines.state import LandedState, PublishedFiles
 from parcours.pipelines.validate import CONTRACTS, dead_letters
 from parcours.schemas.contracts import Reason
-
-from parcours.config import IngestRules
 
 
 def split_duplicates(table: pa.Table, id_field: str, landed: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
@@ -45,11 +45,14 @@ def split_duplicates(table: pa.Table, id_field: str, landed: pa.Table) -> tuple[
     columns = ", ".join(f'"{name}"' for name in table.column_names)
 
     def pick(condition: str) -> pa.Table:
-        return con.sql(f"select {columns} from ranked where {condition} order by source, source_partition, source_offset").to_arrow_table()
+        return con.sql(
+            f"select {columns} from ranked where {condition} order by source, source_partition, source_offset"
+        ).to_arrow_table()
 
     fresh = pick("arrival_rank = 1 and landed_hash is null")
     duplicates = pick(
-        "(arrival_rank = 1 and landed_hash = payload_hash) or (arrival_rank > 1 and payload_hash = coalesce(landed_hash, first_hash))"
+        "(arrival_rank = 1 and landed_hash = payload_hash) "
+        "or (arrival_rank > 1 and payload_hash = coalesce(landed_hash, first_hash))"
     )
     conflicts = pick("payload_hash <> coalesce(landed_hash, first_hash)")
     con.close()
@@ -83,9 +86,12 @@ class DeduplicateFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 "dead",
                 dead_letters(
-                    raw, list(range(n)), [Reason.DUPLICATE_CONFLICT] * n,
+                    raw,
+                    list(range(n)),
+                    [Reason.DUPLICATE_CONFLICT] * n,
                     [f"{contract.id_field} already seen with a different payload"] * n,
-                    conflicts.column(contract.id_field).to_pylist(), conflicts.column("customer_id").to_pylist(),
+                    conflicts.column(contract.id_field).to_pylist(),
+                    conflicts.column("customer_id").to_pylist(),
                 ),
             )
         if duplicates.num_rows:

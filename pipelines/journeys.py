@@ -22,9 +22,9 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from parcours.pipelines.sessionize import ShardWork
 
 from parcours.config import UNMAPPED_STAGE, JourneyConfig
+from parcours.pipelines.sessionize import ShardWork
 
 CONTEXT_COLUMNS = ("customer_id", "journey_cycle", "cycle_type", "step_index", "outcome")
 CYCLE_OUTCOMES = ("purchase", "renewal")
@@ -42,9 +42,7 @@ def resolve_stages(events: pa.Table, config: JourneyConfig) -> pa.Table:
     mapping_values = pa.array(list(config.touchpoints.values()), pa.string())
     mapped = pc.take(mapping_values, pc.index_in(events.column("touchpoint"), value_set=mapping_keys))
     stage = pc.coalesce(reported, mapped, pa.scalar(UNMAPPED_STAGE))
-    source = pc.if_else(
-        pc.is_valid(reported), "event", pc.if_else(pc.is_valid(mapped), "mapping", UNMAPPED_STAGE)
-    )
+    source = pc.if_else(pc.is_valid(reported), "event", pc.if_else(pc.is_valid(mapped), "mapping", UNMAPPED_STAGE))
     if "stage_source" in events.column_names:
         known = pc.is_valid(events.column("stage_source"))
         stage = pc.if_else(known, reported, stage)

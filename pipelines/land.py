@@ -94,8 +94,12 @@ class LandFn(beam.DoFn):
         events = events.append_column("event_date", _utc_date(events.column("occurred_at")))
         files = self._write("touchpoints", events, f"tp-s{work.shard:03d}")
         if work.rewrites.num_rows:
-            rewrites = work.rewrites.append_column("batch_seq", pa.array([self._seq] * work.rewrites.num_rows, pa.int64()))
-            rewrites = rewrites.append_column("batch_date", pa.array([self._now.date()] * rewrites.num_rows, pa.date32()))
+            rewrites = work.rewrites.append_column(
+                "batch_seq", pa.array([self._seq] * work.rewrites.num_rows, pa.int64())
+            )
+            rewrites = rewrites.append_column(
+                "batch_date", pa.array([self._now.date()] * rewrites.num_rows, pa.date32())
+            )
             files += self._write("rewrites", rewrites, f"rw-s{work.shard:03d}")
         yield {
             "files": files,
@@ -106,7 +110,8 @@ class LandFn(beam.DoFn):
 
     def _land_dead_letters(self, table: pa.Table) -> Iterator[dict]:
         first = table.slice(0, 1).to_pylist()[0]
-        part = f"dl-{zlib.crc32(repr((first['source'], first['partition'], first['offset'], first['reason'])).encode()):08x}"
+        origin = repr((first["source"], first["partition"], first["offset"], first["reason"]))
+        part = f"dl-{zlib.crc32(origin.encode()):08x}"
         table = table.append_column("batch_seq", pa.array([self._seq] * table.num_rows, pa.int64()))
         table = table.append_column("ingested_at", pa.array([self._now] * table.num_rows, UTC_MICROS))
         table = table.append_column("ingested_date", pa.array([self._now.date()] * table.num_rows, pa.date32()))

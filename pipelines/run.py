@@ -33,6 +33,9 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from parcours.config import JourneyConfig
+from parcours.kafka import KafkaSettings, make_consumer, make_producer
 from parcours.pipelines.deduplicate import Deduplicate
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
@@ -48,9 +51,6 @@ from parcours.pipelines.sources import (
 )
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
-
-from parcours.config import JourneyConfig
-from parcours.kafka import KafkaSettings, make_consumer, make_producer
 from parcours.warehouse import Manifest, PublishedFile, Warehouse
 
 log = logging.getLogger(__name__)
@@ -221,9 +221,17 @@ def execute(job: BatchJob) -> BatchOutcome:
     staging.mkdir(parents=True)
     receipts_path = staging / "receipts.json"
     pipeline = build_pipeline(
-        pipeline_options(job.beam_args), list(job.ranges), settings=job.settings, config=job.config,
-        files=job.files, watermarks=job.watermarks, seq=job.seq, now=job.now, root=job.root,
-        receipts_path=str(receipts_path), shards=job.shards,
+        pipeline_options(job.beam_args),
+        list(job.ranges),
+        settings=job.settings,
+        config=job.config,
+        files=job.files,
+        watermarks=job.watermarks,
+        seq=job.seq,
+        now=job.now,
+        root=job.root,
+        receipts_path=str(receipts_path),
+        shards=job.shards,
     )
     pipeline.run().wait_until_finish()
     receipts = json.loads(receipts_path.read_text(encoding="utf-8"))
@@ -257,8 +265,15 @@ def execute(job: BatchJob) -> BatchOutcome:
                 f"dead-lettered {parts[1]} + duplicates skipped {parts[2]}; nothing was published"
             )
     return BatchOutcome(
-        job, consumed, landed, dead, duplicates, relanded, watermarks,
-        sorted(published, key=lambda f: f.path), time.perf_counter() - started,
+        job,
+        consumed,
+        landed,
+        dead,
+        duplicates,
+        relanded,
+        watermarks,
+        sorted(published, key=lambda f: f.path),
+        time.perf_counter() - started,
     )
 
 
@@ -340,7 +355,10 @@ class Runner:
         sources_meta: tuple[dict, ...] = (),
     ) -> BatchReport:
         job = self.plan_job(
-            self.warehouse.next_seq(), ranges, settings=settings, source_of_kind=source_of_kind,
+            self.warehouse.next_seq(),
+            ranges,
+            settings=settings,
+            source_of_kind=source_of_kind,
             sources_meta=sources_meta,
         )
         return self.publish(execute(job))
@@ -382,8 +400,14 @@ class Runner:
         wh.commit(manifest)
         wh.rebuild_views()
         report = BatchReport(
-            job.seq, outcome.consumed, outcome.landed, outcome.dead_lettered, outcome.duplicates_skipped,
-            outcome.relanded, len(outcome.files), outcome.seconds + time.perf_counter() - started,
+            job.seq,
+            outcome.consumed,
+            outcome.landed,
+            outcome.dead_lettered,
+            outcome.duplicates_skipped,
+            outcome.relanded,
+            len(outcome.files),
+            outcome.seconds + time.perf_counter() - started,
         )
         if self.on_batch:
             self.on_batch(report)
@@ -445,7 +469,8 @@ class Runner:
                 for lane in lanes:
                     keys = {(tp.topic, tp.partition) for tp in lane}
                     ranges = plan_offset_ranges(
-                        kind_of_topic, offsets,
+                        kind_of_topic,
+                        offsets,
                         {k: v for k, v in beginning.items() if k in keys},
                         {k: v for k, v in end.items() if k in keys},
                         self.batch_size,
@@ -456,10 +481,7 @@ class Runner:
                         )
                 if not jobs:
                     break
-                if pool is None:
-                    outcomes = [execute(job) for job in jobs]
-                else:
-                    outcomes = list(pool.map(execute, jobs))
+                outcomes = [execute(job) for job in jobs] if pool is None else list(pool.map(execute, jobs))
                 for outcome in outcomes:
                     report.batches.append(self.publish(outcome))
                 _crash_point("before_kafka_commit")

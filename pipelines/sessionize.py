@@ -27,6 +27,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from parcours.pipelines.state import LandedState, PublishedFiles
 from parcours.schemas.contracts import UTC_MICROS
 
@@ -127,7 +128,14 @@ def _to_us(value) -> int:
 
 
 # Columns recomputed for every event of a recomputed range; the rest is kept as landed.
-DERIVED_COLUMNS = ("session_id", "session_started_at", "journey_cycle", "cycle_type", "step_index", "batch_seq")
+DERIVED_COLUMNS = (
+    "session_id",
+    "session_started_at",
+    "journey_cycle",
+    "cycle_type",
+    "step_index",
+    "batch_seq",
+)
 
 
 @dataclass(frozen=True)
@@ -165,13 +173,14 @@ class SessionizeFn(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int], pa.Table]) -> Iterator[ShardWork]:
         (_kind, shard), new = element
-        earliest = new.group_by("customer_id").aggregate([("occurred_at", "min")]).rename_columns(
-            ["customer_id", "min_at"]
+        earliest = (
+            new.group_by("customer_id").aggregate([("occurred_at", "min")]).rename_columns(["customer_id", "min_at"])
         )
         prior, context = self._state.customer_history(earliest)
         rewrites = (
-            earliest.filter(pc.is_in(earliest.column("customer_id"), value_set=prior.column("customer_id")))
-            .rename_columns(["customer_id", "from_at"])
+            earliest.filter(
+                pc.is_in(earliest.column("customer_id"), value_set=prior.column("customer_id"))
+            ).rename_columns(["customer_id", "from_at"])
             if prior.num_rows
             else earliest.slice(0, 0).rename_columns(["customer_id", "from_at"])
         )

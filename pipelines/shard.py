@@ -20,9 +20,11 @@ import pyarrow.compute as pc
 
 def shard_of(customer_ids: pa.ChunkedArray | pa.Array, shards: int) -> np.ndarray:
     """Shard number of each row; rows without a customer go to shard 0."""
-    encoded = pc.dictionary_encode(pc.fill_null(customer_ids, "")).combine_chunks() if isinstance(
-        customer_ids, pa.ChunkedArray
-    ) else pc.dictionary_encode(pc.fill_null(customer_ids, ""))
+    encoded = (
+        pc.dictionary_encode(pc.fill_null(customer_ids, "")).combine_chunks()
+        if isinstance(customer_ids, pa.ChunkedArray)
+        else pc.dictionary_encode(pc.fill_null(customer_ids, ""))
+    )
     per_value = np.array(
         [zlib.crc32(value.encode()) % shards for value in encoded.dictionary.to_pylist()], dtype=np.int64
     )

@@ -102,7 +102,8 @@ class LandedState:
             prior = self._con.sql(
                 "select c.* exclude (event_date) from current_touchpoints c "
                 "semi join (select event_id from touched where is_prior) p using (event_id) "
-                "where c.event_date >= (select coalesce(min(event_date), date '9999-12-31') from touched where is_prior)"
+                "where c.event_date >= "
+                "(select coalesce(min(event_date), date '9999-12-31') from touched where is_prior)"
             ).to_arrow_table()
         finally:
             self._con.unregister("earliest_new")

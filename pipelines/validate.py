@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from parcours.config import IngestRules
 from parcours.schemas.contracts import (
     DEAD_LETTER_ARROW,
     SURVEY_ANSWER,
@@ -28,15 +30,17 @@ from parcours.schemas.contracts import (
     decode_batch,
 )
 
-from parcours.config import IngestRules
-
 CONTRACTS: dict[str, Contract] = {"touchpoints": TOUCHPOINT, "surveys": SURVEY_ANSWER}
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def dead_letters(
-    raw: pa.Table, index: list[int], reasons: list[str], details: list[str],
-    record_ids: list[str | None], customer_ids: list[str | None],
+    raw: pa.Table,
+    index: list[int],
+    reasons: list[str],
+    details: list[str],
+    record_ids: list[str | None],
+    customer_ids: list[str | None],
 ) -> pa.Table:
     """Dead-letter rows for the raw rows at `index`, keeping payload and provenance."""
     picked = raw.take(pa.array(index, pa.int64())) if index else raw.slice(0, 0)
@@ -51,7 +55,8 @@ def dead_letters(
             "customer_id": pa.array(customer_ids, pa.string()),
             "payload": picked.column("payload"),
             "payload_text": pa.array(
-                [p.decode("utf-8", errors="replace") for p in picked.column("payload").to_pylist()], pa.string()
+                [p.decode("utf-8", errors="replace") for p in picked.column("payload").to_pylist()],
+                pa.string(),
             ),
         },
         schema=DEAD_LETTER_ARROW,
@@ -81,16 +86,25 @@ def check_batch(
     times = valid.column(contract.time_field)
     earliest = datetime.combine(rules.earliest_event_date, datetime.min.time(), tzinfo=UTC)
     checks = [
-        (Reason.FUTURE_TIMESTAMP, pc.greater(times, pa.scalar(now + FUTURE_TOLERANCE, UTC_MICROS)),
-         f"after the current time {now.isoformat()} (+{FUTURE_TOLERANCE})"),
-        (Reason.BEFORE_EARLIEST, pc.less(times, pa.scalar(earliest, UTC_MICROS)),
-         f"before the earliest valid date {rules.earliest_event_date.isoformat()}"),
+        (
+            Reason.FUTURE_TIMESTAMP,
+            pc.greater(times, pa.scalar(now + FUTURE_TOLERANCE, UTC_MICROS)),
+            f"after the current time {now.isoformat()} (+{FUTURE_TOLERANCE})",
+        ),
+        (
+            Reason.BEFORE_EARLIEST,
+            pc.less(times, pa.scalar(earliest, UTC_MICROS)),
+            f"before the earliest valid date {rules.earliest_event_date.isoformat()}",
+        ),
     ]
     if watermark is not None:
         horizon = watermark - rules.allowed_lateness
         checks.append(
-            (Reason.TOO_LATE, pc.less(times, pa.scalar(horizon, UTC_MICROS)),
-             f"older than the watermark {watermark.isoformat()} minus the allowed lateness {rules.allowed_lateness}")
+            (
+                Reason.TOO_LATE,
+                pc.less(times, pa.scalar(horizon, UTC_MICROS)),
+                f"older than the watermark {watermark.isoformat()} minus the allowed lateness {rules.allowed_lateness}",
+            )
         )
     rejected = pa.array([False] * valid.num_rows, pa.bool_())
     for reason, mask, why in checks:

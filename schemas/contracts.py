@@ -42,7 +42,14 @@ SCALE_RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("importance", "1-5"): (1, 5),
     ("kano", "1-5"): (1, 5),
 }
-DEFAULT_SCALES = {"nps": "0-10", "csat": "1-5", "ces": "1-7", "cxi": "1-5", "importance": "1-5", "kano": "1-5"}
+DEFAULT_SCALES = {
+    "nps": "0-10",
+    "csat": "1-5",
+    "ces": "1-7",
+    "cxi": "1-5",
+    "importance": "1-5",
+    "kano": "1-5",
+}
 
 
 class Reason:
@@ -63,14 +70,17 @@ class Reason:
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Name = Annotated[str, msgspec.Meta(max_length=128)]
-AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# RFC 3339 with an offset, checked as text (the same pattern as the JSON Schema files) and then
+# parsed: msgspec's own datetime type also takes offsets without a colon, which RFC 3339 does not.
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})(?!\n)$"
+Timestamp = Annotated[str, msgspec.Meta(pattern=RFC3339)]
 
 
 class TouchpointV1(msgspec.Struct, frozen=True):
     schema_version: int
     event_id: Id
     customer_id: Id
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     channel: Literal["web", "app", "store", "call_center", "email", "sms", "social", "chat", "other"]
     touchpoint: Id
     stage: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
@@ -85,7 +95,7 @@ class SurveyAnswerV1(msgspec.Struct, frozen=True):
     schema_version: int
     response_id: Id
     customer_id: Id
-    answered_at: AwareDatetime
+    answered_at: Timestamp
     survey: Literal["nps", "csat", "ces", "cxi", "kano", "importance"]
     question_id: Id
     score: int
@@ -95,7 +105,7 @@ class SurveyAnswerV1(msgspec.Struct, frozen=True):
     stage: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     event_id: Name | None = None
     verbatim: Annotated[str, msgspec.Meta(max_length=10000)] | None = None
-    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*(?!\n)$")] | None = None
 
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
@@ -172,7 +182,9 @@ class Contract:
         return json.loads(resources.files("parcours.schemas").joinpath(self.schema_file).read_text("utf-8"))
 
 
-TOUCHPOINT = Contract("touchpoint", TouchpointV1, TOUCHPOINT_ARROW, "event_id", "occurred_at", "touchpoint.v1.json")
+TOUCHPOINT = Contract(
+    "touchpoint", TouchpointV1, TOUCHPOINT_ARROW, "event_id", "occurred_at", "touchpoint.v1.json"
+)
 SURVEY_ANSWER = Contract(
     "survey_answer", SurveyAnswerV1, SURVEY_ARROW, "response_id", "answered_at", "survey_answer.v1.json"
 )
@@ -222,14 +234,26 @@ def _check_survey(answer: SurveyAnswerV1) -> tuple[str, str] | None:
     bounds = SCALE_RANGES.get((answer.survey, scale))
     if bounds is None:
         allowed = sorted(s for (survey, s) in SCALE_RANGES if survey == answer.survey)
-        return Reason.SCHEMA_VIOLATION, f"scale '{scale}' is not allowed for {answer.survey} (allowed: {allowed}) - at `$.scale`"
+        return (
+            Reason.SCHEMA_VIOLATION,
+            f"scale '{scale}' is not allowed for {answer.survey} (allowed: {allowed}) - at `$.scale`",
+        )
     low, high = bounds
     if not low <= answer.score <= high:
-        return Reason.OUT_OF_RANGE, f"score {answer.score} is outside {answer.survey} scale {scale} - at `$.score`"
+        return (
+            Reason.OUT_OF_RANGE,
+            f"score {answer.score} is outside {answer.survey} scale {scale} - at `$.score`",
+        )
     if answer.survey == "kano" and answer.dysfunctional_score is None:
-        return Reason.SCHEMA_VIOLATION, "kano answers carry the pair: `dysfunctional_score` is required - at `$.dysfunctional_score`"
+        return (
+            Reason.SCHEMA_VIOLATION,
+            "kano answers carry the pair: `dysfunctional_score` is required - at `$.dysfunctional_score`",
+        )
     if answer.survey != "kano" and answer.dysfunctional_score is not None:
-        return Reason.SCHEMA_VIOLATION, "`dysfunctional_score` is only for kano answers - at `$.dysfunctional_score`"
+        return (
+            Reason.SCHEMA_VIOLATION,
+            "`dysfunctional_score` is only for kano answers - at `$.dysfunctional_score`",
+        )
     return None
 
 
@@ -241,7 +265,7 @@ def _decode_one(contract: Contract, index: int, payload: bytes) -> tuple[msgspec
     """The careful path: classify what is wrong, and keep fields added within the version."""
     try:
         obj = msgspec.json.decode(payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Reject(index, Reason.MALFORMED_JSON, str(exc))
     if not isinstance(obj, dict):
         return Reject(index, Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
@@ -260,7 +284,9 @@ def _decode_one(contract: Contract, index: int, payload: bytes) -> tuple[msgspec
     return record, (_json_or_none({key: obj[key] for key in sorted(unknown)}) if unknown else None)
 
 
-def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int = 65536) -> DecodedBatch:
+def decode_batch(
+    contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int = 65536
+) -> DecodedBatch:
     """Decode and check a micro-batch of raw payloads against one contract.
 
     Fast path: one typed decode in C that refuses unknown fields. Anything it does not accept
@@ -272,23 +298,34 @@ def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_byte
     records: list[msgspec.Struct] = []
     extras: list[str | None] = []
     hashes: list[int] = []
+    times: list[datetime] = []
     valid_index: list[int] = []
     rejects: list[Reject] = []
     for index, payload in enumerate(payloads):
         if len(payload) > max_payload_bytes:
-            rejects.append(Reject(index, Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {max_payload_bytes}"))
+            rejects.append(
+                Reject(index, Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {max_payload_bytes}")
+            )
             continue
         extra = None
         try:
             record = fast.decode(payload)
             if record.schema_version != SCHEMA_VERSION:
                 raise ValueError("careful path")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
             outcome = _decode_one(contract, index, payload)
             if isinstance(outcome, Reject):
                 rejects.append(outcome)
                 continue
             record, extra = outcome
+        text = getattr(record, contract.time_field)
+        try:
+            # fromisoformat takes "T"/"Z" in capitals only; the pattern already vetted the shape.
+            when = datetime.fromisoformat(text.upper())
+        except ValueError as exc:
+            detail = f"{text!r} is not a valid date-time ({exc}) - at `$.{contract.time_field}`"
+            rejects.append(Reject(index, Reason.SCHEMA_VIOLATION, detail, *_ids(contract, record)))
+            continue
         if is_survey:
             problem = _check_survey(record)
             if problem is not None:
@@ -297,9 +334,14 @@ def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_byte
         extras.append(extra)
         hashes.append(payload_hash(payload))
         records.append(record)
+        times.append(when)
         valid_index.append(index)
-    table = _to_arrow(contract, records, extras, hashes)
+    table = _to_arrow(contract, records, times, extras, hashes)
     return DecodedBatch(table, valid_index, rejects)
+
+
+def _ids(contract: Contract, record: msgspec.Struct) -> tuple[str, str]:
+    return getattr(record, contract.id_field), record.customer_id
 
 
 def payload_hash(payload: bytes) -> int:
@@ -311,7 +353,7 @@ def payload_hash(payload: bytes) -> int:
     return xxhash.xxh3_64_intdigest(payload)
 
 
-def _to_arrow(contract: Contract, records: list, extras: list, hashes: list) -> pa.Table:
+def _to_arrow(contract: Contract, records: list, times: list, extras: list, hashes: list) -> pa.Table:
     def column(name: str) -> list:
         return [getattr(record, name) for record in records]
 
@@ -319,7 +361,7 @@ def _to_arrow(contract: Contract, records: list, extras: list, hashes: list) -> 
         columns = {
             "event_id": column("event_id"),
             "customer_id": column("customer_id"),
-            "occurred_at": column("occurred_at"),  # aware datetimes: Arrow converts them to UTC
+            "occurred_at": times,  # aware datetimes: Arrow converts them to UTC
             "channel": column("channel"),
             "touchpoint": column("touchpoint"),
             "stage": column("stage"),
@@ -333,7 +375,7 @@ def _to_arrow(contract: Contract, records: list, extras: list, hashes: list) -> 
         columns = {
             "response_id": column("response_id"),
             "customer_id": column("customer_id"),
-            "answered_at": column("answered_at"),
+            "answered_at": times,
             "survey": column("survey"),
             "question_id": column("question_id"),
             "score": column("score"),

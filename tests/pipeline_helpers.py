@@ -17,7 +17,15 @@ from pathlib import Path
 import duckdb
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
-TOUCHPOINTS = ["home_page", "product_page", "checkout", "delivery", "app_session", "support_call", "renewal_offer"]
+TOUCHPOINTS = [
+    "home_page",
+    "product_page",
+    "checkout",
+    "delivery",
+    "app_session",
+    "support_call",
+    "renewal_offer",
+]
 CHANNELS = ["web", "app", "store", "call_center", "email"]
 
 
@@ -28,7 +36,9 @@ def make_events(customers: int, per_customer: int, seed: int) -> list[dict]:
     for c in range(customers):
         t = T0 + timedelta(minutes=rng.randint(0, 600))
         for i in range(per_customer):
-            t += timedelta(minutes=rng.choice([1, 5, 29, 30, 31, 45, 300, 2000]), seconds=rng.choice([0, 0, 1]))
+            t += timedelta(
+                minutes=rng.choice([1, 5, 29, 30, 31, 45, 300, 2000]), seconds=rng.choice([0, 0, 1])
+            )
             outcome = rng.choice([None] * 8 + ["purchase", "renewal", "cancellation"])
             events.append(
                 {
@@ -57,7 +67,9 @@ def reference_sessions(events: list[dict], gap: timedelta, max_duration: timedel
     """The session rule applied one event at a time: sorted lists of event ids per session."""
     by_customer: dict[str, list[tuple[datetime, str]]] = {}
     for e in events:
-        by_customer.setdefault(e["customer_id"], []).append((datetime.fromisoformat(e["occurred_at"]), e["event_id"]))
+        by_customer.setdefault(e["customer_id"], []).append(
+            (datetime.fromisoformat(e["occurred_at"]), e["event_id"])
+        )
     sessions = []
     for rows in by_customer.values():
         rows.sort()
@@ -88,5 +100,9 @@ def view_sessions(db: Path) -> list[list[str]]:
 def parcours(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real `parcours` command line in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "parcours.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+        [sys.executable, "-m", "parcours.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )

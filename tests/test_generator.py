@@ -24,10 +24,10 @@ import duckdb
 import msgspec
 import pytest
 from jsonschema import Draft202012Validator
-from parcours.schemas import SURVEY_ANSWER, TOUCHPOINT, Reason, decode_batch
 
 from parcours.config import JourneyConfig, load_config, parse_config
 from parcours.generator import ChurnSpike, GenerationSummary, generate_dataset
+from parcours.schemas import SURVEY_ANSWER, TOUCHPOINT, Reason, decode_batch
 
 FILES = ("touchpoints.jsonl", "surveys.jsonl", "truth.json")
 

@@ -88,12 +88,33 @@ def test_bad_records_duplicates_and_conflicts_are_accounted_for(tmp_path, events
     ]
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", lines)
     surveys = [
-        {"schema_version": 1, "response_id": "r-ok", "customer_id": good[0]["customer_id"],
-         "answered_at": good[0]["occurred_at"], "survey": "nps", "question_id": "recommend", "score": 9},
-        {"schema_version": 1, "response_id": "r-range", "customer_id": good[0]["customer_id"],
-         "answered_at": good[0]["occurred_at"], "survey": "nps", "question_id": "recommend", "score": 11},
-        {"schema_version": 1, "response_id": "r-kano", "customer_id": good[0]["customer_id"],
-         "answered_at": good[0]["occurred_at"], "survey": "kano", "question_id": "fast_delivery", "score": 1},
+        {
+            "schema_version": 1,
+            "response_id": "r-ok",
+            "customer_id": good[0]["customer_id"],
+            "answered_at": good[0]["occurred_at"],
+            "survey": "nps",
+            "question_id": "recommend",
+            "score": 9,
+        },
+        {
+            "schema_version": 1,
+            "response_id": "r-range",
+            "customer_id": good[0]["customer_id"],
+            "answered_at": good[0]["occurred_at"],
+            "survey": "nps",
+            "question_id": "recommend",
+            "score": 11,
+        },
+        {
+            "schema_version": 1,
+            "response_id": "r-kano",
+            "customer_id": good[0]["customer_id"],
+            "answered_at": good[0]["occurred_at"],
+            "survey": "kano",
+            "question_id": "fast_delivery",
+            "score": 1,
+        },
     ]
     write_jsonl(tmp_path / "data" / "surveys.jsonl", surveys)
     (batch,) = land(tmp_path / "data", tmp_path / "w")
@@ -118,12 +139,17 @@ def test_bad_records_duplicates_and_conflicts_are_accounted_for(tmp_path, events
     }
     # Every dead letter keeps where it came from: file and byte offset of its line.
     raw = (tmp_path / "data" / "touchpoints.jsonl").read_bytes()
-    for offset, payload in query(db, "select source_offset, payload from dead_letters where source like '%touchpoints%'"):
+    for offset, payload in query(
+        db, "select source_offset, payload from dead_letters where source like '%touchpoints%'"
+    ):
         assert raw[offset:].split(b"\n", 1)[0].decode() == payload
     manifest = json.loads(next((tmp_path / "w" / "_manifests").glob("*.json")).read_text())
-    assert manifest["counts"]["consumed"] == manifest["counts"]["landed"] + manifest["counts"][
-        "dead_lettered"
-    ] + manifest["counts"]["duplicates_skipped"]
+    assert (
+        manifest["counts"]["consumed"]
+        == manifest["counts"]["landed"]
+        + manifest["counts"]["dead_lettered"]
+        + manifest["counts"]["duplicates_skipped"]
+    )
 
 
 def test_a_second_backfill_of_the_same_files_lands_nothing_new(tmp_path, events):
@@ -160,14 +186,31 @@ def test_survey_answers_attach_to_the_rated_touchpoint(tmp_path):
     t = datetime.fromisoformat(base["occurred_at"])
 
     def event(event_id, minutes, touchpoint):
-        return dict(base, event_id=event_id, occurred_at=(t + timedelta(minutes=minutes)).isoformat(), touchpoint=touchpoint)
+        return dict(
+            base,
+            event_id=event_id,
+            occurred_at=(t + timedelta(minutes=minutes)).isoformat(),
+            touchpoint=touchpoint,
+        )
 
-    touchpoints = [event("e1", 0, "checkout"), event("e2", 60, "delivery"), event("e3", 20000, "support_call")]
+    touchpoints = [
+        event("e1", 0, "checkout"),
+        event("e2", 60, "delivery"),
+        event("e3", 20000, "support_call"),
+    ]
     customer = base["customer_id"]
 
     def answer(response_id, minutes, **extra):
-        return {"schema_version": 1, "response_id": response_id, "customer_id": customer, "survey": "csat",
-                "question_id": "q", "score": 4, "answered_at": (t + timedelta(minutes=minutes)).isoformat(), **extra}
+        return {
+            "schema_version": 1,
+            "response_id": response_id,
+            "customer_id": customer,
+            "survey": "csat",
+            "question_id": "q",
+            "score": 4,
+            "answered_at": (t + timedelta(minutes=minutes)).isoformat(),
+            **extra,
+        }
 
     surveys = [
         answer("by-id", 90, event_id="e1"),  # names e1 although e2 is nearer
@@ -204,6 +247,8 @@ def test_the_real_views_open_in_duckdb_1x(tmp_path, events):
     script = str(Path(__file__).with_name("duckdb1_check.py"))
     for view in ("touchpoints", "sessions", "journeys", "survey_answers", "dead_letters"):
         (expected,) = query(db, f"select count(*) from {view}")[0]
-        result = subprocess.run([old_python, script, str(db), view, str(expected)], capture_output=True, text=True)
+        result = subprocess.run(
+            [old_python, script, str(db), view, str(expected)], capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.startswith("duckdb 1."), result.stdout

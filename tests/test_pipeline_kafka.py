@@ -21,8 +21,11 @@ from tests.pipeline_helpers import make_events, query, reference_sessions, view_
 
 pytestmark = pytest.mark.kafka
 CONFIG = load_config()
-BAD_LINES = ["{oops", '{"schema_version": 1, "event_id": "bad-channel", "customer_id": "cust-0001", '
-             '"occurred_at": "2026-02-02T09:00:00+01:00", "channel": "pigeon", "touchpoint": "home_page"}']
+BAD_LINES = [
+    "{oops",
+    '{"schema_version": 1, "event_id": "bad-channel", "customer_id": "cust-0001", '
+    '"occurred_at": "2026-02-02T09:00:00+01:00", "channel": "pigeon", "touchpoint": "home_page"}',
+]
 
 
 @pytest.fixture
@@ -31,8 +34,18 @@ def produced(kafka_settings: KafkaSettings, tmp_path: Path) -> tuple[KafkaSettin
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", [*events, *BAD_LINES, events[7]])  # + a re-send
     write_jsonl(
         tmp_path / "data" / "surveys.jsonl",
-        [{"schema_version": 1, "response_id": f"r{i}", "customer_id": e["customer_id"], "answered_at": e["occurred_at"],
-          "survey": "csat", "question_id": "q", "score": 1 + i % 5} for i, e in enumerate(events[:100])],
+        [
+            {
+                "schema_version": 1,
+                "response_id": f"r{i}",
+                "customer_id": e["customer_id"],
+                "answered_at": e["occurred_at"],
+                "survey": "csat",
+                "question_id": "q",
+                "score": 1 + i % 5,
+            }
+            for i, e in enumerate(events[:100])
+        ],
     )
     summary = produce_dir(tmp_path / "data", kafka_settings)
     assert summary.total == 1200 + 3 + 100
@@ -44,25 +57,38 @@ def run(settings: KafkaSettings, root: Path, **kwargs) -> list:
     batch_size = kwargs.pop("batch_size", None)
     workers = kwargs.pop("workers", 1)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, batch_size=batch_size, workers=workers).run_kafka(settings, **kwargs).batches
+        return (
+            Runner(warehouse, CONFIG, batch_size=batch_size, workers=workers)
+            .run_kafka(settings, **kwargs)
+            .batches
+        )
 
 
 def cli_env(settings: KafkaSettings, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PARCOURS_KAFKA_BOOTSTRAP": settings.bootstrap,
-            "PARCOURS_TOPIC_PREFIX": settings.topic_prefix, **extra}
+    return {
+        **os.environ,
+        "PARCOURS_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "PARCOURS_TOPIC_PREFIX": settings.topic_prefix,
+        **extra,
+    }
 
 
 def parcours_run(settings: KafkaSettings, root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "parcours.cli", "run", "--warehouse", str(root), *args],
-        capture_output=True, text=True, env=cli_env(settings, **env), timeout=600,
+        capture_output=True,
+        text=True,
+        env=cli_env(settings, **env),
+        timeout=600,
     )
 
 
 def committed_offsets(settings: KafkaSettings) -> dict[tuple[str, int], int]:
     consumer = make_consumer(settings, group_id=CONSUMER_GROUP)
     try:
-        partitions = [TopicPartition(settings.topics[k], p) for k in ("touchpoints", "surveys") for p in range(4)]
+        partitions = [
+            TopicPartition(settings.topics[k], p) for k in ("touchpoints", "surveys") for p in range(4)
+        ]
         return {(tp.topic, tp.partition): consumer.committed(tp) for tp in partitions}
     finally:
         consumer.close()
@@ -80,9 +106,12 @@ def test_two_runs_land_every_valid_event_exactly_once_with_the_sessions_of_one_r
     db = tmp_path / "w" / "parcours.duckdb"
     assert query(db, "select count(*), count(distinct event_id) from touchpoints") == [(1200, 1200)]
     assert query(db, "select count(*) from survey_answers") == [(100,)]
-    assert view_sessions(db) == reference_sessions(events, CONFIG.sessions.inactivity_gap, CONFIG.sessions.max_duration)
+    assert view_sessions(db) == reference_sessions(
+        events, CONFIG.sessions.inactivity_gap, CONFIG.sessions.max_duration
+    )
     assert sorted(query(db, "select reason, record_id from dead_letters")) == [
-        ("malformed_json", None), ("unknown_enum_value", "bad-channel")
+        ("malformed_json", None),
+        ("unknown_enum_value", "bad-channel"),
     ]
     batches = first + second
     assert sum(b.total_consumed for b in batches) == 1303
@@ -179,4 +208,6 @@ def test_plan_shares_the_batch_across_partitions_and_never_skips():
     # 60 messages: partition 1 has 10, the rest goes to partition 0; partition 2 is caught up.
     assert [(r.partition, r.start, r.end) for r in ranges] == [(0, 0, 50), (1, 0, 10)]
     with pytest.raises(OffsetOutOfRetention):
-        plan_offset_ranges({"t": "touchpoints"}, {"t": {0: 3}}, {**beginning, ("t", 0): 4}, end, batch_size=10)
+        plan_offset_ranges(
+            {"t": "touchpoints"}, {"t": {0: 3}}, {**beginning, ("t", 0): 4}, end, batch_size=10
+        )

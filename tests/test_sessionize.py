@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import apache_beam as beam
 import pyarrow as pa
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from parcours.pipelines.sessionize import Sessionize, assign_sessions, session_id_for
@@ -73,7 +73,13 @@ def test_max_duration_splits_a_continuous_session_where_it_would_pass_the_limit(
 
 
 def test_input_order_does_not_matter_and_customers_never_share_a_session():
-    rows = [("a", "c1", at(0)), ("b", "c1", at(10)), ("x", "c2", at(5)), ("c", "c1", at(50)), ("y", "c2", at(100))]
+    rows = [
+        ("a", "c1", at(0)),
+        ("b", "c1", at(10)),
+        ("x", "c2", at(5)),
+        ("c", "c1", at(50)),
+        ("y", "c2", at(100)),
+    ]
     in_order = assign_sessions(events(rows), None, GAP, DAY)
     shuffled = assign_sessions(events([rows[3], rows[4], rows[1], rows[0], rows[2]]), None, GAP, DAY)
     assert partition(in_order) == [["a", "b"], ["c"], ["x"], ["y"]]  # c is 40 min after b
@@ -119,7 +125,9 @@ def test_a_continued_session_still_obeys_the_maximum_duration():
         }
     )
     table = events([("a", "c1", at(55)), ("b", "c1", at(70))])  # b is 70 min after the start
-    result = {r["event_id"]: r["session_id"] for r in assign_sessions(table, context, GAP, timedelta(hours=1)).to_pylist()}
+    result = {
+        r["event_id"]: r["session_id"] for r in assign_sessions(table, context, GAP, timedelta(hours=1)).to_pylist()
+    }
     assert result["a"] == "s-landed"
     assert result["b"] == session_id_for("c1", int(at(70).timestamp() * 1_000_000))
 
@@ -170,11 +178,15 @@ def test_sessionize_transform_in_a_test_pipeline():
         ("x", session_id_for("c2", int(at(0).timestamp() * 1e6))),
         ("y", session_id_for("c2", int(at(0).timestamp() * 1e6))),
     ]
-    with TestPipeline(runner="FnApiRunner") as p:
+    with BeamTestPipeline(runner="FnApiRunner") as p:
         out = (
             p
             | beam.Create([(("touchpoints", 0), _new_rows(rows[:3])), (("touchpoints", 1), _new_rows(rows[3:]))])
             | Sessionize(PublishedFiles(), GAP, DAY)
-            | beam.FlatMap(lambda work: zip(work.events["event_id"].to_pylist(), work.events["session_id"].to_pylist()))
+            | beam.FlatMap(
+                lambda work: zip(
+                    work.events["event_id"].to_pylist(), work.events["session_id"].to_pylist(), strict=True
+                )
+            )
         )
         assert_that(out, equal_to(expected))
