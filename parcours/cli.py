@@ -274,6 +274,7 @@ def run(
         SourceStalled,
         CountsDoNotAddUp,
         FileNotFoundError,
+        KafkaSettingsError,
     ) as exc:
         fail(str(exc))
     if not result.batches:
