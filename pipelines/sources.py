@@ -21,6 +21,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from parcours.kafka import KafkaSettings, make_consumer
+from parcours.pipelines.batching import paused_gc
 
 RAW_ARROW = pa.schema(
     [
@@ -192,7 +193,8 @@ class ReadOffsetRangesFn(beam.DoFn):
                 buffers[tp] = ([], [])
 
         while remaining:
-            fetched = consumer.poll(timeout_ms=500, max_records=CHUNK_ROWS)
+            with paused_gc():
+                fetched = consumer.poll(timeout_ms=500, max_records=CHUNK_ROWS)
             for tp, records in fetched.items():
                 if tp not in remaining:
                     continue

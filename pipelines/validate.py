@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from parcours.config import IngestRules
+from parcours.pipelines.batching import paused_gc
 from parcours.schemas.contracts import (
     DEAD_LETTER_ARROW,
     SURVEY_ANSWER,
@@ -68,7 +69,8 @@ def check_batch(
 ) -> tuple[pa.Table, pa.Table]:
     """Split one raw batch into (valid rows with provenance, dead letters). Pure: tested alone."""
     contract = CONTRACTS[kind]
-    decoded = decode_batch(contract, raw.column("payload").to_pylist(), rules.max_payload_bytes)
+    with paused_gc():
+        decoded = decode_batch(contract, raw.column("payload").to_pylist(), rules.max_payload_bytes)
     valid = decoded.table
     # The raw payload travels with each row until deduplication, which may dead-letter it.
     provenance = raw.select(["source", "source_partition", "source_offset", "payload"]).take(
