@@ -1,0 +1,78 @@
+"""Latency of typical BI queries on the published views, from a separate read-only process.
+
+    .venv/bin/python benchmarks/queries.py --warehouse warehouse --repeat 20
+
+Opens `parcours.duckdb` read-only in a fresh process, as Metabase or Superset would, runs each
+query `--repeat` times after one warm-up, and prints p50 / p95 in milliseconds, with the number
+of Parquet files the views read (small files are what compaction will fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+QUERIES = {
+    "sessions_per_day_and_channel": """
+        select started_date, channel, count(*) as n_sessions
+        from sessions, unnest(channels) as c(channel)
+        group by all order by all""",
+    "journeys_reaching_each_stage_per_week": """
+        select date_trunc('week', timezone('UTC', started_at)) as week, stage, count(distinct customer_id) as n
+        from journeys, unnest(list_distinct(stage_path)) as s(stage)
+        group by all order by all""",
+    "top_paths": """
+        select path[1:6] as first_steps, count(*) as n_journeys
+        from journeys group by 1 order by 2 desc limit 20""",
+    "dead_letters_by_reason": """
+        select reason, count(*) as n from dead_letters group by 1 order by 2 desc""",
+    "touchpoints_per_stage_and_channel": """
+        select stage, channel, count(*) as n from touchpoints group by all order by all""",
+}
+
+RUNNER = """
+import json, sys, time, statistics, duckdb
+db, repeat, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+con = duckdb.connect(db, read_only=True)
+out = {}
+for name, sql in queries.items():
+    con.execute(sql).fetchall()  # warm-up: metadata and file footers cached, as in a BI session
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        con.execute(sql).fetchall()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    out[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1)}
+print(json.dumps(out))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", type=Path, required=True)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    db = args.warehouse / "parcours.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(db), str(args.repeat), json.dumps(QUERIES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    latencies = json.loads(result.stdout)
+    files = len(list((args.warehouse / "data").rglob("*.parquet")))
+    print(f"{'query':<40} {'p50 ms':>8} {'p95 ms':>8}   ({files} Parquet files)")
+    for name, value in latencies.items():
+        print(f"{name:<40} {value['p50_ms']:>8} {value['p95_ms']:>8}")
+    if args.json:
+        args.json.write_text(json.dumps({"files": files, "queries": latencies}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The benchmark scripts still run, on tiny inputs (the numbers themselves live in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parcours.config import load_config
+from parcours.generator import generate_dataset
+from parcours.kafka import KafkaSettings
+from parcours.pipelines.run import Runner
+from parcours.warehouse import Warehouse
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bench-data")
+    generate_dataset(folder, 60, 15, 3, config=load_config())
+    return folder
+
+
+def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"parcours-{name}-{os.getpid()}.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    try:
+        return json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def test_sessionize_benchmark_agrees_with_its_sql_baseline(data: Path) -> None:
+    touchpoints = sum(1 for _ in (data / "touchpoints.jsonl").open("rb"))
+    results = run_script("sessionize", "--data", str(data), "--events", "3000", "--beam-events", "300")
+    assert results["events"] == min(3000, touchpoints)
+    # An independent method: window functions in DuckDB find the same sessions (no session of
+    # this data reaches the maximum duration, which SQL windows cannot express).
+    assert results["parcours_sessions"] == results["duckdb_sql_sessions"]
+    assert results["beam_per_event_events"] == 300 and results["beam_per_event_sessions"] > 0
+
+
+def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path / "w")
+    with warehouse.lock():
+        Runner(warehouse, load_config()).run_files(data)
+    results = run_script("queries", "--warehouse", str(tmp_path / "w"), "--repeat", "2")
+    assert set(results["queries"]) == {
+        "sessions_per_day_and_channel",
+        "journeys_reaching_each_stage_per_week",
+        "top_paths",
+        "dead_letters_by_reason",
+        "touchpoints_per_stage_and_channel",
+    }
+    assert results["files"] > 0
+
+
+@pytest.mark.kafka
+def test_pipeline_benchmark_consumes_and_lands_every_event(data: Path, kafka_broker: KafkaSettings) -> None:
+    env = {**os.environ, "PARCOURS_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
+    results = run_script("pipeline", "--data", str(data), "--workers", "2", env=env)
+    lines = sum(1 for name in ("touchpoints.jsonl", "surveys.jsonl") for _ in (data / name).open("rb"))
+    assert results["events"] == lines
+    for key in (
+        "raw_consume_1p_events_per_s",
+        "pipeline_1w_events_per_s",
+        "pipeline_2w_events_per_s",
+        "backfill_events_per_s",
+    ):
+        assert results[key] > 0, key
