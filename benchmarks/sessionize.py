@@ -149,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.beam_events:
         sample = events.slice(0, args.beam_events)
-        seconds, _ = beam_per_event_step(sample, config)
+        seconds, beam_sessions = beam_per_event_step(sample, config)
         results |= {
             "beam_per_event_events": sample.num_rows,
             "beam_per_event_events_per_s": round(sample.num_rows / seconds),
+            "beam_per_event_sessions": beam_sessions,
         }
         results["parcours_vs_beam_per_event"] = round(
             results["parcours_events_per_s"] / results["beam_per_event_events_per_s"], 1
