@@ -100,8 +100,15 @@ def sql_step(events: pa.Table, config, threads: int) -> tuple[float, int]:
     return elapsed, len(set(result.column("session_id").to_pylist()))
 
 
+def _count_session(group) -> None:
+    from apache_beam.metrics import Metrics
+
+    Metrics.counter("baseline", "sessions").inc()
+
+
 def beam_per_event_step(events: pa.Table, config) -> tuple[float, int]:
     import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.transforms import window
 
@@ -110,21 +117,21 @@ def beam_per_event_step(events: pa.Table, config) -> tuple[float, int]:
         for r in events.select(["customer_id", "event_id", "occurred_at"]).to_pylist()
     ]
     gap_s = config.sessions.inactivity_gap.total_seconds()
-    counter: list[int] = []  # FnApiRunner runs in this process: the count comes back here
-
     started = time.perf_counter()
-    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as pipeline:
-        (
-            pipeline
-            | "Events" >> beam.Create(rows)
-            | "Timestamp" >> beam.Map(lambda r: window.TimestampedValue((r[0], r[1]), r[2]))
-            | "Sessions" >> beam.WindowInto(window.Sessions(gap_s))
-            | "GroupByCustomer" >> beam.GroupByKey()
-            | "CountSessions" >> beam.combiners.Count.Globally().without_defaults()
-            | "Collect" >> beam.Map(counter.append)
-        )
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    _ = (
+        pipeline
+        | "Events" >> beam.Create(rows)
+        | "Timestamp" >> beam.Map(lambda r: window.TimestampedValue((r[0], r[1]), r[2]))
+        | "Sessions" >> beam.WindowInto(window.Sessions(gap_s))
+        | "GroupByCustomer" >> beam.GroupByKey()
+        | "CountSessions" >> beam.Map(_count_session)
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
     elapsed = time.perf_counter() - started
-    return elapsed, sum(counter)
+    counters = result.metrics().query(MetricsFilter().with_name("sessions"))["counters"]
+    return elapsed, sum(c.committed for c in counters)
 
 
 def main(argv: list[str] | None = None) -> int:
