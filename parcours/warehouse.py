@@ -142,7 +142,7 @@ class Manifest:
     offsets: dict[str, dict[int, tuple[int, int]]]  # topic -> partition -> [start, end) of this batch
     watermarks: dict[str, dict[int, str]]  # topic -> partition -> max landed event time, cumulative
     counts: dict[str, int]
-    sources: tuple[dict, ...] = field(default=())  # file backfills: {"path", "key", "bytes": [start, end)}
+    sources: tuple[dict, ...] = field(default=())  # file backfills: {"path", "key", "range": [start, end), "records"}
     settings: dict[str, Any] = field(default_factory=dict)  # JourneyConfig.settings_record() of the run
 
     def to_json(self) -> bytes:

@@ -58,7 +58,12 @@ log = logging.getLogger(__name__)
 LOCAL_RUNNER = "FnApiRunner"
 CONSUMER_GROUP = "parcours"
 DEFAULT_SHARDS = 2
-FILE_KINDS = {"touchpoints.jsonl": "touchpoints", "surveys.jsonl": "surveys"}
+FILE_KINDS = {
+    "touchpoints.jsonl": "touchpoints",
+    "touchpoints.parquet": "touchpoints",
+    "surveys.jsonl": "surveys",
+    "surveys.parquet": "surveys",
+}
 # Fault injection for the crash tests: the process dies on the spot (no cleanup, no finally).
 CRASH_ENV = "PARCOURS_CRASH_AT"
 
@@ -505,9 +510,14 @@ class Runner:
     def run_files(self, data_dir: Path, max_batches: int | None = None) -> RunReport:
         """Backfill from touchpoints.jsonl / surveys.jsonl, resuming after what was landed."""
         report = RunReport(self.warehouse.root)
-        found = {kind: (data_dir / name).resolve() for name, kind in FILE_KINDS.items() if (data_dir / name).exists()}
+        found: dict[str, Path] = {}
+        for name, kind in FILE_KINDS.items():
+            if (data_dir / name).exists():
+                if kind in found:
+                    raise ValueError(f"{data_dir}: both {found[kind].name} and {name}: keep one {kind} file")
+                found[kind] = (data_dir / name).resolve()
         if not found:
-            raise FileNotFoundError(f"{data_dir}: neither {' nor '.join(FILE_KINDS)} found")
+            raise FileNotFoundError(f"{data_dir}: none of {', '.join(FILE_KINDS)} found")
         done = self._file_progress()
         pending = [
             r
@@ -522,7 +532,7 @@ class Runner:
                 lines += pending[0].lines
                 batch_ranges.append(pending.pop(0))
             meta = tuple(
-                {"path": r.path, "key": _file_key(Path(r.path)), "bytes": [r.start, r.end], "lines": r.lines}
+                {"path": r.path, "key": _file_key(Path(r.path)), "range": [r.start, r.end], "records": r.lines}
                 for r in batch_ranges
             )
             report.batches.append(
@@ -537,7 +547,7 @@ class Runner:
             for source in manifest.sources:
                 key = source.get("key")
                 if key:
-                    done[key] = max(done.get(key, 0), source["bytes"][1])
+                    done[key] = max(done.get(key, 0), source["range"][1])
         return done
 
 

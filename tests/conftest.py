@@ -113,9 +113,7 @@ def _kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Broker]:
     finally:
         assert broker.kafka_sh_env is not None
         stopped = _kafka_sh(broker.kafka_sh_env, "stop", timeout=120)
-        assert stopped.returncode == 0, (
-            f"bash infra/kafka.sh stop failed:\n{stopped.stdout}\n{stopped.stderr}"
-        )
+        assert stopped.returncode == 0, f"bash infra/kafka.sh stop failed:\n{stopped.stdout}\n{stopped.stderr}"
 
 
 @pytest.fixture(scope="session")

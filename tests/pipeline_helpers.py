@@ -36,9 +36,7 @@ def make_events(customers: int, per_customer: int, seed: int) -> list[dict]:
     for c in range(customers):
         t = T0 + timedelta(minutes=rng.randint(0, 600))
         for i in range(per_customer):
-            t += timedelta(
-                minutes=rng.choice([1, 5, 29, 30, 31, 45, 300, 2000]), seconds=rng.choice([0, 0, 1])
-            )
+            t += timedelta(minutes=rng.choice([1, 5, 29, 30, 31, 45, 300, 2000]), seconds=rng.choice([0, 0, 1]))
             outcome = rng.choice([None] * 8 + ["purchase", "renewal", "cancellation"])
             events.append(
                 {
@@ -67,9 +65,7 @@ def reference_sessions(events: list[dict], gap: timedelta, max_duration: timedel
     """The session rule applied one event at a time: sorted lists of event ids per session."""
     by_customer: dict[str, list[tuple[datetime, str]]] = {}
     for e in events:
-        by_customer.setdefault(e["customer_id"], []).append(
-            (datetime.fromisoformat(e["occurred_at"]), e["event_id"])
-        )
+        by_customer.setdefault(e["customer_id"], []).append((datetime.fromisoformat(e["occurred_at"]), e["event_id"]))
     sessions = []
     for rows in by_customer.values():
         rows.sort()

@@ -93,9 +93,7 @@ def _valid_in_file_order(dataset: Dataset, name: str) -> list[tuple[bytes, str, 
     decoded = decode_batch(contract, lines, dataset.config.ingest.max_payload_bytes)
     ids = decoded.table.column(contract.id_field).to_pylist()
     instants = decoded.table.column(contract.time_field).to_pylist()
-    return [
-        (lines[i], record_id, at) for i, record_id, at in zip(decoded.valid_index, ids, instants, strict=True)
-    ]
+    return [(lines[i], record_id, at) for i, record_id, at in zip(decoded.valid_index, ids, instants, strict=True)]
 
 
 def _with_instant(record: dict[str, Any], field: str) -> dict[str, Any]:
@@ -168,12 +166,8 @@ def test_every_line_satisfies_both_forms_of_the_contract(small: Dataset) -> None
         assert len(lines) > 200
         decoded = decode_batch(contract, lines, small.config.ingest.max_payload_bytes)
         assert decoded.rejects == []
-        validator = Draft202012Validator(
-            contract.json_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
-        problems = [
-            (i, e.message) for i, line in enumerate(lines) for e in validator.iter_errors(json.loads(line))
-        ]
+        validator = Draft202012Validator(contract.json_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+        problems = [(i, e.message) for i, line in enumerate(lines) for e in validator.iter_errors(json.loads(line))]
         assert problems == []
         ids = decoded.table.column(contract.id_field).to_pylist()
         assert len(set(ids)) == len(ids)
@@ -248,9 +242,7 @@ def test_late_lines_arrive_out_of_order_but_within_two_days(with_bad: Dataset) -
     assert max_lag <= timedelta(days=2)
 
 
-def test_bad_records_leave_the_valid_data_unchanged(
-    root: Path, config: JourneyConfig, with_bad: Dataset
-) -> None:
+def test_bad_records_leave_the_valid_data_unchanged(root: Path, config: JourneyConfig, with_bad: Dataset) -> None:
     """Planting draws from its own random stream: the valid records are those of a clean run."""
     clean = _generate(root, "clean", config, customers=500, days=45, seed=5)
     for name in FILES[:2]:
@@ -347,9 +339,7 @@ def test_one_bad_delivery_loses_about_the_planted_share(main: Dataset) -> None:
     assert len(outcomes[True]) > 200
     after_bad = sum(outcomes[True]) / len(outcomes[True])
     after_good = sum(outcomes[False]) / len(outcomes[False])
-    assert after_bad == pytest.approx(
-        moment["leave_probability_by_bad_experiences"]["1"] * explicit, abs=0.08
-    )
+    assert after_bad == pytest.approx(moment["leave_probability_by_bad_experiences"]["1"] * explicit, abs=0.08)
     assert after_good < moment["leave_probability_by_bad_experiences"]["0"] * explicit + 0.04
 
 
@@ -361,10 +351,7 @@ def test_drop_off_stages_lose_more_of_the_customers_who_reach_them(main: Dataset
         reached.update({main.stage(e) for e in events})
         last = events[-1]
         stage = main.stage(last)
-        if (
-            customer not in main.cancellations
-            and last["at"] + main.config.drop_off.timeout_for(stage) <= main.end
-        ):
+        if customer not in main.cancellations and last["at"] + main.config.drop_off.timeout_for(stage) <= main.end:
             dropped[stage] += 1
     rate = {stage: dropped[stage] / reached[stage] for stage in main.config.stages}
     planted = set(main.truth["drop_off_stages"])
@@ -403,9 +390,7 @@ def _cancellation_rate_at(dataset: Dataset, stage: str, low: datetime, high: dat
         if low <= e["at"] < high and dataset.stage(e) == stage
     }
     cancelled = {
-        customer
-        for customer, e in dataset.cancellations.items()
-        if low <= e["at"] < high and dataset.stage(e) == stage
+        customer for customer, e in dataset.cancellations.items() if low <= e["at"] < high and dataset.stage(e) == stage
     }
     assert len(at_stage) > 300
     return len(cancelled & at_stage) / len(at_stage)
@@ -484,9 +469,7 @@ def test_surveys_follow_the_experience(main: Dataset) -> None:
     assert set(by_survey) == {"nps", "csat", "ces", "cxi", "kano", "importance"}
     assert {a.get("scale") for a in main.surveys if a["survey"] == "ces"} == {None, "1-7", "1-5"}
     assert all("dysfunctional_score" in a for a in main.surveys if a["survey"] == "kano")
-    assert {a["question_id"] for a in main.surveys if a["survey"] == "kano"} == set(
-        main.truth["kano_features"]
-    )
+    assert {a["question_id"] for a in main.surveys if a["survey"] == "kano"} == set(main.truth["kano_features"])
     assert {a["language"] for a in main.surveys if a.get("verbatim")} == {"fr", "en"}
 
 

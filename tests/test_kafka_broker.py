@@ -41,9 +41,7 @@ def test_the_broker_answers_a_metadata_request(kafka_broker: KafkaSettings) -> N
 
 
 @pytest.mark.kafka
-def test_kafka_sh_status_and_start_on_a_running_broker(
-    kafka_sh: KafkaSh, kafka_broker: KafkaSettings
-) -> None:
+def test_kafka_sh_status_and_start_on_a_running_broker(kafka_sh: KafkaSh, kafka_broker: KafkaSettings) -> None:
     status = kafka_sh("status")
     again = kafka_sh("start")
 
@@ -95,10 +93,7 @@ def test_keyed_records_come_back_once_each_in_order_per_customer(kafka_settings:
     topic = kafka_settings.topics["touchpoints"]
     n_customers, n_records = 37, 500
     customers = [f"cust-{i:03d}".encode() for i in range(n_customers)]
-    sent = [
-        (customers[i % n_customers], f"{i % n_customers}:{i // n_customers}".encode())
-        for i in range(n_records)
-    ]
+    sent = [(customers[i % n_customers], f"{i % n_customers}:{i // n_customers}".encode()) for i in range(n_records)]
 
     producer = make_producer(kafka_settings)
     try:
@@ -137,9 +132,7 @@ def test_keyed_records_come_back_once_each_in_order_per_customer(kafka_settings:
             by_customer[record.key].append((partition, record.value))
     for i, key in enumerate(customers):
         n_for_customer = 14 if i < n_records % n_customers else 13  # 500 = 13 * 37 + 19
-        assert by_customer[key] == [
-            (expected_partition[key], f"{i}:{seq}".encode()) for seq in range(n_for_customer)
-        ]
+        assert by_customer[key] == [(expected_partition[key], f"{i}:{seq}".encode()) for seq in range(n_for_customer)]
 
 
 def _closed_port() -> int:

@@ -146,9 +146,7 @@ def test_bad_records_duplicates_and_conflicts_are_accounted_for(tmp_path, events
     manifest = json.loads(next((tmp_path / "w" / "_manifests").glob("*.json")).read_text())
     assert (
         manifest["counts"]["consumed"]
-        == manifest["counts"]["landed"]
-        + manifest["counts"]["dead_lettered"]
-        + manifest["counts"]["duplicates_skipped"]
+        == manifest["counts"]["landed"] + manifest["counts"]["dead_lettered"] + manifest["counts"]["duplicates_skipped"]
     )
 
 
@@ -247,8 +245,68 @@ def test_the_real_views_open_in_duckdb_1x(tmp_path, events):
     script = str(Path(__file__).with_name("duckdb1_check.py"))
     for view in ("touchpoints", "sessions", "journeys", "survey_answers", "dead_letters"):
         (expected,) = query(db, f"select count(*) from {view}")[0]
-        result = subprocess.run(
-            [old_python, script, str(db), view, str(expected)], capture_output=True, text=True
-        )
+        result = subprocess.run([old_python, script, str(db), view, str(expected)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.startswith("duckdb 1."), result.stdout
+
+
+def test_a_parquet_backfill_lands_the_same_journeys_as_jsonl(tmp_path, events):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from parcours.schemas.contracts import UTC_MICROS
+
+    sample = events[:300]
+    write_jsonl(tmp_path / "jsonl" / "touchpoints.jsonl", sample)
+    columns = {key: [e[key] for e in sample] for key in sample[0]}
+    from datetime import datetime
+
+    columns["occurred_at"] = pa.array([datetime.fromisoformat(t) for t in columns["occurred_at"]], UTC_MICROS)
+    (tmp_path / "parquet").mkdir()
+    # Small row groups: ranges cut across them.
+    pq.write_table(pa.table(columns), tmp_path / "parquet" / "touchpoints.parquet", row_group_size=70)
+    land(tmp_path / "jsonl", tmp_path / "a")
+    batches = land(tmp_path / "parquet", tmp_path / "b", batch_size=100)
+    assert len(batches) == 3 and sum(b.total_consumed for b in batches) == 300
+    assert journey_columns(tmp_path / "b" / "parcours.duckdb") == journey_columns(tmp_path / "a" / "parcours.duckdb")
+    assert land(tmp_path / "parquet", tmp_path / "b") == []  # resumes after what was landed
+
+
+def test_a_naive_timestamp_in_parquet_is_dead_lettered_not_guessed(tmp_path, events):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = events[0]
+    from datetime import datetime
+
+    naive = datetime.fromisoformat(row["occurred_at"]).replace(tzinfo=None)
+    table = pa.table({**{k: [v] for k, v in row.items() if k != "occurred_at"}, "occurred_at": [naive]})
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "touchpoints.parquet")
+    (batch,) = land(tmp_path / "data", tmp_path / "w")
+    assert batch.dead_lettered == {"touchpoints": 1}
+    assert query(tmp_path / "w" / "parcours.duckdb", "select reason, source_offset from dead_letters") == [
+        ("schema_violation", 0)
+    ]
+
+
+def test_a_batch_where_every_record_is_bad_is_all_dead_letters():
+    """A micro-batch with no valid record at all (a producer sending garbage) must not crash."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from parcours.pipelines.sources import RAW_ARROW
+    from parcours.pipelines.validate import check_batch
+
+    raw = pa.table(
+        {"source": ["t", "t"], "source_partition": [0, 0], "source_offset": [7, 8], "payload": [b"{nope", b"[]"]},
+        schema=RAW_ARROW,
+    )
+    watermark = datetime(2026, 2, 1, tzinfo=UTC)
+    valid, dead = check_batch("touchpoints", raw, CONFIG.ingest, watermark, datetime(2026, 2, 2, tzinfo=UTC))
+    assert valid.num_rows == 0
+    assert dead.select(["reason", "offset"]).to_pylist() == [
+        {"reason": "malformed_json", "offset": 7},
+        {"reason": "not_an_object", "offset": 8},
+    ]

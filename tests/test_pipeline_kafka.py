@@ -57,11 +57,7 @@ def run(settings: KafkaSettings, root: Path, **kwargs) -> list:
     batch_size = kwargs.pop("batch_size", None)
     workers = kwargs.pop("workers", 1)
     with warehouse.lock():
-        return (
-            Runner(warehouse, CONFIG, batch_size=batch_size, workers=workers)
-            .run_kafka(settings, **kwargs)
-            .batches
-        )
+        return Runner(warehouse, CONFIG, batch_size=batch_size, workers=workers).run_kafka(settings, **kwargs).batches
 
 
 def cli_env(settings: KafkaSettings, **extra: str) -> dict[str, str]:
@@ -86,9 +82,7 @@ def parcours_run(settings: KafkaSettings, root: Path, *args: str, **env: str) ->
 def committed_offsets(settings: KafkaSettings) -> dict[tuple[str, int], int]:
     consumer = make_consumer(settings, group_id=CONSUMER_GROUP)
     try:
-        partitions = [
-            TopicPartition(settings.topics[k], p) for k in ("touchpoints", "surveys") for p in range(4)
-        ]
+        partitions = [TopicPartition(settings.topics[k], p) for k in ("touchpoints", "surveys") for p in range(4)]
         return {(tp.topic, tp.partition): consumer.committed(tp) for tp in partitions}
     finally:
         consumer.close()
@@ -106,9 +100,7 @@ def test_two_runs_land_every_valid_event_exactly_once_with_the_sessions_of_one_r
     db = tmp_path / "w" / "parcours.duckdb"
     assert query(db, "select count(*), count(distinct event_id) from touchpoints") == [(1200, 1200)]
     assert query(db, "select count(*) from survey_answers") == [(100,)]
-    assert view_sessions(db) == reference_sessions(
-        events, CONFIG.sessions.inactivity_gap, CONFIG.sessions.max_duration
-    )
+    assert view_sessions(db) == reference_sessions(events, CONFIG.sessions.inactivity_gap, CONFIG.sessions.max_duration)
     assert sorted(query(db, "select reason, record_id from dead_letters")) == [
         ("malformed_json", None),
         ("unknown_enum_value", "bad-channel"),
@@ -208,6 +200,4 @@ def test_plan_shares_the_batch_across_partitions_and_never_skips():
     # 60 messages: partition 1 has 10, the rest goes to partition 0; partition 2 is caught up.
     assert [(r.partition, r.start, r.end) for r in ranges] == [(0, 0, 50), (1, 0, 10)]
     with pytest.raises(OffsetOutOfRetention):
-        plan_offset_ranges(
-            {"t": "touchpoints"}, {"t": {0: 3}}, {**beginning, ("t", 0): 4}, end, batch_size=10
-        )
+        plan_offset_ranges({"t": "touchpoints"}, {"t": {0: 3}}, {**beginning, ("t", 0): 4}, end, batch_size=10)

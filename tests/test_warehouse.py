@@ -268,11 +268,7 @@ def test_offsets_and_watermarks_from_manifests(warehouse: Warehouse) -> None:
 def test_manifest_json_round_trip_keeps_types() -> None:
     original = manifest(
         7,
-        [
-            PublishedFile(
-                "rewrites", "data/rewrites/batch_date=2026-01-08/b0000000007-p0.parquet", 3, 900, "2026-01-08"
-            )
-        ],
+        [PublishedFile("rewrites", "data/rewrites/batch_date=2026-01-08/b0000000007-p0.parquet", 3, 900, "2026-01-08")],
         offsets={"touchpoints": {3: (100, 250)}},
         watermarks={"touchpoints": {3: "2026-01-07T23:00:00Z"}},
         counts={"consumed": 150, "landed": 148, "dead_lettered": 2},
@@ -388,9 +384,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
     assert query(db, "select root, n_manifests, last_seq from parcours_meta") == [(str(warehouse.root), 1, 1)]
 
 
-def test_a_wal_left_beside_the_old_file_does_not_break_the_new_one(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
+def test_a_wal_left_beside_the_old_file_does_not_break_the_new_one(warehouse: Warehouse, tmp_path: Path) -> None:
     # Someone opened parcours.duckdb read-write, wrote, and was killed before a checkpoint.
     leave_wal = """
         import os, shutil, sys, duckdb
