@@ -19,7 +19,6 @@ the machine they were measured on.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from report import report  # benchmarks/report.py: scripts run from this folder
 
 RAW_CONSUMER = """
 import sys, time
@@ -133,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         results[f"pipeline_{w}w_events_per_s"] / results[f"raw_consume_{w}p_events_per_s"], 2
     )
 
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value:>12,}" if isinstance(value, int | float) else f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
     return 0
 
 

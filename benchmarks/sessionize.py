@@ -16,7 +16,6 @@ Prints events/s of each and the ratios. Nothing is asserted here.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import timedelta
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from report import report  # benchmarks/report.py: scripts run from this folder
 
 from parcours.config import load_config
 from parcours.pipelines.journeys import assign_cycles, resolve_stages
@@ -165,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         results["parcours_vs_beam_per_event"] = round(
             results["parcours_events_per_s"] / results["beam_per_event_events_per_s"], 1
         )
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value:>12,}" if isinstance(value, int | float) else f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
     return 0
 
 

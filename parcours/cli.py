@@ -243,7 +243,8 @@ def run(
         console.print(
             f"batch {batch.seq}: consumed {consumed:,} = landed {sum(batch.landed.values()):,} + dead-lettered "
             f"{sum(batch.dead_lettered.values()):,} + duplicates skipped {sum(batch.duplicates_skipped.values()):,}"
-            f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s)"
+            f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s)",
+            soft_wrap=True,
         )
 
     try:
@@ -279,6 +280,14 @@ def run(
         fail(str(exc))
     if not result.batches:
         console.print("nothing new to land")
+    elif len(result.batches) > 1:
+        consumed = sum(b.total_consumed for b in result.batches)
+        console.print(
+            f"run: consumed {consumed:,} = landed {result.total('landed'):,} + dead-lettered "
+            f"{result.total('dead_lettered'):,} + duplicates skipped {result.total('duplicates_skipped'):,} "
+            f"in {len(result.batches)} micro-batches",
+            soft_wrap=True,
+        )
     console.print(f"warehouse: {wh.root}  (DuckDB views: {wh.db_path})")
 
 

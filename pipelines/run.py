@@ -94,11 +94,8 @@ class RunReport:
     batches: list[BatchReport] = field(default_factory=list)
 
     def total(self, name: str) -> int:
+        """Sum over batches and kinds of one count: landed, dead_lettered, duplicates_skipped..."""
         return sum(sum(getattr(b, name).values()) for b in self.batches)
-
-    @property
-    def seconds(self) -> float:
-        return sum(b.seconds for b in self.batches)
 
 
 def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:

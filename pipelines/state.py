@@ -21,6 +21,7 @@ from importlib import resources
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def _staging_sql(name: str) -> str:
@@ -36,45 +37,80 @@ class PublishedFiles:
     rewrites: tuple[str, ...] = ()
 
 
-class LandedState:
-    """An in-memory DuckDB over the published files; one per DoFn instance (opened in setup)."""
+def _file_date(path: str) -> date | None:
+    """The hive partition date of a published file (`.../event_date=2026-01-05/b...parquet`)."""
+    for part in reversed(path.split("/")):
+        if "=" in part:
+            try:
+                return date.fromisoformat(part.split("=", 1)[1])
+            except ValueError:
+                return None
+    return None
 
-    def __init__(self, files: PublishedFiles) -> None:
+
+class LandedState:
+    """An in-memory DuckDB over the published files; one per DoFn instance (opened in setup).
+
+    Look-ups choose their files by partition date in Python before DuckDB sees them, and read
+    wide rows only for the few events they need: what a batch reads from history is a few narrow
+    columns, not every column of every event ever landed.
+    """
+
+    def __init__(self, files: PublishedFiles, threads: int = 2) -> None:
         from parcours.warehouse import DATASETS, raw_view_sql
 
+        self._raw_view_sql = raw_view_sql
+        self._datasets = DATASETS
         self._con = duckdb.connect()
-        self._con.execute("set threads = 1")  # Beam gives parallelism; one thread per worker
-        for name, paths in (
-            ("touchpoints", files.touchpoints),
-            ("survey_answers", files.survey_answers),
-            ("rewrites", files.rewrites),
-        ):
-            self._con.execute(raw_view_sql(self._con, DATASETS[name], list(paths), temporary=True))
+        self._con.execute(f"set threads = {int(threads)}")
+        self._touchpoint_files = list(files.touchpoints)
+        self._survey_files = list(files.survey_answers)
+        self._con.execute(raw_view_sql(self._con, DATASETS["rewrites"], list(files.rewrites), temporary=True))
+        self._current_sql = _staging_sql("stg_parcours__touchpoints").rstrip().rstrip(";")
+        self._use_touchpoint_files(self._touchpoint_files)
+
+    def _use_touchpoint_files(self, paths: list[str]) -> None:
+        """Point `raw_touchpoints` (and so `current_touchpoints`) at a subset of the files."""
         self._con.execute(
-            "create temp view current_touchpoints as " + _staging_sql("stg_parcours__touchpoints").rstrip().rstrip(";")
+            self._raw_view_sql(self._con, self._datasets["touchpoints"], paths, temporary=True).replace(
+                "create temp view", "create or replace temp view", 1
+            )
         )
+        self._con.execute("create or replace temp view current_touchpoints as " + self._current_sql)
+
+    def _since(self, paths: list[str], horizon: date | None) -> list[str]:
+        if horizon is None:
+            return paths
+        return [p for p in paths if (_file_date(p) or date.max) >= horizon]
 
     def landed_touchpoint_hashes(self, event_ids: pa.Array, horizon: date | None) -> pa.Table:
         """(event_id, payload_hash) of current events among `event_ids`, from `horizon` on."""
-        return self._query_ids(
-            "select c.event_id, c.payload_hash from current_touchpoints c semi join ids using (event_id) "
-            "where $horizon is null or c.event_date >= $horizon",
-            pa.table({"event_id": event_ids}),
-            {"horizon": horizon},
-        )
+        self._use_touchpoint_files(self._since(self._touchpoint_files, horizon))
+        try:
+            return self._query_ids(
+                "select c.event_id, c.payload_hash from current_touchpoints c semi join ids using (event_id)",
+                pa.table({"event_id": event_ids}),
+            )
+        finally:
+            self._use_touchpoint_files(self._touchpoint_files)
 
     def landed_survey_hashes(self, response_ids: pa.Array, horizon: date | None) -> pa.Table:
+        from parcours.warehouse import DATASETS
+
+        self._con.execute(
+            self._raw_view_sql(
+                self._con, DATASETS["survey_answers"], self._since(self._survey_files, horizon), temporary=True
+            ).replace("create temp view", "create or replace temp view", 1)
+        )
         return self._query_ids(
-            "select s.response_id, s.payload_hash from raw_survey_answers s semi join ids using (response_id) "
-            "where $horizon is null or s.answered_date >= $horizon",
+            "select s.response_id, s.payload_hash from raw_survey_answers s semi join ids using (response_id)",
             pa.table({"response_id": response_ids}),
-            {"horizon": horizon},
         )
 
-    def _query_ids(self, sql: str, ids: pa.Table, parameters: dict) -> pa.Table:
+    def _query_ids(self, sql: str, ids: pa.Table) -> pa.Table:
         self._con.register("ids", ids)
         try:
-            return self._con.sql(sql, params=parameters).to_arrow_table()
+            return self._con.sql(sql).to_arrow_table()
         finally:
             self._con.unregister("ids")
 
@@ -82,32 +118,37 @@ class LandedState:
         """(prior, context) for customers in `earliest_new` (customer_id, min_at).
 
         prior: their current events at or after min_at (to recompute with the new events);
-        context: per customer, the latest current event before min_at (the state columns only).
+        context: per customer, the latest current event before min_at.
 
-        One pass over a few narrow columns finds both; the wide rows are fetched only for the
-        customers that have prior events, which only late, out-of-order events cause.
+        A narrow pass over history (ids, times, partition date) picks the events needed; their
+        wide rows are then read only from the files of those events' dates.
         """
         self._con.register("earliest_new", earliest_new)
         try:
             self._con.execute(
-                "create or replace temp table touched as "
-                "select c.customer_id, c.event_id, c.occurred_at, c.event_date, c.occurred_at >= n.min_at as is_prior, "
-                "c.session_id, c.session_started_at, c.journey_cycle, c.cycle_type, c.step_index, c.outcome "
-                "from current_touchpoints c join earliest_new n using (customer_id)"
+                "create or replace temp table needed as "
+                "with touched as ("
+                "  select c.customer_id, c.event_id, c.batch_seq, c.event_date, c.occurred_at, "
+                "         c.occurred_at >= n.min_at as is_prior "
+                "  from current_touchpoints c join earliest_new n using (customer_id)"
+                "), context as ("
+                "  select * from touched where not is_prior "
+                "  qualify row_number() over (partition by customer_id order by occurred_at desc, event_id desc) = 1"
+                ") "
+                "select * from context union all select * from touched where is_prior"
             )
-            context = self._con.sql(
-                "select * exclude (is_prior, event_date) from touched where not is_prior "
-                "qualify row_number() over (partition by customer_id order by occurred_at desc, event_id desc) = 1"
-            ).to_arrow_table()
-            prior = self._con.sql(
-                "select c.* exclude (event_date) from current_touchpoints c "
-                "semi join (select event_id from touched where is_prior) p using (event_id) "
-                "where c.event_date >= "
-                "(select coalesce(min(event_date), date '9999-12-31') from touched where is_prior)"
+            dates = {row[0] for row in self._con.execute("select distinct event_date from needed").fetchall()}
+            self._use_touchpoint_files([p for p in self._touchpoint_files if _file_date(p) in dates])
+            rows = self._con.sql(
+                "select r.* exclude (event_date), n.is_prior from raw_touchpoints r "
+                "join needed n using (event_id, batch_seq)"
             ).to_arrow_table()
         finally:
             self._con.unregister("earliest_new")
-        return prior, context
+            self._use_touchpoint_files(self._touchpoint_files)
+        is_prior = rows.column("is_prior")
+        rows = rows.drop_columns(["is_prior"])
+        return rows.filter(is_prior), rows.filter(pc.invert(is_prior))
 
     def close(self) -> None:
         self._con.close()
