@@ -229,6 +229,9 @@ def run(
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # A broker that just started moves its group coordinator while the first offset commit is
+    # retried: kafka-python warns on each retry, then succeeds (or raises, which is reported).
+    logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
     _quiet_beam_import()
     from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
     from parcours.pipelines.run import CountsDoNotAddUp, Runner
