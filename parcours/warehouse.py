@@ -117,6 +117,26 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
             "batch_date",
         ),
+        # Per customer touched by a batch, its latest event after that batch: what the next
+        # events continue (session, cycle). The row of the highest batch_seq is current.
+        DatasetSpec(
+            "customer_state",
+            pa.schema(
+                [
+                    pa.field("customer_id", pa.string()),
+                    pa.field("event_id", pa.string()),
+                    pa.field("occurred_at", UTC_MICROS),
+                    pa.field("session_id", pa.string()),
+                    pa.field("session_started_at", UTC_MICROS),
+                    pa.field("journey_cycle", pa.int32()),
+                    pa.field("cycle_type", pa.string()),
+                    pa.field("step_index", pa.int32()),
+                    pa.field("outcome", pa.string()),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "batch_date",
+        ),
     )
 }
 

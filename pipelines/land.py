@@ -15,6 +15,7 @@ from dataclasses import asdict
 from datetime import datetime
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -45,6 +46,32 @@ def latest_event_times(table: pa.Table, time_field: str) -> dict[str, dict[int, 
         partition = -1 if row["source_partition"] is None else row["source_partition"]
         result.setdefault(row["source"], {})[partition] = row[f"{time_field}_max"].isoformat()
     return result
+
+
+def latest_per_customer(events: pa.Table, now: datetime) -> pa.Table:
+    """Each customer's last event of a batch's recomputed events: its state for the next batch.
+
+    `events` are sorted by customer, time, id (Sessionize's order) and hold every event of the
+    customer from the earliest new one on, so the last row of each customer is its latest event.
+    """
+    customers = events.column("customer_id").to_numpy(zero_copy_only=False)
+    last = np.ones(len(customers), dtype=bool)
+    last[:-1] = customers[:-1] != customers[1:]
+    state = events.filter(pa.array(last)).select(
+        [
+            "customer_id",
+            "event_id",
+            "occurred_at",
+            "session_id",
+            "session_started_at",
+            "journey_cycle",
+            "cycle_type",
+            "step_index",
+            "outcome",
+            "batch_seq",
+        ]
+    )
+    return state.append_column("batch_date", pa.array([now.date()] * state.num_rows, pa.date32()))
 
 
 class LandFn(beam.DoFn):
@@ -101,6 +128,7 @@ class LandFn(beam.DoFn):
                 "batch_date", pa.array([self._now.date()] * rewrites.num_rows, pa.date32())
             )
             files += self._write("rewrites", rewrites, f"rw-s{work.shard:03d}")
+        files += self._write("customer_state", latest_per_customer(events, self._now), f"cs-s{work.shard:03d}")
         yield {
             "files": files,
             "landed": {"touchpoints": work.n_new},

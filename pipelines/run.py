@@ -339,6 +339,7 @@ class Runner:
                 touchpoints=tuple(str(wh.root / p) for p in wh.published_files("touchpoints")),
                 survey_answers=tuple(str(wh.root / p) for p in wh.published_files("survey_answers")),
                 rewrites=tuple(str(wh.root / p) for p in wh.published_files("rewrites")),
+                customer_state=tuple(str(wh.root / p) for p in wh.published_files("customer_state")),
             ),
             watermarks={kind: watermark_of(previous, sources) for kind, sources in source_of_kind.items()},
             now=datetime.now(UTC).replace(microsecond=0),

@@ -16,7 +16,7 @@ invisible here too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from importlib import resources
 
 import duckdb
@@ -35,6 +35,11 @@ class PublishedFiles:
     touchpoints: tuple[str, ...] = ()
     survey_answers: tuple[str, ...] = ()
     rewrites: tuple[str, ...] = ()
+    customer_state: tuple[str, ...] = ()
+
+
+def _empty_like_touchpoints(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    return con.sql("select * exclude (event_date) from raw_touchpoints limit 0").to_arrow_table()
 
 
 def _file_date(path: str) -> date | None:
@@ -56,16 +61,20 @@ class LandedState:
     columns, not every column of every event ever landed.
     """
 
-    def __init__(self, files: PublishedFiles, threads: int = 2) -> None:
+    def __init__(self, files: PublishedFiles, threads: int = 2, context_window: timedelta = timedelta(days=7)) -> None:
         from parcours.warehouse import DATASETS, raw_view_sql
 
         self._raw_view_sql = raw_view_sql
         self._datasets = DATASETS
         self._con = duckdb.connect()
         self._con.execute(f"set threads = {int(threads)}")
+        self._context_window = context_window
         self._touchpoint_files = list(files.touchpoints)
         self._survey_files = list(files.survey_answers)
         self._con.execute(raw_view_sql(self._con, DATASETS["rewrites"], list(files.rewrites), temporary=True))
+        self._con.execute(
+            raw_view_sql(self._con, DATASETS["customer_state"], list(files.customer_state), temporary=True)
+        )
         self._current_sql = _staging_sql("stg_parcours__touchpoints").rstrip().rstrip(";")
         self._use_touchpoint_files(self._touchpoint_files)
 
@@ -120,10 +129,48 @@ class LandedState:
         prior: their current events at or after min_at (to recompute with the new events);
         context: per customer, the latest current event before min_at.
 
-        A narrow pass over history (ids, times, partition date) picks the events needed; their
-        wide rows are then read only from the files of those events' dates.
+        For a customer whose new events all come after its latest landed one (the usual case),
+        the context is its row in `customer_state` and there is no prior: nothing of the event
+        history is read. Only customers with a late event are looked up in the events, first in
+        the partitions of the last few days, then, for those not found there, in all of them.
         """
         self._con.register("earliest_new", earliest_new)
+        try:
+            self._con.execute(
+                "create or replace temp table state as "
+                "select s.* exclude (batch_date), s.occurred_at >= n.min_at as is_late "
+                "from raw_customer_state s join earliest_new n using (customer_id) "
+                "qualify row_number() over (partition by s.customer_id order by s.batch_seq desc) = 1"
+            )
+            context = self._con.sql("select * exclude (is_late, batch_seq) from state where not is_late")
+            context = context.to_arrow_table()
+            late = self._con.sql(
+                "select n.* from earliest_new n semi join (select customer_id from state where is_late) l "
+                "using (customer_id)"
+            ).to_arrow_table()
+        finally:
+            self._con.unregister("earliest_new")
+        if late.num_rows == 0:
+            return _empty_like_touchpoints(self._con), context
+        prior, late_context = self._history_of_late_customers(late)
+        return prior, pa.concat_tables([context, late_context.select(context.column_names).cast(context.schema)])
+
+    def _history_of_late_customers(self, late: pa.Table) -> tuple[pa.Table, pa.Table]:
+        window_start = min(late.column("min_at").to_pylist()).date() - self._context_window
+        recent = [p for p in self._touchpoint_files if (_file_date(p) or date.max) >= window_start]
+        prior, context = self._scan_history(late, recent)
+        missing = pc.invert(pc.is_in(late.column("customer_id"), value_set=context.column("customer_id")))
+        if pc.any(missing).as_py():
+            # Their previous event is older than the window (or they have none): look everywhere.
+            older_prior, older_context = self._scan_history(late.filter(missing), self._touchpoint_files)
+            context = pa.concat_tables([context, older_context])
+            del older_prior  # prior events are at or after min_at: all within the window already
+        return prior, context
+
+    def _scan_history(self, customers: pa.Table, paths: list[str]) -> tuple[pa.Table, pa.Table]:
+        """A narrow pass picks the events needed; wide rows come only from those events' dates."""
+        self._use_touchpoint_files(paths)
+        self._con.register("earliest_new", customers)
         try:
             self._con.execute(
                 "create or replace temp table needed as "

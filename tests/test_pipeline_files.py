@@ -310,3 +310,57 @@ def test_a_batch_where_every_record_is_bad_is_all_dead_letters():
         {"reason": "malformed_json", "offset": 7},
         {"reason": "not_an_object", "offset": 8},
     ]
+
+
+def current_state_matches_latest_events(db: Path) -> None:
+    """The current customer_state row of every customer is its latest current event."""
+    state = query(
+        db,
+        "select customer_id, event_id, session_id, journey_cycle, step_index from raw_customer_state "
+        "qualify row_number() over (partition by customer_id order by batch_seq desc) = 1 order by 1",
+    )
+    latest = query(
+        db,
+        "select customer_id, event_id, session_id, journey_cycle, step_index from touchpoints "
+        "qualify row_number() over (partition by customer_id order by occurred_at desc, event_id desc) = 1 "
+        "order by 1",
+    )
+    assert state == latest
+
+
+def test_customer_state_follows_late_events(tmp_path, events):
+    rng = random.Random(9)
+    from datetime import datetime
+
+    shuffled = sorted(
+        events, key=lambda e: datetime.fromisoformat(e["occurred_at"]) + timedelta(hours=rng.uniform(0, 48))
+    )
+    write_jsonl(tmp_path / "data" / "touchpoints.jsonl", shuffled)
+    land(tmp_path / "data", tmp_path / "w", batch_size=150)
+    current_state_matches_latest_events(tmp_path / "w" / "parcours.duckdb")
+
+
+def test_a_late_event_whose_previous_event_is_weeks_old_continues_the_right_cycle(tmp_path):
+    """The context of a late event is looked up beyond the recent partitions when needed."""
+    from datetime import datetime
+
+    base = make_events(customers=1, per_customer=1, seed=2)[0]
+    t0 = datetime.fromisoformat(base["occurred_at"])
+
+    def event(event_id, days, outcome=None):
+        return dict(base, event_id=event_id, occurred_at=(t0 + timedelta(days=days)).isoformat(), outcome=outcome)
+
+    first = [event("a", 0, "purchase"), event("b", 30)]  # b opens cycle 1, weeks after a
+    late = [event("c", 29)]  # arrives after b, lands between a and b
+    write_jsonl(tmp_path / "run1" / "touchpoints.jsonl", first)
+    write_jsonl(tmp_path / "run2" / "touchpoints.jsonl", late)
+    write_jsonl(tmp_path / "all" / "touchpoints.jsonl", first + late)
+    land(tmp_path / "run1", tmp_path / "w")
+    (batch,) = land(tmp_path / "run2", tmp_path / "w")
+    assert batch.relanded == 1  # b was recomputed after c
+    land(tmp_path / "all", tmp_path / "one")
+    expected = [("a", 0, 1), ("b", 1, 2), ("c", 1, 1)]  # c and b share cycle 1; c is its first step
+    for root in ("w", "one"):
+        db = tmp_path / root / "parcours.duckdb"
+        assert query(db, "select event_id, journey_cycle, step_index from touchpoints order by 1") == expected
+    current_state_matches_latest_events(tmp_path / "w" / "parcours.duckdb")
