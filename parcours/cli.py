@@ -234,7 +234,7 @@ def run(
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
     _quiet_beam_import()
     from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
-    from parcours.pipelines.run import CountsDoNotAddUp, Runner
+    from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
     from parcours.warehouse import Warehouse, WarehouseBusy
 
@@ -277,6 +277,7 @@ def run(
         OffsetOutOfRetention,
         SourceStalled,
         CountsDoNotAddUp,
+        AmbiguousBackfill,
         FileNotFoundError,
         KafkaSettingsError,
     ) as exc:

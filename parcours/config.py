@@ -141,9 +141,7 @@ class JourneyConfig(_Strict):
         known = set(self.stages)
         for touchpoint, stage in self.touchpoints.items():
             if stage not in known:
-                raise ValueError(
-                    f"touchpoints.{touchpoint}: unknown stage '{stage}' (stages: {list(self.stages)})"
-                )
+                raise ValueError(f"touchpoints.{touchpoint}: unknown stage '{stage}' (stages: {list(self.stages)})")
         for stage in self.drop_off.timeouts:
             if stage not in known:
                 raise ValueError(f"drop_off.timeouts.{stage}: unknown stage (stages: {list(self.stages)})")

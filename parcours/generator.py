@@ -650,14 +650,10 @@ def _check_arguments(
         if config.stage_of(touchpoint) != stage
     ]
     if mismatched:
-        raise ValueError(
-            "the configuration does not map the generator's touchpoints: " + "; ".join(mismatched)
-        )
+        raise ValueError("the configuration does not map the generator's touchpoints: " + "; ".join(mismatched))
     if spike is not None:
         if spike.stage not in config.stages:
-            raise ValueError(
-                f"churn spike stage '{spike.stage}' is not a stage (stages: {list(config.stages)})"
-            )
+            raise ValueError(f"churn spike stage '{spike.stage}' is not a stage (stages: {list(config.stages)})")
         if spike.from_day >= days:
             raise ValueError(f"churn spike from_day {spike.from_day} is not within the {days} days")
 
@@ -673,9 +669,7 @@ class _Clock:
     _FIRST_DAY = -2  # local times can fall on the day before the start
 
     def __init__(self, start: date, days: int) -> None:
-        self.dates = [
-            (start + timedelta(days=day)).isoformat() + "T" for day in range(self._FIRST_DAY, days + 8)
-        ]
+        self.dates = [(start + timedelta(days=day)).isoformat() + "T" for day in range(self._FIRST_DAY, days + 8)]
         self.hms = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
         # EU summer time: from the last Sunday of March to the last Sunday of October, 01:00 UTC.
         self.paris_switches: list[int] = []
@@ -781,9 +775,7 @@ class _Journey:
         self.language = _pick(rng, _LANGUAGE_TABLE)
         timezone = _pick(rng, _TIMEZONE_TABLE)
         self.fixed_offset = None if timezone == "Europe/Paris" else int(timezone[:3]) * HOUR_MS
-        self.loyalty = min(
-            10.0, max(0.0, rng.gauss(7.4, 1.3) + {"premium": 0.4, "pro": -0.2}.get(self.segment, 0.0))
-        )
+        self.loyalty = min(10.0, max(0.0, rng.gauss(7.4, 1.3) + {"premium": 0.4, "pro": -0.2}.get(self.segment, 0.0)))
         self.monthly_price = round(rng.uniform(*_MONTHLY_PRICE[self.product_line]), 2)
         # (t, touchpoint, channel, stage, outcome, revenue, properties, event_id), in time order
         self.events: list[tuple] = []
@@ -876,9 +868,7 @@ class _Journey:
                 index = self._emit("advisor_chat")
                 self._after_other(CONSIDERATION, self._rate(index, "advisor_chat", CONSIDERATION))
             if rng.random() < (0.45 if self.segment == "pro" else 0.06):
-                self._emit(
-                    "quote_request", props={"lines": rng.randint(2, 40) if self.segment == "pro" else 1}
-                )
+                self._emit("quote_request", props={"lines": rng.randint(2, 40) if self.segment == "pro" else 1})
         self._maybe_abandon(CONSIDERATION)
 
     def _purchase(self) -> None:
@@ -1004,9 +994,7 @@ class _Journey:
             self._emit("feature_use", props={"feature": rng.choice(features)})
         if rng.random() < ADD_ON_PER_USAGE_SESSION[self._category()]:
             name, price = rng.choice(_ADD_ONS[self.product_line])
-            self._emit(
-                "feature_use", outcome="add_on", revenue=price, props={"feature": name, "add_on": True}
-            )
+            self._emit("feature_use", outcome="add_on", revenue=price, props={"feature": name, "add_on": True})
         if rng.random() < 0.05:
             self._emit("loyalty_reward", props={"points": rng.choice((100, 250, 500))})
         if not self.kano_done and rng.random() < 0.012:
@@ -1034,9 +1022,7 @@ class _Journey:
         if rng.random() < 0.25:
             self._nps(None, "nps_relational", delay_hours=(1, 48))
         if self.loyalty < DETRACTOR_BELOW:
-            hazard = DETRACTOR_MONTHLY_CANCEL[0] + DETRACTOR_MONTHLY_CANCEL[1] * (
-                DETRACTOR_BELOW - self.loyalty
-            )
+            hazard = DETRACTOR_MONTHLY_CANCEL[0] + DETRACTOR_MONTHLY_CANCEL[1] * (DETRACTOR_BELOW - self.loyalty)
             if rng.random() < self._spiked(USAGE, hazard):
                 self._cancel(USAGE, reason="dissatisfied")
         return incident
@@ -1333,9 +1319,7 @@ class _Journey:
         t = self.t + rng.randint(delay_hours[0] * HOUR_MS, delay_hours[1] * HOUR_MS)
         for step, question in enumerate(("cxi_effectiveness", "cxi_ease", "cxi_emotion")):
             score = min(5, max(1, round(1 + 0.4 * self.loyalty + rng.gauss(0.0, 0.6))))
-            self._survey(
-                t + step * 20 * SECOND_MS, {"survey": "cxi", "question_id": question, "score": score}
-            )
+            self._survey(t + step * 20 * SECOND_MS, {"survey": "cxi", "question_id": question, "score": score})
 
     def _kano(self) -> None:
         rng = self.rng
@@ -1535,9 +1519,7 @@ _LATE_DELAY_MS = (1 * HOUR_MS, 47 * HOUR_MS)  # "within 2 days", and beyond any 
 class _Planter:
     """Writes each valid line, and around it the planted bad, duplicate and late lines."""
 
-    def __init__(
-        self, config: JourneyConfig, invalid_rate: float, duplicate_rate: float, late_rate: float
-    ) -> None:
+    def __init__(self, config: JourneyConfig, invalid_rate: float, duplicate_rate: float, late_rate: float) -> None:
         self.invalid_rate, self.duplicate_rate, self.late_rate = invalid_rate, duplicate_rate, late_rate
         self.active = invalid_rate > 0 or duplicate_rate > 0 or late_rate > 0
         self.max_payload_bytes = config.ingest.max_payload_bytes
@@ -1579,12 +1561,8 @@ class _Planter:
             counts = self.invalid[kind]
             counts[reason] = counts.get(reason, 0) + 1
 
-    def _defective(
-        self, kind: str, defect: str, record: dict[str, Any], line: bytes, rng: random.Random
-    ) -> bytes:
-        id_field, time_field = (
-            ("event_id", "occurred_at") if kind == "touchpoints" else ("response_id", "answered_at")
-        )
+    def _defective(self, kind: str, defect: str, record: dict[str, Any], line: bytes, rng: random.Random) -> bytes:
+        id_field, time_field = ("event_id", "occurred_at") if kind == "touchpoints" else ("response_id", "answered_at")
         if defect == "truncated":
             return line[: rng.randint(1, len(line) - 2)]
         if defect == "array":

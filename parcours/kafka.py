@@ -44,8 +44,7 @@ DEFAULT_PARTITIONS = 4
 # forgotten broker look like a hang; 10 s is ample on a LAN and for a broker that is starting.
 BOOTSTRAP_TIMEOUT_MS = 10_000
 START_HINT = (
-    "start the local broker with `bash infra/kafka.sh start`, "
-    "or point PARCOURS_KAFKA_BOOTSTRAP at a running one"
+    "start the local broker with `bash infra/kafka.sh start`, or point PARCOURS_KAFKA_BOOTSTRAP at a running one"
 )
 
 # The logical topics. Partition counts not listed in _FIXED_PARTITIONS follow ensure_topics'

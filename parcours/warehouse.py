@@ -417,9 +417,7 @@ class Warehouse:
         written its files are listed here too; only `remove_orphans` under the lock is safe."""
         if not self.data_dir.is_dir():
             return []
-        published = {
-            (self.root / published.path) for manifest in self.manifests() for published in manifest.files
-        }
+        published = {(self.root / published.path) for manifest in self.manifests() for published in manifest.files}
         return sorted(
             path
             for path in self.data_dir.rglob("*")
@@ -717,8 +715,19 @@ def _utc_iso(moment: datetime) -> str:
 
 # String columns with many distinct values: dictionary encoding them costs time and space.
 _HIGH_CARDINALITY = frozenset(
-    {"event_id", "customer_id", "session_id", "response_id", "record_id", "properties", "extra",
-     "detail", "payload_text", "verbatim", "question_id"}
+    {
+        "event_id",
+        "customer_id",
+        "session_id",
+        "response_id",
+        "record_id",
+        "properties",
+        "extra",
+        "detail",
+        "payload_text",
+        "verbatim",
+        "question_id",
+    }
 )
 
 

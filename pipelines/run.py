@@ -68,6 +68,10 @@ FILE_KINDS = {
 CRASH_ENV = "PARCOURS_CRASH_AT"
 
 
+class AmbiguousBackfill(ValueError):
+    """A backfill folder holds the same kind of records in two files (JSONL and Parquet)."""
+
+
 class CountsDoNotAddUp(RuntimeError):
     """consumed != landed + dead-lettered + duplicates skipped: the batch is not published."""
 
@@ -512,7 +516,7 @@ class Runner:
         for name, kind in FILE_KINDS.items():
             if (data_dir / name).exists():
                 if kind in found:
-                    raise ValueError(f"{data_dir}: both {found[kind].name} and {name}: keep one {kind} file")
+                    raise AmbiguousBackfill(f"{data_dir}: both {found[kind].name} and {name}: keep one {kind} file")
                 found[kind] = (data_dir / name).resolve()
         if not found:
             raise FileNotFoundError(f"{data_dir}: none of {', '.join(FILE_KINDS)} found")

@@ -184,9 +184,7 @@ class Contract:
         return json.loads(resources.files("parcours.schemas").joinpath(self.schema_file).read_text("utf-8"))
 
 
-TOUCHPOINT = Contract(
-    "touchpoint", TouchpointV1, TOUCHPOINT_ARROW, "event_id", "occurred_at", "touchpoint.v1.json"
-)
+TOUCHPOINT = Contract("touchpoint", TouchpointV1, TOUCHPOINT_ARROW, "event_id", "occurred_at", "touchpoint.v1.json")
 SURVEY_ANSWER = Contract(
     "survey_answer", SurveyAnswerV1, SURVEY_ARROW, "response_id", "answered_at", "survey_answer.v1.json"
 )
@@ -286,9 +284,7 @@ def _decode_one(contract: Contract, index: int, payload: bytes) -> tuple[msgspec
     return record, (_json_or_none({key: obj[key] for key in sorted(unknown)}) if unknown else None)
 
 
-def decode_batch(
-    contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int = 65536
-) -> DecodedBatch:
+def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int = 65536) -> DecodedBatch:
     """Decode and check a micro-batch of raw payloads against one contract.
 
     Fast path: one typed decode in C that refuses unknown fields. Anything it does not accept
@@ -305,9 +301,7 @@ def decode_batch(
     rejects: list[Reject] = []
     for index, payload in enumerate(payloads):
         if len(payload) > max_payload_bytes:
-            rejects.append(
-                Reject(index, Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {max_payload_bytes}")
-            )
+            rejects.append(Reject(index, Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {max_payload_bytes}"))
             continue
         extra = None
         try:
