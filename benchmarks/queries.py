@@ -37,6 +37,7 @@ RUNNER = """
 import json, sys, time, statistics, duckdb
 db, repeat, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect(db, read_only=True)
+con.execute("set enable_progress_bar = false")
 out = {}
 for name, sql in queries.items():
     con.execute(sql).fetchall()  # warm-up: metadata and file footers cached, as in a BI session
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         text=True,
         check=True,
     )
-    latencies = json.loads(result.stdout)
+    latencies = json.loads(result.stdout.strip().splitlines()[-1])
     files = len(list((args.warehouse / "data").rglob("*.parquet")))
     print(f"{'query':<40} {'p50 ms':>8} {'p95 ms':>8}   ({files} Parquet files)")
     for name, value in latencies.items():
