@@ -745,7 +745,8 @@ def raw_view_sql(
     the same files the same way.
     """
     name = _quote(f"raw_{spec.name}")
-    create = "create temp view" if temporary else "create view"
+    # A temporary view lives in a private look-up connection that re-points it at other files.
+    create = "create or replace temp view" if temporary else "create view"
     if not paths:
         # Types come from DuckDB's own reading of the Arrow schema, so the empty view has
         # exactly the types the Parquet files will have once there are some.

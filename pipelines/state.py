@@ -80,11 +80,7 @@ class LandedState:
 
     def _use_touchpoint_files(self, paths: list[str]) -> None:
         """Point `raw_touchpoints` (and so `current_touchpoints`) at a subset of the files."""
-        self._con.execute(
-            self._raw_view_sql(self._con, self._datasets["touchpoints"], paths, temporary=True).replace(
-                "create temp view", "create or replace temp view", 1
-            )
-        )
+        self._con.execute(self._raw_view_sql(self._con, self._datasets["touchpoints"], paths, temporary=True))
         self._con.execute("create or replace temp view current_touchpoints as " + self._current_sql)
 
     def _since(self, paths: list[str], horizon: date | None) -> list[str]:
@@ -104,12 +100,10 @@ class LandedState:
             self._use_touchpoint_files(self._touchpoint_files)
 
     def landed_survey_hashes(self, response_ids: pa.Array, horizon: date | None) -> pa.Table:
-        from parcours.warehouse import DATASETS
-
         self._con.execute(
             self._raw_view_sql(
-                self._con, DATASETS["survey_answers"], self._since(self._survey_files, horizon), temporary=True
-            ).replace("create temp view", "create or replace temp view", 1)
+                self._con, self._datasets["survey_answers"], self._since(self._survey_files, horizon), temporary=True
+            )
         )
         return self._query_ids(
             "select s.response_id, s.payload_hash from raw_survey_answers s semi join ids using (response_id)",
@@ -162,9 +156,9 @@ class LandedState:
         missing = pc.invert(pc.is_in(late.column("customer_id"), value_set=context.column("customer_id")))
         if pc.any(missing).as_py():
             # Their previous event is older than the window (or they have none): look everywhere.
-            older_prior, older_context = self._scan_history(late.filter(missing), self._touchpoint_files)
+            # (Their prior events, at or after min_at, were all within the window already.)
+            _, older_context = self._scan_history(late.filter(missing), self._touchpoint_files)
             context = pa.concat_tables([context, older_context])
-            del older_prior  # prior events are at or after min_at: all within the window already
         return prior, context
 
     def _scan_history(self, customers: pa.Table, paths: list[str]) -> tuple[pa.Table, pa.Table]:
