@@ -1,6 +1,6 @@
 """Shared fixtures: a real Kafka broker for the tests marked ``kafka``.
 
-CI (.ci/run) starts the broker itself and exports PARCOURS_KAFKA_BOOTSTRAP; that broker is used
+CI (infra/test.sh, called by .ci/run) starts the broker itself and exports PARCOURS_KAFKA_BOOTSTRAP; that broker is used
 when it answers. Otherwise the session starts a private broker with infra/kafka.sh in pytest's
 tmp dir, on free ports, reusing the jars already fetched into <repo>/.kafka/libs (or
 PARCOURS_KAFKA_LIBS), and stops it at the end. Each test gets its own topic prefix, so tests

@@ -238,7 +238,7 @@ def test_the_real_views_open_in_duckdb_1x(tmp_path, events):
 
     old_python = os.environ.get("PARCOURS_DUCKDB1_PYTHON")
     if not old_python:
-        pytest.skip("set PARCOURS_DUCKDB1_PYTHON to a python with duckdb 1.x installed (.ci/run creates one)")
+        pytest.skip("set PARCOURS_DUCKDB1_PYTHON to a python with duckdb 1.x installed (infra/test.sh creates one)")
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", events[:200])
     land(tmp_path / "data", tmp_path / "w")
     db = tmp_path / "w" / "parcours.duckdb"

@@ -517,7 +517,7 @@ def test_a_root_under_a_key_value_folder_is_refused(tmp_path: Path) -> None:
 def test_duckdb_1x_clients_can_read_the_views(warehouse: Warehouse, tmp_path: Path) -> None:
     old_python = os.environ.get("PARCOURS_DUCKDB1_PYTHON")
     if not old_python:
-        pytest.skip("set PARCOURS_DUCKDB1_PYTHON to a python with duckdb 1.x installed (.ci/run creates one)")
+        pytest.skip("set PARCOURS_DUCKDB1_PYTHON to a python with duckdb 1.x installed (infra/test.sh creates one)")
     sql = tmp_path / "sql"
     (sql / "marts").mkdir(parents=True)
     (sql / "marts" / "customers.sql").write_text("select distinct customer_id from raw_touchpoints")
