@@ -87,34 +87,22 @@ def test_bad_records_duplicates_and_conflicts_are_accounted_for(tmp_path, events
         dict(good[1], event_id="x-version", schema_version=2),
     ]
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", lines)
+
+    def answer(response_id: str, survey: str, question_id: str, score: int) -> dict:
+        return {
+            "schema_version": 1,
+            "response_id": response_id,
+            "customer_id": good[0]["customer_id"],
+            "answered_at": good[0]["occurred_at"],
+            "survey": survey,
+            "question_id": question_id,
+            "score": score,
+        }
+
     surveys = [
-        {
-            "schema_version": 1,
-            "response_id": "r-ok",
-            "customer_id": good[0]["customer_id"],
-            "answered_at": good[0]["occurred_at"],
-            "survey": "nps",
-            "question_id": "recommend",
-            "score": 9,
-        },
-        {
-            "schema_version": 1,
-            "response_id": "r-range",
-            "customer_id": good[0]["customer_id"],
-            "answered_at": good[0]["occurred_at"],
-            "survey": "nps",
-            "question_id": "recommend",
-            "score": 11,
-        },
-        {
-            "schema_version": 1,
-            "response_id": "r-kano",
-            "customer_id": good[0]["customer_id"],
-            "answered_at": good[0]["occurred_at"],
-            "survey": "kano",
-            "question_id": "fast_delivery",
-            "score": 1,
-        },
+        answer("r-ok", "nps", "recommend", 9),
+        answer("r-range", "nps", "recommend", 11),  # NPS is 0-10
+        answer("r-kano", "kano", "fast_delivery", 1),  # a kano answer without its dysfunctional half
     ]
     write_jsonl(tmp_path / "data" / "surveys.jsonl", surveys)
     (batch,) = land(tmp_path / "data", tmp_path / "w")
