@@ -234,7 +234,7 @@ def run(
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
     _quiet_beam_import()
     from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
-    from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner
+    from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner, WorkersNeedKeyedTopics
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
     from parcours.warehouse import Warehouse, WarehouseBusy
 
@@ -280,6 +280,7 @@ def run(
         AmbiguousBackfill,
         FileNotFoundError,
         KafkaSettingsError,
+        WorkersNeedKeyedTopics,
     ) as exc:
         fail(str(exc))
     if not result.batches:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from parcours.config import IngestRules
+from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.state import LandedState, PublishedFiles
 from parcours.pipelines.validate import CONTRACTS, dead_letters
 from parcours.schemas.contracts import Reason
@@ -112,4 +113,5 @@ class Deduplicate(beam.PTransform):
         self._fn = DeduplicateFn(files, rules, watermarks)
 
     def expand(self, shards):
-        return shards | "SkipDuplicates" >> beam.ParDo(self._fn).with_outputs("dead", "receipts", main="fresh")
+        skip = beam.ParDo(self._fn).with_output_types(TABLE_ELEMENT, dead=pa.Table, receipts=dict)
+        return shards | "SkipDuplicates" >> skip.with_outputs("dead", "receipts", main="fresh")

@@ -150,4 +150,4 @@ class AssignJourneys(beam.PTransform):
         self._fn = AssignJourneysFn(config)
 
     def expand(self, work):
-        return work | "StagesAndCycles" >> beam.ParDo(self._fn)
+        return work | "StagesAndCycles" >> beam.ParDo(self._fn).with_output_types(ShardWork)

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from parcours.pipelines.coders import carries_tables
 from parcours.pipelines.state import LandedState, PublishedFiles
 from parcours.schemas.contracts import UTC_MICROS
 
@@ -138,6 +139,7 @@ DERIVED_COLUMNS = (
 )
 
 
+@carries_tables
 @dataclass(frozen=True)
 class ShardWork:
     """One shard of one micro-batch on its way from Sessionize to Land."""
@@ -204,4 +206,4 @@ class Sessionize(beam.PTransform):
         self._fn = SessionizeFn(files, gap, max_duration)
 
     def expand(self, shards):
-        return shards | "AssignSessions" >> beam.ParDo(self._fn)
+        return shards | "AssignSessions" >> beam.ParDo(self._fn).with_output_types(ShardWork)

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from parcours.pipelines.coders import TABLE_ELEMENT
+
 
 def shard_of(customer_ids: pa.ChunkedArray | pa.Array, shards: int) -> np.ndarray:
     """Shard number of each row; rows without a customer go to shard 0."""
@@ -60,7 +62,7 @@ class ShardByCustomer(beam.PTransform):
     def expand(self, batches):
         return (
             batches
-            | "SplitByShard" >> beam.ParDo(SplitByShardFn(self._shards))
+            | "SplitByShard" >> beam.ParDo(SplitByShardFn(self._shards)).with_output_types(TABLE_ELEMENT)
             | "GroupByShard" >> beam.GroupByKey()
-            | "ConcatShard" >> beam.Map(_concat)
+            | "ConcatShard" >> beam.Map(_concat).with_output_types(TABLE_ELEMENT)
         )

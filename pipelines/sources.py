@@ -19,16 +19,19 @@ from pathlib import Path
 
 import apache_beam as beam
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from parcours.kafka import KafkaSettings, make_consumer
 from parcours.pipelines.batching import paused_gc
+from parcours.pipelines.coders import TABLE_ELEMENT
 
 RAW_ARROW = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),
         pa.field("source_partition", pa.int32()),
         pa.field("source_offset", pa.int64(), nullable=False),
+        pa.field("source_key", pa.binary()),  # the Kafka message key; null for files
         pa.field("payload", pa.binary(), nullable=False),
     ]
 )
@@ -36,6 +39,8 @@ KINDS = ("touchpoints", "surveys")
 # Rows per Arrow batch handed downstream: big enough for vectorised work, small enough
 # to keep several batches in flight without memory spikes.
 CHUNK_ROWS = 50_000
+# Record batches per poll when they arrive whole (see parcours.kafka_records).
+MAX_POLL_CHUNKS = 1_000
 
 
 class OffsetOutOfRetention(RuntimeError):
@@ -157,73 +162,92 @@ def plan_file_ranges(kind: str, path: Path, skip_before: int, chunk_rows: int = 
     return ranges
 
 
-def _raw_table(source: list[str] | str, partitions, offsets: list[int], payloads: list[bytes]) -> pa.Table:
+def _raw_table(
+    source: list[str] | str, partitions, offsets: list[int], payloads: list[bytes], keys: list | None = None
+) -> pa.Table:
     n = len(payloads)
     return pa.table(
         {
             "source": pa.array([source] * n if isinstance(source, str) else source, pa.string()),
             "source_partition": pa.array(partitions if isinstance(partitions, list) else [partitions] * n, pa.int32()),
             "source_offset": pa.array(offsets, pa.int64()),
+            "source_key": pa.array(keys, pa.binary()) if keys is not None else pa.nulls(n, pa.binary()),
             "payload": pa.array(payloads, pa.binary()),
         },
         schema=RAW_ARROW,
     )
 
 
+@dataclass
+class _PartitionBuffer:
+    offsets: list[int]
+    keys: list[bytes | None]
+    payloads: list[bytes]
+
+
 class ReadOffsetRangesFn(beam.DoFn):
     """Reads a group of bounded offset ranges with one kafka-python consumer.
 
     All the group's partitions are assigned at once, so the broker's fetches for them overlap
-    (reading partitions one after another halves the rate, measured). Yields (kind, raw Arrow
-    table) per partition every CHUNK_ROWS rows, and a receipt of what was consumed.
+    (reading partitions one after another halves the rate, measured). Elements are
+    (shard, ranges). Yields (kind, raw Arrow table) per partition every CHUNK_ROWS rows; or,
+    with `whole_shards`, ((kind, shard), one raw table of the whole group) per kind: the
+    topics are keyed by customer, so a group of whole partitions holds whole customers and
+    needs no regrouping. Also yields a receipt of what was consumed.
     """
 
-    def __init__(self, settings: KafkaSettings, stall_timeout_s: float = 60.0) -> None:
+    def __init__(self, settings: KafkaSettings, whole_shards: bool = False, stall_timeout_s: float = 60.0) -> None:
         self._settings = settings
+        self._whole_shards = whole_shards
         self._stall_timeout_s = stall_timeout_s
         self._consumer = None
+        self._chunks = False
 
     def setup(self) -> None:
         from parcours.kafka import check_crc32c
+        from parcours.kafka_records import enable_batch_unpacking
 
         check_crc32c()
         self._consumer = make_consumer(self._settings)
+        self._chunks = enable_batch_unpacking(self._consumer)
 
-    def process(self, group: tuple[OffsetRange, ...]) -> Iterator:
+    def process(self, element: tuple[int, tuple[OffsetRange, ...]]) -> Iterator:
         from kafka import TopicPartition
 
+        shard, group = element
         consumer = self._consumer
         wanted = {TopicPartition(r.topic, r.partition): r for r in group}
         consumer.assign(list(wanted))
         for tp, r in wanted.items():
             consumer.seek(tp, r.start)
-        buffers: dict = {tp: ([], []) for tp in wanted}
+        buffers = {tp: _PartitionBuffer([], [], []) for tp in wanted}
         consumed: dict[str, int] = {}
+        held: dict[str, list[pa.Table]] = {}  # whole_shards: the group's tables, yielded at the end
         remaining = {tp for tp, r in wanted.items() if r.end > r.start}
         last_progress = time.monotonic()
 
         def flush(tp) -> Iterator[tuple[str, pa.Table]]:
-            offsets, payloads = buffers[tp]
-            if offsets:
+            buffer = buffers[tp]
+            if buffer.offsets:
                 r = wanted[tp]
-                consumed[r.kind] = consumed.get(r.kind, 0) + len(offsets)
-                yield r.kind, _raw_table(r.topic, r.partition, offsets, payloads)
-                buffers[tp] = ([], [])
+                table = _raw_table(r.topic, r.partition, buffer.offsets, buffer.payloads, buffer.keys)
+                buffers[tp] = _PartitionBuffer([], [], [])
+                consumed[r.kind] = consumed.get(r.kind, 0) + table.num_rows
+                if self._whole_shards:
+                    held.setdefault(r.kind, []).append(table)
+                else:
+                    yield r.kind, table
 
         while remaining:
             with paused_gc():
-                fetched = consumer.poll(timeout_ms=500, max_records=CHUNK_ROWS)
-            for tp, records in fetched.items():
+                # With batch unpacking, an item is a whole record batch (RecordChunk), else a record.
+                fetched = consumer.poll(timeout_ms=500, max_records=MAX_POLL_CHUNKS if self._chunks else CHUNK_ROWS)
+            for tp, items in fetched.items():
                 if tp not in remaining:
                     continue
-                end = wanted[tp].end
-                offsets, payloads = buffers[tp]
-                for record in records:
-                    if record.offset >= end:
-                        break
-                    offsets.append(record.offset)
-                    payloads.append(record.value if record.value is not None else b"")
-                if len(offsets) >= CHUNK_ROWS:
+                buffer = buffers[tp]
+                (_take_chunks if self._chunks else _take_records)(items, wanted[tp].end, buffer)
+                if len(buffer.offsets) >= CHUNK_ROWS:
                     yield from flush(tp)
             progressed = bool(fetched)
             for tp in list(remaining):
@@ -238,11 +262,34 @@ class ReadOffsetRangesFn(beam.DoFn):
                 stuck = ", ".join(f"{tp.topic}[{tp.partition}] at {consumer.position(tp)}" for tp in remaining)
                 raise SourceStalled(f"no progress for {self._stall_timeout_s:.0f} s: {stuck}")
         consumer.unsubscribe()
+        for kind, tables in sorted(held.items()):
+            yield (kind, shard), pa.concat_tables(tables)
         yield beam.pvalue.TaggedOutput("receipts", {"consumed": consumed})
 
     def teardown(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
+
+
+def _take_records(records: list, end: int, into: _PartitionBuffer) -> None:
+    for record in records:
+        if record.offset >= end:
+            break
+        into.offsets.append(record.offset)
+        into.keys.append(record.key)
+        into.payloads.append(record.value if record.value is not None else b"")
+
+
+def _take_chunks(chunks: list, end: int, into: _PartitionBuffer) -> None:
+    for chunk in chunks:
+        n = len(chunk.offsets) if chunk.offset < end else int(np.searchsorted(chunk.offsets, end))
+        whole = n == len(chunk.offsets)
+        into.offsets += chunk.offsets[:n].tolist()
+        into.keys += chunk.keys if whole else chunk.keys[:n]
+        values = chunk.values if whole else chunk.values[:n]
+        into.payloads += [b"" if v is None else v for v in values] if None in values else values
+        if not whole:
+            break
 
 
 def group_ranges(ranges: list[OffsetRange], groups: int) -> list[tuple[OffsetRange, ...]]:
@@ -309,18 +356,24 @@ class ReadFileRangeFn(beam.DoFn):
 
 
 class ReadRanges(beam.PTransform):
-    """Bounded ranges (Kafka offsets or file bytes) -> (kind, raw Arrow table) + receipts."""
+    """Bounded ranges (Kafka offsets or file bytes) -> (kind, raw Arrow table) + receipts.
+
+    With `whole_shards` (Kafka topics keyed by customer), the partitions are split into
+    `read_groups` shards and each yields ((kind, shard), raw table of whole customers).
+    """
 
     def __init__(
         self,
         ranges: list[OffsetRange] | list[FileRange],
         settings: KafkaSettings | None = None,
         read_groups: int = 1,
+        whole_shards: bool = False,
     ) -> None:
         super().__init__()
         if read_groups < 1:
             raise ValueError(f"read_groups must be >= 1, got {read_groups}")
         self._read_groups = read_groups
+        self._whole_shards = whole_shards
         if not ranges:
             raise ValueError("ReadRanges needs at least one range")
         kinds = {r.kind for r in ranges}
@@ -333,10 +386,14 @@ class ReadRanges(beam.PTransform):
         if isinstance(self._ranges[0], OffsetRange):
             if self._settings is None:
                 raise ValueError("Kafka ranges need KafkaSettings")
-            elements = group_ranges(self._ranges, self._read_groups)
-            read = beam.ParDo(ReadOffsetRangesFn(self._settings))
+            elements = list(enumerate(group_ranges(self._ranges, self._read_groups)))
+            read = beam.ParDo(ReadOffsetRangesFn(self._settings, self._whole_shards)).with_output_types(
+                TABLE_ELEMENT, receipts=dict
+            )
         else:
+            if self._whole_shards:
+                raise ValueError("whole_shards needs Kafka ranges: files are not split by customer")
             elements = self._ranges
-            read = beam.ParDo(ReadFileRangeFn())
-        ranges = pbegin | "Ranges" >> beam.Create(elements) | "Spread" >> beam.Reshuffle()
+            read = beam.ParDo(ReadFileRangeFn()).with_output_types(TABLE_ELEMENT, receipts=dict)
+        ranges = pbegin | "Ranges" >> beam.Create(elements)  # Create spreads its elements over workers itself
         return ranges | "Read" >> read.with_outputs("receipts", main="raw")

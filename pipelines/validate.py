@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from parcours.config import IngestRules
 from parcours.pipelines.batching import paused_gc
+from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.schemas.contracts import (
     DEAD_LETTER_ARROW,
     SURVEY_ANSWER,
@@ -65,18 +66,29 @@ def dead_letters(
 
 
 def check_batch(
-    kind: str, raw: pa.Table, rules: IngestRules, watermark: datetime | None, now: datetime
+    kind: str,
+    raw: pa.Table,
+    rules: IngestRules,
+    watermark: datetime | None,
+    now: datetime,
+    *,
+    check_key: bool = False,
 ) -> tuple[pa.Table, pa.Table]:
-    """Split one raw batch into (valid rows with provenance, dead letters). Pure: tested alone."""
+    """Split one raw batch into (valid rows with provenance, dead letters). Pure: tested alone.
+
+    `check_key`: the Kafka key must be the record's customer_id (the topic contract), else the
+    record may sit in another partition than the rest of its customer's events.
+    """
     contract = CONTRACTS[kind]
     with paused_gc():
         decoded = decode_batch(contract, raw.column("payload").to_pylist(), rules.max_payload_bytes)
     valid = decoded.table
+    all_valid = len(decoded.valid_index) == raw.num_rows
     # The raw payload travels with each row until deduplication, which may dead-letter it.
-    provenance = raw.select(["source", "source_partition", "source_offset", "payload"]).take(
-        pa.array(decoded.valid_index, pa.int64())
-    )
-    for name in provenance.column_names:
+    provenance = raw.select(["source", "source_partition", "source_offset", "source_key", "payload"])
+    if not all_valid:
+        provenance = provenance.take(pa.array(decoded.valid_index, pa.int64()))
+    for name in ("source", "source_partition", "source_offset", "payload"):
         valid = valid.append_column(name, provenance.column(name))
 
     dead_index = [r.index for r in decoded.rejects]
@@ -109,6 +121,24 @@ def check_batch(
             )
         )
     rejected = pa.array([False] * valid.num_rows, pa.bool_())
+    if check_key and valid.num_rows:
+        keys = provenance.column("source_key")
+        customers = valid.column("customer_id").cast(pa.binary())
+        mismatch = pc.fill_null(pc.not_equal(keys, customers), True)
+        hits = pc.indices_nonzero(mismatch).to_pylist()
+        if hits:
+            rows = valid.take(pa.array(hits, pa.int64()))
+            dead_index += [decoded.valid_index[i] for i in hits]
+            reasons += [Reason.KEY_MISMATCH] * len(hits)
+            details += [
+                f"the Kafka key {key!r} is not the customer_id: every event of a customer must be keyed by "
+                f"its customer_id, so that they share a partition (resend it keyed, or set "
+                f"ingest.keyed_by_customer: false)"
+                for key in keys.take(pa.array(hits, pa.int64())).to_pylist()
+            ]
+            record_ids += rows.column(contract.id_field).to_pylist()
+            customer_ids += rows.column("customer_id").to_pylist()
+            rejected = pc.or_(rejected, mismatch)
     # pyarrow compute on a column of zero chunks (a batch with no valid row) crashes: skip it.
     for reason, mask, why in checks if valid.num_rows else ():
         mask = pc.and_(mask, pc.invert(rejected))
@@ -127,28 +157,44 @@ def check_batch(
 
 
 class ValidateFn(beam.DoFn):
-    def __init__(self, rules: IngestRules, watermarks: dict[str, datetime | None], now: datetime) -> None:
+    def __init__(
+        self, rules: IngestRules, watermarks: dict[str, datetime | None], now: datetime, check_key: bool
+    ) -> None:
         self._rules = rules
         self._watermarks = watermarks
         self._now = now
+        self._check_key = check_key
 
-    def process(self, element: tuple[str, pa.Table]) -> Iterator:
-        kind, raw = element
-        valid, dead = check_batch(kind, raw, self._rules, self._watermarks.get(kind), self._now)
+    def process(self, element: tuple[str | tuple[str, int], pa.Table]) -> Iterator:
+        key, raw = element  # kind, or (kind, shard) when the source is already split by customer
+        kind = key if isinstance(key, str) else key[0]
+        watermark = self._watermarks.get(kind)
+        valid, dead = check_batch(kind, raw, self._rules, watermark, self._now, check_key=self._check_key)
         if valid.num_rows:
-            yield kind, valid
+            yield key, valid
         if dead.num_rows:
             yield beam.pvalue.TaggedOutput("dead", dead)
 
 
 class Validate(beam.PTransform):
-    """(kind, raw table) -> (kind, valid rows) as main output, dead-letter tables as `dead`."""
+    """(key, raw table) -> (key, valid rows) as main output, dead-letter tables as `dead`.
 
-    def __init__(self, rules: IngestRules, watermarks: dict[str, datetime | None], now: datetime) -> None:
+    The key is the kind, or (kind, shard); `check_key` checks each Kafka key against the
+    record's customer_id (see `check_batch`).
+    """
+
+    def __init__(
+        self,
+        rules: IngestRules,
+        watermarks: dict[str, datetime | None],
+        now: datetime,
+        check_key: bool = False,
+    ) -> None:
         super().__init__()
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        self._fn = ValidateFn(rules, watermarks, now)
+        self._fn = ValidateFn(rules, watermarks, now, check_key)
 
     def expand(self, raw):
-        return raw | "CheckContracts" >> beam.ParDo(self._fn).with_outputs("dead", main="valid")
+        check = beam.ParDo(self._fn).with_output_types(TABLE_ELEMENT, dead=pa.Table)
+        return raw | "CheckContracts" >> check.with_outputs("dead", main="valid")

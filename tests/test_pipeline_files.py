@@ -288,7 +288,13 @@ def test_a_batch_where_every_record_is_bad_is_all_dead_letters():
     from parcours.pipelines.validate import check_batch
 
     raw = pa.table(
-        {"source": ["t", "t"], "source_partition": [0, 0], "source_offset": [7, 8], "payload": [b"{nope", b"[]"]},
+        {
+            "source": ["t", "t"],
+            "source_partition": [0, 0],
+            "source_offset": [7, 8],
+            "source_key": [None, None],
+            "payload": [b"{nope", b"[]"],
+        },
         schema=RAW_ARROW,
     )
     watermark = datetime(2026, 2, 1, tzinfo=UTC)

@@ -201,3 +201,39 @@ def test_plan_shares_the_batch_across_partitions_and_never_skips():
     assert [(r.partition, r.start, r.end) for r in ranges] == [(0, 0, 50), (1, 0, 10)]
     with pytest.raises(OffsetOutOfRetention):
         plan_offset_ranges({"t": "touchpoints"}, {"t": {0: 3}}, {**beginning, ("t", 0): 4}, end, batch_size=10)
+
+
+def test_a_message_not_keyed_by_its_customer_is_a_dead_letter_unless_the_topic_says_so(kafka_settings, tmp_path):
+    """Partitions are shards of whole customers only if every message is keyed by its customer."""
+    from parcours.kafka import make_producer
+    from parcours.pipelines.run import WorkersNeedKeyedTopics
+
+    events = make_events(customers=4, per_customer=5, seed=9)
+    wrong, unkeyed, keyed = events[-1], events[-2], events[:-2]
+    topic = kafka_settings.topics["touchpoints"]
+    producer = make_producer(kafka_settings)
+    for event in keyed:
+        producer.send(topic, key=event["customer_id"].encode(), value=json.dumps(event).encode())
+    producer.send(topic, key=b"someone-else", value=json.dumps(wrong).encode())
+    producer.send(topic, key=None, value=json.dumps(unkeyed).encode())
+    producer.flush()
+    producer.close()
+
+    [batch] = run(kafka_settings, tmp_path / "keyed")
+    assert batch.landed == {"touchpoints": 18} and batch.dead_lettered == {"touchpoints": 2}
+    dead = query(
+        tmp_path / "keyed" / "parcours.duckdb", "select record_id, reason from dead_letters order by record_id"
+    )
+    assert dead == sorted([(wrong["event_id"], "key_not_customer_id"), (unkeyed["event_id"], "key_not_customer_id")])
+
+    # The same topic read as one not keyed by customer: rows are regrouped, every event lands.
+    loose = CONFIG.model_copy(update={"ingest": CONFIG.ingest.model_copy(update={"keyed_by_customer": False})})
+    warehouse = Warehouse(tmp_path / "loose")
+    with warehouse.lock():
+        with pytest.raises(WorkersNeedKeyedTopics):
+            Runner(warehouse, loose, workers=2).run_kafka(kafka_settings)
+        [batch] = Runner(warehouse, loose).run_kafka(kafka_settings).batches
+    assert batch.landed == {"touchpoints": 20} and not batch.dead_lettered
+    assert query(
+        tmp_path / "loose" / "parcours.duckdb", "select count(*), count(distinct event_id) from touchpoints"
+    ) == [(20, 20)]
