@@ -242,13 +242,7 @@ def run(
     wh = Warehouse(warehouse)
 
     def report(batch) -> None:
-        consumed = batch.total_consumed
-        console.print(
-            f"batch {batch.seq}: consumed {consumed:,} = landed {sum(batch.landed.values()):,} + dead-lettered "
-            f"{sum(batch.dead_lettered.values()):,} + duplicates skipped {sum(batch.duplicates_skipped.values()):,}"
-            f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s)",
-            soft_wrap=True,
-        )
+        console.print(batch.describe(), soft_wrap=True)
 
     try:
         runner = Runner(
@@ -264,9 +258,7 @@ def run(
         fail(f"bad pipeline arguments {ctx.args}: {exc}")
     try:
         with wh.lock():
-            if wh.views_outdated():
-                wh.rebuild_views()
-            wh.remove_orphans()
+            runner.tidy()
             if source is not None:
                 result = runner.run_files(source, max_batches=max_batches)
             else:
