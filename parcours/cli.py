@@ -58,23 +58,6 @@ def _progress() -> Progress:
     )
 
 
-def _quiet_beam_import() -> None:
-    """Import Beam with its import-time warnings about optional cloud extras silenced.
-
-    apache_beam warns at import that the GCP client libraries are missing; parcours does not
-    use them, and the warning on every command would hide the ones that matter.
-    """
-    import logging
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        import apache_beam  # noqa: F401
-    finally:
-        root.setLevel(level)
-
-
 def _load_config(path: Path | None):
     from parcours.config import ConfigError, load_config
 
@@ -232,7 +215,9 @@ def run(
     # A broker that just started moves its group coordinator while the first offset commit is
     # retried: kafka-python warns on each retry, then succeeds (or raises, which is reported).
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
-    _quiet_beam_import()
+    from parcours.pipelines import import_beam_quietly
+
+    import_beam_quietly()
     from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
     from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
