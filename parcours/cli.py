@@ -273,6 +273,47 @@ def run(
 
 
 @app.command()
+def serve(
+    warehouse: WarehouseOption = Path("warehouse"),
+    config: ConfigOption = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes per pass (default: prefect.yaml's).")
+    ] = None,
+    prefect_yaml: Annotated[
+        Path | None, typer.Option(help="Deployments and schedules (default: prefect.yaml of the checkout).")
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the local Prefect API (0: a free one).")] = 4200,
+    ui: Annotated[bool, typer.Option(help="Also serve the Prefect UI at that port.")] = False,
+    interval: Annotated[
+        float | None, typer.Option(min=0.1, help="Override every schedule, in seconds (benchmarks and tests).")
+    ] = None,
+) -> None:
+    """Run the schedules of prefect.yaml here until Ctrl-C: ingestion every 60 s by default.
+
+    Starts a local Prefect API on 127.0.0.1 (data under WAREHOUSE/_prefect) unless
+    PREFECT_API_URL names one; no Prefect Cloud, nothing leaves the machine.
+    """
+    from parcours.flows.serve import DEFAULT_PREFECT_YAML, ServeError
+    from parcours.flows.serve import serve as serve_deployments
+
+    parameters: dict[str, object] = {} if workers is None else {"workers": workers}
+    if config is not None:
+        _load_config(config)  # a bad file is named now, not at the first tick
+        parameters["config"] = str(config.resolve())
+    try:
+        serve_deployments(
+            warehouse,
+            prefect_yaml=prefect_yaml or DEFAULT_PREFECT_YAML,
+            port=port,
+            ui=ui,
+            interval=interval,
+            parameters=parameters,
+        )
+    except ServeError as exc:
+        fail(str(exc))
+
+
+@app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="A SQL query over the views (touchpoints, sessions, journeys...).")],
     warehouse: WarehouseOption = Path("warehouse"),
