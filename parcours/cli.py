@@ -58,23 +58,6 @@ def _progress() -> Progress:
     )
 
 
-def _quiet_beam_import() -> None:
-    """Import Beam with its import-time warnings about optional cloud extras silenced.
-
-    apache_beam warns at import that the GCP client libraries are missing; parcours does not
-    use them, and the warning on every command would hide the ones that matter.
-    """
-    import logging
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        import apache_beam  # noqa: F401
-    finally:
-        root.setLevel(level)
-
-
 def _load_config(path: Path | None):
     from parcours.config import ConfigError, load_config
 
@@ -232,7 +215,9 @@ def run(
     # A broker that just started moves its group coordinator while the first offset commit is
     # retried: kafka-python warns on each retry, then succeeds (or raises, which is reported).
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
-    _quiet_beam_import()
+    from parcours.pipelines import import_beam_quietly
+
+    import_beam_quietly()
     from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
     from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner, WorkersNeedKeyedTopics
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
@@ -242,13 +227,7 @@ def run(
     wh = Warehouse(warehouse)
 
     def report(batch) -> None:
-        consumed = batch.total_consumed
-        console.print(
-            f"batch {batch.seq}: consumed {consumed:,} = landed {sum(batch.landed.values()):,} + dead-lettered "
-            f"{sum(batch.dead_lettered.values()):,} + duplicates skipped {sum(batch.duplicates_skipped.values()):,}"
-            f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s)",
-            soft_wrap=True,
-        )
+        console.print(batch.describe(), soft_wrap=True)
 
     try:
         runner = Runner(
@@ -264,9 +243,7 @@ def run(
         fail(f"bad pipeline arguments {ctx.args}: {exc}")
     try:
         with wh.lock():
-            if wh.views_outdated():
-                wh.rebuild_views()
-            wh.remove_orphans()
+            runner.tidy()
             if source is not None:
                 result = runner.run_files(source, max_batches=max_batches)
             else:
@@ -294,6 +271,47 @@ def run(
             soft_wrap=True,
         )
     console.print(f"warehouse: {wh.root}  (DuckDB views: {wh.db_path})")
+
+
+@app.command()
+def serve(
+    warehouse: WarehouseOption = Path("warehouse"),
+    config: ConfigOption = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes per pass (default: prefect.yaml's).")
+    ] = None,
+    prefect_yaml: Annotated[
+        Path | None, typer.Option(help="Deployments and schedules (default: prefect.yaml of the checkout).")
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the local Prefect API (0: a free one).")] = 4200,
+    ui: Annotated[bool, typer.Option(help="Also serve the Prefect UI at that port.")] = False,
+    interval: Annotated[
+        float | None, typer.Option(min=0.1, help="Override every schedule, in seconds (benchmarks and tests).")
+    ] = None,
+) -> None:
+    """Run the schedules of prefect.yaml here until Ctrl-C: ingestion every 60 s by default.
+
+    Starts a local Prefect API on 127.0.0.1 (data under WAREHOUSE/_prefect) unless
+    PREFECT_API_URL names one; no Prefect Cloud, nothing leaves the machine.
+    """
+    from parcours.flows.serve import DEFAULT_PREFECT_YAML, ServeError
+    from parcours.flows.serve import serve as serve_deployments
+
+    parameters: dict[str, object] = {} if workers is None else {"workers": workers}
+    if config is not None:
+        _load_config(config)  # a bad file is named now, not at the first tick
+        parameters["config"] = str(config.resolve())
+    try:
+        serve_deployments(
+            warehouse,
+            prefect_yaml=prefect_yaml or DEFAULT_PREFECT_YAML,
+            port=port,
+            ui=ui,
+            interval=interval,
+            parameters=parameters,
+        )
+    except ServeError as exc:
+        fail(str(exc))
 
 
 @app.command()

@@ -96,6 +96,15 @@ class BatchReport:
     def total_consumed(self) -> int:
         return sum(self.consumed.values())
 
+    def describe(self) -> str:
+        """The line every caller prints or logs per micro-batch: the numbers must visibly add up."""
+        consumed = self.total_consumed
+        return (
+            f"batch {self.seq}: consumed {consumed:,} = landed {sum(self.landed.values()):,} + dead-lettered "
+            f"{sum(self.dead_lettered.values()):,} + duplicates skipped {sum(self.duplicates_skipped.values()):,}"
+            f" ({consumed / max(self.seconds, 1e-9):,.0f} events/s)"
+        )
+
 
 @dataclass
 class RunReport:
@@ -344,6 +353,14 @@ class Runner:
         self.batch_size = batch_size or config.ingest.batch_size
         self.workers = workers
         self.on_batch = on_batch
+
+    def tidy(self) -> None:
+        """Before a run, under the lock: views that describe this warehouse as it is (it may have
+        moved, or a run died between commit and rebuild), and no file of a batch that died before
+        its commit. Every writer (`parcours run`, the ingestion flow) starts with this."""
+        if self.warehouse.views_outdated():
+            self.warehouse.rebuild_views()
+        self.warehouse.remove_orphans()
 
     # -- one micro-batch -------------------------------------------------------------------
     def plan_job(

@@ -10,8 +10,10 @@ never read each other's records, even on a broker that outlives the run.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,9 +29,23 @@ KAFKA_SH = REPO / "infra" / "kafka.sh"
 KafkaSh = Callable[..., subprocess.CompletedProcess[str]]
 
 
+_PREFECT_HOME = tempfile.mkdtemp(prefix="parcours-test-prefect-")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kafka: needs a real Kafka broker (the kafka_broker fixture)")
     config.addinivalue_line("markers", "slow: long-running; left out of the CI sample (-m 'not slow')")
+    # Prefect reads its settings when first imported: before any test module imports it, give it
+    # a throwaway home (never the developer's ~/.prefect profile or server), keep it offline, and
+    # drop an API URL inherited from the shell (the tests start their own local API).
+    from parcours.flows.serve import OFFLINE_ENV
+
+    os.environ.update({**OFFLINE_ENV, "PREFECT_HOME": _PREFECT_HOME})
+    os.environ.pop("PREFECT_API_URL", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -80,3 +80,15 @@ def test_pipeline_benchmark_consumes_and_lands_every_event(data: Path, kafka_bro
         "backfill_events_per_s",
     ):
         assert results[key] > 0, key
+
+
+@pytest.mark.kafka
+def test_latency_benchmark_sees_every_produced_event_through_the_schedule(kafka_broker: KafkaSettings) -> None:
+    """`parcours serve` on a 5 s schedule, 50 events/s for one interval after the first pass."""
+    env = {**os.environ, "PARCOURS_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
+    results = run_script("latency", "--rate", "50", "--passes", "1", "--interval", "5", "--poll", "0.5", env=env)
+    assert results["interval_s"] == 5
+    assert results["events_produced"] > 0 and results["events_seen"] == results["events_produced"]
+    assert results["events_measured"] > 0 and results["flow_runs_completed"] >= 2
+    assert len(results["run_duration_s"]) == results["flow_runs_completed"]
+    assert results["latency_min_s"] <= results["latency_p50_s"] <= results["latency_p95_s"] <= results["latency_max_s"]

@@ -71,6 +71,7 @@ def test_the_command_tree_is_discovered() -> None:
         ("produce",),
         ("run",),
         ("sql",),
+        ("serve",),
         ("config",),
         ("config", "show"),
         ("config", "init"),
@@ -286,3 +287,16 @@ def test_produce_sends_every_line_keyed_by_customer_in_file_order(
         assert {m.partition for m in messages} == set(range(n_partitions)) and n_partitions == 4
     # The checks above were not vacuous: exact duplicates were sent twice, unreadable lines unkeyed.
     assert duplicated > 0 and unkeyed > 0 and len(customers) > 100
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+def test_serve_names_the_bad_key_of_prefect_yaml_before_starting_anything(tmp_path: Path) -> None:
+    bad = tmp_path / "prefect.yaml"
+    bad.write_text("deployments:\n  - name: x\n    entrypoint: flows/ingest.py:ingest_events\n    schedules: [{}]\n")
+    result = parcours("serve", "--warehouse", str(tmp_path / "w"), "--prefect-yaml", str(bad))
+    assert_fails_cleanly(
+        result, f"{bad}: deployments.0.schedules.0: Value error, give exactly one of interval, cron, rrule (got none)"
+    )
+    assert not (tmp_path / "w").exists()  # no Prefect home, no server
