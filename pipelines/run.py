@@ -412,8 +412,12 @@ class Runner:
         )
         return self.publish(execute(job))
 
-    def publish(self, outcome: BatchOutcome) -> BatchReport:
-        """Dead letters to Kafka, then the manifest commit (the batch becomes visible), then views."""
+    def publish(self, outcome: BatchOutcome, *, refresh_views: bool = True) -> BatchReport:
+        """Dead letters to Kafka, then the manifest commit (the batch becomes visible), then views.
+
+        `refresh_views=False` when more batches are published right after this one: the views
+        are rebuilt once, after the last.
+        """
         started = time.perf_counter()
         job, wh = outcome.job, self.warehouse
         _crash_point("before_manifest")
@@ -447,7 +451,8 @@ class Runner:
             settings=self.config.settings_record(),
         )
         wh.commit(manifest)
-        wh.rebuild_views()
+        if refresh_views:
+            wh.rebuild_views()
         report = BatchReport(
             job.seq,
             outcome.consumed,
@@ -540,8 +545,8 @@ class Runner:
                 # One job per lane; without a pool there is one lane.
                 others = [pool.submit(execute, job) for job in jobs[1:]] if pool is not None else []
                 outcomes = [execute(jobs[0]), *(future.result() for future in others)]
-                for outcome in outcomes:
-                    report.batches.append(self.publish(outcome))
+                for index, outcome in enumerate(outcomes, 1):
+                    report.batches.append(self.publish(outcome, refresh_views=index == len(outcomes)))
                 _crash_point("before_kafka_commit")
                 self._mirror_offsets(consumer, TopicPartition, OffsetAndMetadata)
         finally:
