@@ -246,7 +246,7 @@ def run(
         console.print(
             f"batch {batch.seq}: consumed {consumed:,} = landed {sum(batch.landed.values()):,} + dead-lettered "
             f"{sum(batch.dead_lettered.values()):,} + duplicates skipped {sum(batch.duplicates_skipped.values()):,}"
-            f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s)",
+            f" ({consumed / max(batch.seconds, 1e-9):,.0f} events/s; marts refreshed in {batch.refresh_seconds:.1f} s)",
             soft_wrap=True,
         )
 

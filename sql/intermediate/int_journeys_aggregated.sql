@@ -1,9 +1,11 @@
--- view: journeys
--- A customer's path through one journey cycle: cycle 0 runs up to and including the first
--- purchase; each later cycle up to and including the next renewal, or to churn (a cycle after
--- churn is a win-back). Paths follow the path-cleaning rules and are cut at max_path_length;
+-- The definition of a journey row: a customer's path through one journey cycle. Cycle 0 runs up
+-- to and including the first purchase; each later cycle up to and including the next renewal,
+-- or to churn (a cycle after churn is a win-back). Paths follow the path-cleaning rules and are cut at max_path_length;
 -- the counts are over every event of the cycle.
 -- grain: one row per (customer_id, journey_cycle)
+-- The pipeline runs this model over the (customer, journey cycle) groups each batch touched and
+-- lands the rows in the `journeys` dataset (pipelines/marts.py); the `journeys` mart reads those
+-- rows. As a view it aggregates every touchpoint on each query: for checks, not for dashboards.
 with events as (
     select * from stg_parcours__touchpoints
 ),

@@ -1,6 +1,9 @@
--- view: sessions
--- A customer's visit: events no more than the inactivity gap apart, within the maximum duration.
+-- The definition of a session row: a customer's visit, events no more than the inactivity gap
+-- apart, within the maximum duration, aggregated from its current touchpoints.
 -- grain: one row per session_id
+-- The pipeline runs this model over the sessions each batch touched and lands the rows in the
+-- `sessions` dataset (pipelines/marts.py); the `sessions` mart reads those rows. As a view it
+-- aggregates every touchpoint on each query: for checks, not for dashboards.
 with events as (
     select * from stg_parcours__touchpoints
 ),
