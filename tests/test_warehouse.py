@@ -569,3 +569,16 @@ def test_removed_files_are_deleted_only_under_the_lock_and_after_their_commit(wa
     assert deleted == sorted(warehouse.root / f.path for f in files)
     assert not any(path.exists() for path in deleted)
     assert query(warehouse.rebuild_views(NO_MODELS), "select count(*) from raw_touchpoints") == [(3,)]
+
+
+def test_lists_of_low_cardinality_strings_are_dictionary_encoded(warehouse: Warehouse) -> None:
+    from parcours.warehouse import JOURNEY_ARROW
+
+    row = dict.fromkeys(JOURNEY_ARROW.names) | {"customer_id": "c1", "path": ["home", "cart"], "batch_seq": 1}
+    table = pa.Table.from_pylist([row], schema=DATASETS["journeys"].arrow_schema)
+    table = table.append_column("batch_date", pa.array([date(2026, 1, 5)], pa.date32()))
+    (published,) = warehouse.write_parquet("journeys", table, 1, "p0")
+    meta = pq.ParquetFile(warehouse.root / published.path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["path.list.element"]
+    assert "RLE_DICTIONARY" not in encodings["customer_id"]  # high cardinality: plain
