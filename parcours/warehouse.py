@@ -8,7 +8,10 @@ read-only. So no data lives in DuckDB:
 * a batch becomes visible only when its manifest ``_manifests/<seq>.json`` is committed, with
   a hard link that cannot overwrite an existing one. Files of a batch that crashed before its
   commit are listed by no manifest, so no view reads them (``orphans()`` finds them);
-* ``parcours.duckdb`` holds only views over the committed files. It is rebuilt as a new file
+* a manifest may also remove earlier files (a compaction replacing many small files by one):
+  the live files are those committed and not removed since, and only they are read. Removed
+  files stay on disk for readers of older views until ``delete_removed`` after a grace period;
+* ``parcours.duckdb`` holds only views over the live files. It is rebuilt as a new file
   and moved into place with ``os.replace``: a BI tool that has the old file open keeps reading
   the old inode (Linux), and every new connection sees the new views.
 
