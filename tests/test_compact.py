@@ -246,3 +246,23 @@ def test_the_command_compacts_and_refuses_bad_input(warehouse: Warehouse, tmp_pa
     assert done.returncode == 0, done.stderr
     assert "compaction 3:" in done.stderr and "7 superseded rows dropped" in done.stderr
     assert query(warehouse.db_path, RAW_COUNTS) == [(5, 3, 3, 2, 0, 0, 2)]
+
+
+def test_runs_continue_after_a_compaction(warehouse: Warehouse, landed: Path, tmp_path: Path) -> None:
+    """Offsets, watermarks, settings and customer state survive a compaction: the same files land
+    nothing again, and a late event landed after it gives the views of one run over everything."""
+    with warehouse.lock():
+        compact(warehouse)
+    data = landed.parent
+    assert land(data / "run1", warehouse.root) == []
+    late = [{**RUN_2[1], "event_id": "e6", "occurred_at": (T + timedelta(minutes=60)).isoformat()}]  # c2
+    write_jsonl(tmp_path / "run3" / "touchpoints.jsonl", late)
+    (batch,) = land(tmp_path / "run3", warehouse.root)
+    assert batch.relanded == 1  # e5, recomputed after e6
+    write_jsonl(tmp_path / "all" / "touchpoints.jsonl", RUN_1 + RUN_2 + late)
+    land(tmp_path / "all", tmp_path / "one")
+    columns = "event_id, session_id, journey_cycle, step_index"
+    for view, select in (("touchpoints", columns), ("sessions", "*"), ("journeys", "*")):
+        sql = f"select {select} from {view} order by all"
+        assert query(warehouse.db_path, sql) == query(tmp_path / "one" / "parcours.duckdb", sql), view
+    assert query(warehouse.db_path, "select count(*) from sessions where customer_id = 'c2'") == [(3,)]
