@@ -1,10 +1,12 @@
 """Latency of typical BI queries on the published views, from a separate read-only process.
 
-    .venv/bin/python benchmarks/queries.py --warehouse warehouse --repeat 20
+    .venv/bin/python benchmarks/queries.py --warehouse warehouse --repeat 20 [--compact]
 
 Opens `parcours.duckdb` read-only in a fresh process, as Metabase or Superset would, runs each
 query `--repeat` times after one warm-up, and prints p50 / p95 in milliseconds, with the number
-of Parquet files the views read (small files are what compaction will fix).
+of Parquet files the views read (the live files of the manifests) and of rows in the mart
+datasets. With `--compact`, it then compacts the warehouse (`parcours compact`, which changes
+it: run it on a copy to keep the original) and measures again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 QUERIES = {
@@ -52,26 +55,58 @@ print(json.dumps(out))
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--warehouse", type=Path, required=True)
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    db = args.warehouse / "parcours.duckdb"
+def measure(warehouse: Path, repeat: int) -> dict:
+    from parcours.warehouse import DATASETS, Warehouse
+
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(db), str(args.repeat), json.dumps(QUERIES)],
+        [sys.executable, "-c", RUNNER, str(warehouse / "parcours.duckdb"), str(repeat), json.dumps(QUERIES)],
         capture_output=True,
         text=True,
         check=True,
     )
-    latencies = json.loads(result.stdout.strip().splitlines()[-1])
-    files = len(list((args.warehouse / "data").rglob("*.parquet")))
-    print(f"{'query':<40} {'p50 ms':>8} {'p95 ms':>8}   ({files} Parquet files)")
-    for name, value in latencies.items():
+    wh = Warehouse(warehouse)
+    live = {name: wh.live_files(name) for name in DATASETS}
+    return {
+        "files": sum(len(files) for files in live.values()),
+        "files_on_disk": len(list((warehouse / "data").rglob("*.parquet"))),
+        "rows": {name: sum(f.rows for f in live[name]) for name in ("sessions", "journeys", "refreshes")},
+        "queries": json.loads(result.stdout.strip().splitlines()[-1]),
+    }
+
+
+def show(title: str, measured: dict) -> None:
+    rows = ", ".join(f"{name} {n:,}" for name, n in measured["rows"].items())
+    print(f"{title}: {measured['files']} Parquet files read by the views ({measured['files_on_disk']} on disk)")
+    print(f"  mart dataset rows: {rows}")
+    print(f"{'query':<40} {'p50 ms':>8} {'p95 ms':>8}")
+    for name, value in measured["queries"].items():
         print(f"{name:<40} {value['p50_ms']:>8} {value['p95_ms']:>8}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", type=Path, required=True)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--compact", action="store_true", help="compact the warehouse, then measure again")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    out = measure(args.warehouse, args.repeat)
+    show("as landed" if args.compact else "views", out)
+    if args.compact:
+        from parcours.compact import compact
+        from parcours.warehouse import Warehouse
+
+        wh = Warehouse(args.warehouse)
+        started = time.perf_counter()
+        with wh.lock():
+            report = compact(wh)
+        seconds = time.perf_counter() - started
+        dropped = sum(report.rows_dropped.values())
+        print(f"\ncompacted in {seconds:.1f} s: {dropped:,} superseded rows dropped\n")
+        out["after_compaction"] = measure(args.warehouse, args.repeat) | {"compaction_seconds": round(seconds, 1)}
+        show("after compaction", out["after_compaction"])
     if args.json:
-        args.json.write_text(json.dumps({"files": files, "queries": latencies}, indent=2) + "\n")
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

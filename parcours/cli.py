@@ -315,6 +315,51 @@ def serve(
 
 
 @app.command()
+def compact(
+    warehouse: WarehouseOption = Path("warehouse"),
+    grace: Annotated[
+        str,
+        typer.Option(
+            help="Keep files a compaction removes on disk this long (e.g. 30m, 24h, 0s), for BI "
+            "connections opened before it; they are deleted by a later compaction."
+        ),
+    ] = "24h",
+) -> None:
+    """Rewrite each partition's small files as one, keeping only current rows (one atomic commit)."""
+    from datetime import timedelta
+
+    from parcours.compact import compact as compact_warehouse
+    from parcours.config import parse_duration
+    from parcours.warehouse import Warehouse, WarehouseBusy
+
+    period = parse_duration(grace)
+    if not isinstance(period, timedelta) or period < timedelta(0):
+        fail(f"--grace: '{grace}' is not a duration such as 30m, 24h or 0s")
+    wh = Warehouse(warehouse)
+    if not wh.manifest_dir.is_dir():
+        fail(f"{wh.root} is not a parcours warehouse (no _manifests folder): nothing to compact")
+    try:
+        with wh.lock():
+            if wh.views_outdated():
+                wh.rebuild_views()
+            report = compact_warehouse(wh, grace=period)
+    except WarehouseBusy as exc:
+        fail(str(exc))
+    if report.deleted:
+        console.print(f"deleted {len(report.deleted):,} files removed by earlier compactions")
+    if report.seq is None:
+        console.print("nothing to compact")
+        return
+    before, after = sum(report.files_before.values()), sum(report.files_after.values())
+    dropped = sum(report.rows_dropped.values())
+    console.print(
+        f"compaction {report.seq}: {before:,} live files -> {after:,}, {dropped:,} superseded rows dropped; "
+        f"the {report.removed:,} removed files are deleted by a compaction after {grace}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="A SQL query over the views (touchpoints, sessions, journeys...).")],
     warehouse: WarehouseOption = Path("warehouse"),

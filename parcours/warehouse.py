@@ -8,7 +8,10 @@ read-only. So no data lives in DuckDB:
 * a batch becomes visible only when its manifest ``_manifests/<seq>.json`` is committed, with
   a hard link that cannot overwrite an existing one. Files of a batch that crashed before its
   commit are listed by no manifest, so no view reads them (``orphans()`` finds them);
-* ``parcours.duckdb`` holds only views over the committed files. It is rebuilt as a new file
+* a manifest may also remove earlier files (a compaction replacing many small files by one):
+  the live files are those committed and not removed since, and only they are read. Removed
+  files stay on disk for readers of older views until ``delete_removed`` after a grace period;
+* ``parcours.duckdb`` holds only views over the live files. It is rebuilt as a new file
   and moved into place with ``os.replace``: a BI tool that has the old file open keeps reading
   the old inode (Linux), and every new connection sees the new views.
 
@@ -29,7 +32,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -85,6 +88,58 @@ _LINEAGE = (
     pa.field("source_offset", pa.int64()),
 )
 _BATCH = (pa.field("batch_seq", pa.int64()), pa.field("ingested_at", UTC_MICROS))
+_STRINGS = pa.list_(pa.string())
+
+# The columns of the models `int_sessions_aggregated` / `int_journeys_aggregated`, as DuckDB
+# returns them (a test checks they agree, so a model change that forgets this fails loudly).
+SESSION_ARROW = pa.schema(
+    [
+        pa.field("session_id", pa.string()),
+        pa.field("customer_id", pa.string()),
+        pa.field("started_at", UTC_MICROS),
+        pa.field("ended_at", UTC_MICROS),
+        pa.field("started_date", pa.date32()),
+        pa.field("duration_in_s", pa.int64()),
+        pa.field("n_events", pa.int64()),
+        pa.field("channels", _STRINGS),
+        pa.field("n_channels", pa.int64()),
+        pa.field("is_omnichannel", pa.bool_()),
+        pa.field("first_touchpoint", pa.string()),
+        pa.field("last_touchpoint", pa.string()),
+        pa.field("first_stage", pa.string()),
+        pa.field("last_stage", pa.string()),
+        pa.field("journey_cycle", pa.int32()),
+        pa.field("revenue", pa.float64()),
+        pa.field("segment", pa.string()),
+        pa.field("product_line", pa.string()),
+    ]
+)
+JOURNEY_ARROW = pa.schema(
+    [
+        pa.field("customer_id", pa.string()),
+        pa.field("journey_cycle", pa.int32()),
+        pa.field("cycle_type", pa.string()),
+        pa.field("started_at", UTC_MICROS),
+        pa.field("ended_at", UTC_MICROS),
+        pa.field("duration_in_s", pa.int64()),
+        pa.field("n_events", pa.int64()),
+        pa.field("n_sessions", pa.int64()),
+        pa.field("n_channels", pa.int64()),
+        pa.field("channels", _STRINGS),
+        pa.field("path", _STRINGS),
+        pa.field("stage_path", _STRINGS),
+        pa.field("channel_path", _STRINGS),
+        pa.field("path_length", pa.int64()),
+        pa.field("last_stage", pa.string()),
+        pa.field("last_touchpoint", pa.string()),
+        pa.field("last_outcome", pa.string()),
+        pa.field("is_converted", pa.bool_()),
+        pa.field("is_churned", pa.bool_()),
+        pa.field("revenue", pa.float64()),
+        pa.field("segment", pa.string()),
+        pa.field("product_line", pa.string()),
+    ]
+)
 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -137,8 +192,30 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
             "batch_date",
         ),
+        # Materialised marts: rows of the models `int_sessions_aggregated` and
+        # `int_journeys_aggregated`, recomputed for the groups each batch touched. Which rows are
+        # current is said by `refreshes`, read by `stg_parcours__sessions` / `__journeys`.
+        DatasetSpec("sessions", _extend(SESSION_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
+        DatasetSpec("journeys", _extend(JOURNEY_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
+        # Per customer whose marts a batch refreshed: from which session start and which journey
+        # cycle on its rows were recomputed. They supersede that customer's older rows from there.
+        DatasetSpec(
+            "refreshes",
+            pa.schema(
+                [
+                    pa.field("customer_id", pa.string()),
+                    pa.field("sessions_from_at", UTC_MICROS),
+                    pa.field("journeys_from_cycle", pa.int32()),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "batch_date",
+        ),
     )
 }
+# Datasets whose rows only say which rows of other datasets are superseded. Once a compaction
+# has dropped the rows they supersede, they have nothing left to say and are removed whole.
+MARKER_DATASETS = ("rewrites", "refreshes")
 
 
 @dataclass(frozen=True)
@@ -164,6 +241,9 @@ class Manifest:
     counts: dict[str, int]
     sources: tuple[dict, ...] = field(default=())  # file backfills: {"path", "key", "range": [start, end), "records"}
     settings: dict[str, Any] = field(default_factory=dict)  # JourneyConfig.settings_record() of the run
+    # Paths of earlier files this commit takes out of the warehouse (a compaction replaced them).
+    # They stay on disk for readers of older views until `delete_removed` after a grace period.
+    removed: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         # Indented: manifests are the first thing a person reads when a number looks wrong.
@@ -279,6 +359,9 @@ class Warehouse:
                 continue
             if size != published.bytes:
                 problems.append(f"{published.path}: {size} bytes on disk, manifest says {published.bytes}")
+        if manifest.removed:
+            live = self._live_files()
+            problems += [f"{path}: removed, but not a live file" for path in manifest.removed if path not in live]
         if problems:
             listed = "; ".join(problems)
             raise ValueError(f"manifest {manifest.seq} lists files that are not as written: {listed}")
@@ -320,14 +403,52 @@ class Warehouse:
         }
 
     def published_files(self, dataset: str) -> list[str]:
-        """Relative paths of the dataset's committed files, in commit order."""
+        """Relative paths of the dataset's live files (committed, not removed since), in commit order."""
         _spec(dataset)
-        seen: dict[str, None] = {}
+        return [path for path, published in self._live_files().items() if published.dataset == dataset]
+
+    def _live_files(self) -> dict[str, PublishedFile]:
+        live: dict[str, PublishedFile] = {}
         for manifest in self.manifests():
             for published in manifest.files:
-                if published.dataset == dataset:
-                    seen.setdefault(published.path, None)
-        return list(seen)
+                live.setdefault(published.path, published)
+            for path in manifest.removed:
+                live.pop(path, None)
+        return live
+
+    def live_files(self, dataset: str) -> list[PublishedFile]:
+        """The dataset's live files with their partition, rows and size, in commit order."""
+        _spec(dataset)
+        return [published for published in self._live_files().values() if published.dataset == dataset]
+
+    def removed_files(self, before: datetime) -> list[Path]:
+        """Files taken out by manifests committed before `before` that are still on disk."""
+        live = self._live_files()
+        found = []
+        for manifest in self.manifests():
+            if datetime.fromisoformat(manifest.created_at) >= before:
+                continue
+            for path in manifest.removed:
+                if path not in live and (self.root / path).exists():
+                    found.append(self.root / path)
+        return sorted(set(found))
+
+    def delete_removed(self, before: datetime) -> list[Path]:
+        """Delete the files that manifests committed before `before` took out of the warehouse.
+
+        Not at once: a BI tool that opened the views file before that commit still reads the old
+        file list until it reconnects (DuckDB keeps the catalog it opened). The caller chooses
+        `before` as now minus a grace period longer than its readers keep a connection. Needs
+        the writer lock, like `remove_orphans`.
+        """
+        if not self.locked:
+            raise RuntimeError("delete_removed() needs the warehouse lock: use `with warehouse.lock():`")
+        deleted = self.removed_files(before)
+        for path in deleted:
+            path.unlink(missing_ok=True)
+        for folder in sorted({path.parent for path in deleted}):
+            _fsync_dir(folder)
+        return deleted
 
     # -- Parquet files ---------------------------------------------------------------------
 
@@ -410,6 +531,53 @@ class Warehouse:
         for folder in sorted(folders):  # once per folder: the renames of this batch are durable
             _fsync_dir(folder)
         return published
+
+    def write_stream(
+        self, dataset: str, partition: str, batches: Iterable[pa.RecordBatch], seq: int, part: str
+    ) -> PublishedFile | None:
+        """Write rows of one partition as one file, batch by batch: memory holds one batch.
+
+        For rewrites of whole partitions (compaction), where the rows come from a DuckDB query
+        and may be many more than fit in memory. Rows are conformed to the dataset's schema
+        like `write_parquet`'s; each batch becomes a row group. None when there is no row.
+        """
+        spec = _spec(dataset)
+        final = self.new_file_path(dataset, partition, seq, part)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        rows = 0
+        try:
+            with open(tmp, "wb") as sink:
+                writer = None
+                for batch in batches:
+                    if batch.num_rows == 0:
+                        continue
+                    table = pa.Table.from_batches([batch])
+                    table = table.select([n for n in spec.arrow_schema.names if n in table.column_names])
+                    table = _conform(spec, table.cast(spec.arrow_schema) if _castable(table, spec) else table)
+                    if writer is None:
+                        writer = pq.ParquetWriter(
+                            sink,
+                            spec.arrow_schema,
+                            compression="zstd",
+                            compression_level=1,
+                            use_dictionary=_dictionary_columns(spec.arrow_schema),
+                        )
+                    writer.write_table(table)
+                    rows += table.num_rows
+                if writer is not None:
+                    writer.close()
+                sink.flush()
+                os.fsync(sink.fileno())
+            if rows == 0:
+                tmp.unlink()
+                return None
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return PublishedFile(dataset, final.relative_to(self.root).as_posix(), rows, final.stat().st_size, partition)
 
     def orphans(self) -> list[Path]:
         """Files under data/ that no committed manifest lists: left by a batch that crashed
@@ -503,7 +671,7 @@ class Warehouse:
                     for spec in DATASETS.values():
                         con.execute(self._raw_view_sql(con, spec))
                     con.execute(self._meta_view_sql(manifests))
-                    for statement in _settings_views_sql(manifests):
+                    for statement in settings_views_sql(_latest_settings(manifests)):
                         con.execute(statement)
                     _create_models(con, models)
                     con.execute("USE memory")
@@ -543,17 +711,21 @@ class Warehouse:
             os.close(fd)
 
 
-def _settings_views_sql(manifests: list[Manifest]) -> list[str]:
-    """`parcours_settings` (one row) and `parcours_stages` (one row per lifecycle stage).
+def _latest_settings(manifests: list[Manifest]) -> dict[str, Any]:
+    """The latest manifest's settings: the rules that produced the data. Before the first
+    batch, the default configuration's, so the models always find their settings."""
+    if manifests and manifests[-1].settings:
+        return manifests[-1].settings
+    from parcours.config import load_config
 
-    From the latest manifest's settings: the rules that produced the data. Before the first
-    batch, from the default configuration, so the models always find their settings.
-    """
-    settings = manifests[-1].settings if manifests and manifests[-1].settings else None
-    if settings is None:
-        from parcours.config import load_config
+    return load_config().settings_record()
 
-        settings = load_config().settings_record()
+
+def settings_views_sql(settings: dict[str, Any], *, temporary: bool = False) -> list[str]:
+    """`parcours_settings` (one row) and `parcours_stages` (one row per lifecycle stage), from a
+    `JourneyConfig.settings_record()`. Shared by the views file and by the pipeline's refresh of
+    the marts, which runs the same models."""
+    create = "create or replace temp view" if temporary else "create view"
 
     def interval(seconds: int | None) -> str:
         return "cast(null as INTERVAL)" if seconds is None else f"to_seconds(cast({int(seconds)} as BIGINT))"
@@ -581,7 +753,7 @@ def _settings_views_sql(manifests: list[Manifest]) -> list[str]:
         f"{interval(settings['drop_off_timeouts_in_s'][stage])} as drop_off_timeout"
         for rank, stage in enumerate(settings["stages"])
     )
-    return [f"create view {SETTINGS_VIEW} as select {row}", f"create view {STAGES_VIEW} as {stages}"]
+    return [f"{create} {SETTINGS_VIEW} as select {row}", f"{create} {STAGES_VIEW} as {stages}"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,6 +846,22 @@ def _conform(spec: DatasetSpec, table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays([table.column(name) for name in expected.names], schema=expected)
 
 
+def _castable(table: pa.Table, spec: DatasetSpec) -> bool:
+    """Same columns, types that differ only in naming (list item names, "Etc/UTC" against
+    "UTC"): a cast is safe. Anything else is left to `_conform` to report."""
+    if table.column_names != spec.arrow_schema.names:
+        return False
+    for actual, wanted in zip(table.schema, spec.arrow_schema, strict=True):
+        same_kind = (
+            (pa.types.is_list(actual.type) and pa.types.is_list(wanted.type))
+            or (pa.types.is_timestamp(actual.type) and pa.types.is_timestamp(wanted.type))
+            or actual.type.equals(wanted.type)
+        )
+        if not same_kind:
+            return False
+    return True
+
+
 def _spec(dataset: str) -> DatasetSpec:
     try:
         return DATASETS[dataset]
@@ -732,19 +920,33 @@ _HIGH_CARDINALITY = frozenset(
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Low-cardinality string columns (channel, stage, touchpoint...): dictionary-encoded."""
-    return [f.name for f in schema if pa.types.is_string(f.type) and f.name not in _HIGH_CARDINALITY]
+    """Low-cardinality string columns (channel, stage, touchpoint...) and lists of them (a journey's
+    path): dictionary-encoded, which also makes them faster to read."""
+    names = []
+    for f in schema:
+        if f.name in _HIGH_CARDINALITY:
+            continue
+        if pa.types.is_string(f.type):
+            names.append(f.name)
+        elif pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type):
+            names.append(f"{f.name}.list.element")  # Parquet's path of a list's values
+    return names
 
 
 def raw_view_sql(
-    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, paths: list[str], *, temporary: bool = False
+    con: duckdb.DuckDBPyConnection,
+    spec: DatasetSpec,
+    paths: list[str],
+    *,
+    temporary: bool = False,
+    name: str | None = None,
 ) -> str:
-    """`create view raw_<dataset>` over the given files; typed and empty when there are none.
+    """`create view raw_<dataset>` (or `name`) over the given files; typed and empty when there are none.
 
     Shared by the views file and by the pipeline's own look-ups of landed data, so both read
     the same files the same way.
     """
-    name = _quote(f"raw_{spec.name}")
+    name = _quote(name or f"raw_{spec.name}")
     # A temporary view lives in a private look-up connection that re-points it at other files.
     create = "create or replace temp view" if temporary else "create view"
     if not paths:

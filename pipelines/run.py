@@ -5,12 +5,12 @@ The story of one micro-batch:
     ReadRanges -> Validate -> ShardByCustomer -> Deduplicate -> Sessionize -> AssignJourneys -> Land
 
 then, in the driver and in this order: check that the numbers add up (consumed = landed +
-dead-lettered + duplicates skipped), send the dead letters to their Kafka topic, commit the
-manifest (the one atomic step that makes the batch visible and records its offsets and
-watermarks), rebuild the DuckDB views, and only then mirror the offsets to Kafka's committed
-offsets. The manifest is the source of truth: a crash anywhere before its commit re-runs the
-batch under the same sequence number and file names; a crash after it resumes from the
-manifest's offsets.
+dead-lettered + duplicates skipped), send the dead letters to their Kafka topic, refresh the
+sessions and journeys the batch touched (`marts.py`), commit the manifest (the one atomic step
+that makes the batch and its mart rows visible and records its offsets and watermarks), rebuild
+the DuckDB views, and only then mirror the offsets to Kafka's committed offsets. The manifest is
+the source of truth: a crash anywhere before its commit re-runs the batch under the same
+sequence number and file names; a crash after it resumes from the manifest's offsets.
 
 The runner comes from the Beam pipeline options (`--runner FlinkRunner ...`); the default,
 named explicitly, is the local FnApiRunner (the DirectRunner would first try to download the
@@ -40,6 +40,7 @@ from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.deduplicate import Deduplicate
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
+from parcours.pipelines.marts import refresh_marts
 from parcours.pipelines.sessionize import Sessionize
 from parcours.pipelines.shard import ShardByCustomer
 from parcours.pipelines.sources import (
@@ -91,6 +92,7 @@ class BatchReport:
     relanded: int
     files: int
     seconds: float
+    refresh_seconds: float = 0.0  # of `seconds`: recomputing the touched sessions and journeys
 
     @property
     def total_consumed(self) -> int:
@@ -430,12 +432,16 @@ class Runner:
                 offsets[r.topic][r.partition] = (min(start, r.start), max(end, r.end))
         manifests = wh.manifests()
         previous = manifests[-1].watermarks if manifests else {}
+        # The marts this batch changed, published by the same commit as its touchpoints.
+        refreshed = time.perf_counter()
+        marts = refresh_marts(wh, job.seq, outcome.files, self.config.settings_record(), job.now.date())
+        refresh_seconds = time.perf_counter() - refreshed
         manifest = Manifest(
             seq=job.seq,
             created_at=job.now.isoformat(),
             config_version=self.config.version,
             config_fingerprint=self.config.fingerprint,
-            files=tuple(outcome.files),
+            files=tuple(outcome.files + marts.files),
             offsets=offsets,
             watermarks=_merge_watermarks(previous, outcome.watermarks),
             counts={
@@ -444,6 +450,9 @@ class Runner:
                 "dead_lettered": sum(outcome.dead_lettered.values()),
                 "duplicates_skipped": sum(outcome.duplicates_skipped.values()),
                 "relanded": outcome.relanded,
+                "refreshed_customers": marts.customers,
+                "refreshed_sessions": marts.sessions,
+                "refreshed_journeys": marts.journeys,
                 **{f"consumed_{k}": v for k, v in outcome.consumed.items()},
                 **{f"landed_{k}": v for k, v in outcome.landed.items()},
             },
@@ -460,8 +469,9 @@ class Runner:
             outcome.dead_lettered,
             outcome.duplicates_skipped,
             outcome.relanded,
-            len(outcome.files),
+            len(outcome.files) + len(marts.files),
             outcome.seconds + time.perf_counter() - started,
+            refresh_seconds,
         )
         if self.on_batch:
             self.on_batch(report)

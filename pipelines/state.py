@@ -42,7 +42,7 @@ def _empty_like_touchpoints(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return con.sql("select * exclude (event_date) from raw_touchpoints limit 0").to_arrow_table()
 
 
-def _file_date(path: str) -> date | None:
+def file_date(path: str) -> date | None:
     """The hive partition date of a published file (`.../event_date=2026-01-05/b...parquet`)."""
     for part in reversed(path.split("/")):
         if "=" in part:
@@ -86,7 +86,7 @@ class LandedState:
     def _since(self, paths: list[str], horizon: date | None) -> list[str]:
         if horizon is None:
             return paths
-        return [p for p in paths if (_file_date(p) or date.max) >= horizon]
+        return [p for p in paths if (file_date(p) or date.max) >= horizon]
 
     def landed_touchpoint_hashes(self, event_ids: pa.Array, horizon: date | None) -> pa.Table:
         """(event_id, payload_hash) of current events among `event_ids`, from `horizon` on."""
@@ -151,7 +151,7 @@ class LandedState:
 
     def _history_of_late_customers(self, late: pa.Table) -> tuple[pa.Table, pa.Table]:
         window_start = min(late.column("min_at").to_pylist()).date() - self._context_window
-        recent = [p for p in self._touchpoint_files if (_file_date(p) or date.max) >= window_start]
+        recent = [p for p in self._touchpoint_files if (file_date(p) or date.max) >= window_start]
         prior, context = self._scan_history(late, recent)
         missing = pc.invert(pc.is_in(late.column("customer_id"), value_set=context.column("customer_id")))
         if pc.any(missing).as_py():
@@ -179,7 +179,7 @@ class LandedState:
                 "select * from context union all select * from touched where is_prior"
             )
             dates = {row[0] for row in self._con.execute("select distinct event_date from needed").fetchall()}
-            self._use_touchpoint_files([p for p in self._touchpoint_files if _file_date(p) in dates])
+            self._use_touchpoint_files([p for p in self._touchpoint_files if file_date(p) in dates])
             rows = self._con.sql(
                 "select r.* exclude (event_date), n.is_prior from raw_touchpoints r "
                 "join needed n using (event_id, batch_seq)"

@@ -56,15 +56,19 @@ def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path / "w")
     with warehouse.lock():
         Runner(warehouse, load_config()).run_files(data)
-    results = run_script("queries", "--warehouse", str(tmp_path / "w"), "--repeat", "2")
-    assert set(results["queries"]) == {
+    results = run_script("queries", "--warehouse", str(tmp_path / "w"), "--repeat", "2", "--compact")
+    names = {
         "sessions_per_day_and_channel",
         "journeys_reaching_each_stage_per_week",
         "top_paths",
         "dead_letters_by_reason",
         "touchpoints_per_stage_and_channel",
     }
-    assert results["files"] > 0
+    after = results["after_compaction"]
+    assert set(results["queries"]) == set(after["queries"]) == names
+    assert results["files"] == len(warehouse.manifests()[0].files)  # one batch, all of it live
+    assert 0 < after["files"] < results["files"] <= after["files_on_disk"]
+    assert after["rows"]["refreshes"] == 0 and after["rows"]["sessions"] == results["rows"]["sessions"]
 
 
 @pytest.mark.kafka

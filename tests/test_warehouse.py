@@ -377,7 +377,10 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("parcours_stages",),
         ("raw_customer_state",),
         ("raw_dead_letters",),
+        ("raw_journeys",),
+        ("raw_refreshes",),
         ("raw_rewrites",),
+        ("raw_sessions",),
         ("raw_survey_answers",),
         ("raw_touchpoints",),
     ]
@@ -533,3 +536,49 @@ def test_duckdb_1x_clients_can_read_the_views(warehouse: Warehouse, tmp_path: Pa
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert checked.stdout.startswith("duckdb 1."), checked.stdout
+
+
+def test_a_commit_can_remove_live_files_and_only_those(warehouse: Warehouse) -> None:
+    files_1 = land(warehouse, 1, BATCH_1)
+    files_2 = land(warehouse, 2, BATCH_2)
+    merged = warehouse.write_parquet("touchpoints", touchpoints(BATCH_1[2:] + BATCH_2[:1], 3), 3, "merged")
+    assert [f.partition for f in merged] == ["2026-01-06"]
+    replaced = [files_1[1].path, files_2[0].path]  # the two files of 2026-01-06
+    warehouse.commit(manifest(3, merged, removed=tuple(replaced)))
+    assert warehouse.published_files("touchpoints") == [files_1[0].path, files_2[1].path, merged[0].path]
+    db = warehouse.rebuild_views(NO_MODELS)
+    assert query(db, "select event_id from raw_touchpoints order by 1") == [("e1",), ("e2",), ("e3",), ("e4",), ("e5",)]
+    assert warehouse.orphans() == []  # removed files are listed by a manifest: not orphans
+    assert all((warehouse.root / path).exists() for path in replaced)  # kept for readers of older views
+
+    again = warehouse.write_parquet("touchpoints", touchpoints(BATCH_1[:1], 4), 4, "p0")
+    with pytest.raises(ValueError, match=re.escape(f"{replaced[0]}: removed, but not a live file")):
+        warehouse.commit(manifest(4, again, removed=(replaced[0],)))
+    assert warehouse.next_seq() == 4
+
+
+def test_removed_files_are_deleted_only_under_the_lock_and_after_their_commit(warehouse: Warehouse) -> None:
+    files = land(warehouse, 1, BATCH_1)
+    merged = warehouse.write_parquet("touchpoints", touchpoints(BATCH_1, 2), 2, "merged")
+    warehouse.commit(manifest(2, merged, created_at="2026-01-09T00:00:00Z", removed=tuple(f.path for f in files)))
+    with pytest.raises(RuntimeError, match="needs the warehouse lock"):
+        warehouse.delete_removed(datetime(2026, 1, 10, tzinfo=UTC))
+    with warehouse.lock():
+        assert warehouse.delete_removed(datetime(2026, 1, 9, tzinfo=UTC)) == []  # committed at that instant
+        deleted = warehouse.delete_removed(datetime(2026, 1, 9, 0, 0, 1, tzinfo=UTC))
+    assert deleted == sorted(warehouse.root / f.path for f in files)
+    assert not any(path.exists() for path in deleted)
+    assert query(warehouse.rebuild_views(NO_MODELS), "select count(*) from raw_touchpoints") == [(3,)]
+
+
+def test_lists_of_low_cardinality_strings_are_dictionary_encoded(warehouse: Warehouse) -> None:
+    from parcours.warehouse import JOURNEY_ARROW
+
+    row = dict.fromkeys(JOURNEY_ARROW.names) | {"customer_id": "c1", "path": ["home", "cart"], "batch_seq": 1}
+    table = pa.Table.from_pylist([row], schema=DATASETS["journeys"].arrow_schema)
+    table = table.append_column("batch_date", pa.array([date(2026, 1, 5)], pa.date32()))
+    (published,) = warehouse.write_parquet("journeys", table, 1, "p0")
+    meta = pq.ParquetFile(warehouse.root / published.path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["path.list.element"]
+    assert "RLE_DICTIONARY" not in encodings["customer_id"]  # high cardinality: plain

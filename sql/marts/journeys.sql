@@ -4,72 +4,37 @@
 -- churn is a win-back). Paths follow the path-cleaning rules and are cut at max_path_length;
 -- the counts are over every event of the cycle.
 -- grain: one row per (customer_id, journey_cycle)
-with events as (
-    select * from stg_parcours__touchpoints
-),
-
-cycles as (
-    select
-        customer_id,
-        journey_cycle,
-        any_value(cycle_type) as cycle_type,
-        min(occurred_at) as started_at,
-        max(occurred_at) as ended_at,
-        date_diff('second', min(occurred_at), max(occurred_at)) as duration_in_s,
-        count(*) as n_events,
-        count(distinct session_id) as n_sessions,
-        count(distinct channel) as n_channels,
-        list_sort(list_distinct(list(channel))) as channels,
-        arg_max(stage, occurred_at) as last_stage,
-        arg_max(touchpoint, occurred_at) as last_touchpoint,
-        arg_max(outcome, occurred_at) as last_outcome,
-        coalesce(bool_or(outcome in ('purchase', 'renewal')), false) as is_converted,
-        coalesce(bool_or(list_contains((select churn_outcomes from parcours_settings), outcome)), false) as is_churned,
-        sum(revenue) as revenue,
-        any_value(segment) as segment,
-        any_value(product_line) as product_line
-    from events
-    group by customer_id, journey_cycle
-),
-
-paths as (
-    select
-        customer_id,
-        journey_cycle,
-        list(touchpoint order by occurred_at, event_id) as path,
-        list(stage order by occurred_at, event_id) as stage_path,
-        list(channel order by occurred_at, event_id) as channel_path
-    from int_journey_steps_cleaned
-    group by customer_id, journey_cycle
+-- Materialised: the rows are `int_journeys_aggregated`'s, landed by the batches that touched
+-- each cycle, so a query reads them instead of aggregating every touchpoint.
+with current_journeys as (
+    select * from stg_parcours__journeys
 ),
 
 final as (
     select
-        cycles.customer_id,
-        cycles.journey_cycle,
-        cycles.cycle_type,
-        cycles.started_at,
-        cycles.ended_at,
-        cycles.duration_in_s,
-        cycles.n_events,
-        cycles.n_sessions,
-        cycles.n_channels,
-        cycles.channels,
-        list_slice(paths.path, 1, settings.max_path_length) as path,
-        list_slice(paths.stage_path, 1, settings.max_path_length) as stage_path,
-        list_slice(paths.channel_path, 1, settings.max_path_length) as channel_path,
-        len(paths.path) as path_length,
-        cycles.last_stage,
-        cycles.last_touchpoint,
-        cycles.last_outcome,
-        cycles.is_converted,
-        cycles.is_churned,
-        cycles.revenue,
-        cycles.segment,
-        cycles.product_line
-    from cycles
-    left join paths using (customer_id, journey_cycle)
-    cross join parcours_settings as settings
+        customer_id,
+        journey_cycle,
+        cycle_type,
+        started_at,
+        ended_at,
+        duration_in_s,
+        n_events,
+        n_sessions,
+        n_channels,
+        channels,
+        path,
+        stage_path,
+        channel_path,
+        path_length,
+        last_stage,
+        last_touchpoint,
+        last_outcome,
+        is_converted,
+        is_churned,
+        revenue,
+        segment,
+        product_line
+    from current_journeys
 )
 
 select * from final

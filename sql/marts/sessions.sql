@@ -1,32 +1,33 @@
 -- view: sessions
 -- A customer's visit: events no more than the inactivity gap apart, within the maximum duration.
 -- grain: one row per session_id
-with events as (
-    select * from stg_parcours__touchpoints
+-- Materialised: the rows are `int_sessions_aggregated`'s, landed by the batches that touched
+-- each session, so a query reads them instead of aggregating every touchpoint.
+with current_sessions as (
+    select * from stg_parcours__sessions
 ),
 
 final as (
     select
         session_id,
-        any_value(customer_id) as customer_id,
-        min(occurred_at) as started_at,
-        max(occurred_at) as ended_at,
-        cast(timezone('UTC', min(occurred_at)) as date) as started_date,
-        date_diff('second', min(occurred_at), max(occurred_at)) as duration_in_s,
-        count(*) as n_events,
-        list_sort(list_distinct(list(channel))) as channels,
-        count(distinct channel) as n_channels,
-        count(distinct channel) > 1 as is_omnichannel,
-        arg_min(touchpoint, occurred_at) as first_touchpoint,
-        arg_max(touchpoint, occurred_at) as last_touchpoint,
-        arg_min(stage, occurred_at) as first_stage,
-        arg_max(stage, occurred_at) as last_stage,
-        min(journey_cycle) as journey_cycle,
-        sum(revenue) as revenue,
-        any_value(segment) as segment,
-        any_value(product_line) as product_line
-    from events
-    group by session_id
+        customer_id,
+        started_at,
+        ended_at,
+        started_date,
+        duration_in_s,
+        n_events,
+        channels,
+        n_channels,
+        is_omnichannel,
+        first_touchpoint,
+        last_touchpoint,
+        first_stage,
+        last_stage,
+        journey_cycle,
+        revenue,
+        segment,
+        product_line
+    from current_sessions
 )
 
 select * from final

@@ -1,0 +1,128 @@
+"""Refresh the materialised marts for what one micro-batch touched.
+
+The `sessions` and `journeys` marts are Parquet datasets, not views that aggregate every
+touchpoint on each query. A batch lands, for every customer it touched:
+
+* the rows of `int_sessions_aggregated` for the sessions it recomputed: the session its earliest
+  landed event belongs to (the one its new events continue, or a new one) and every later one;
+* the rows of `int_journeys_aggregated` for the journey cycles it recomputed: the cycle of its
+  earliest landed event and every later one;
+* one `refreshes` marker (customer_id, sessions_from_at, journeys_from_cycle, batch_seq), by
+  which the staging models `stg_parcours__sessions` / `__journeys` supersede the customer's
+  older rows from there on.
+
+The batch's touchpoint rows say all of that: they are every current event of the customer from
+its earliest new one on (recomputed with it), so their earliest session start and journey cycle
+are where recomputation began. Sessions and cycles never interleave in time, so the events at
+or after that session start (that cycle) are exactly the events of the groups to recompute,
+older ones included: they are read from the published Parquet, plus the batch's own files, which
+are written but not yet committed.
+
+The rows come from the model SQL itself, run by DuckDB over those events only, so a session row
+and a journey row keep one definition (`sql/intermediate/`). It runs in the driver right before
+the manifest commit, so the marts are published by the same commit as the touchpoints they
+summarise: no view ever shows sessions that disagree with touchpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+
+from parcours.pipelines.state import file_date
+from parcours.warehouse import DATASETS, PublishedFile, Warehouse, raw_view_sql, settings_views_sql
+
+SESSIONS_MODEL = "int_sessions_aggregated"
+JOURNEYS_MODEL = "int_journeys_aggregated"
+PART = "mart"
+
+
+def _model_sql(layer: str, name: str) -> str:
+    return resources.files("parcours.sql").joinpath(layer, f"{name}.sql").read_text("utf-8").rstrip().rstrip(";")
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    customers: int
+    sessions: int
+    journeys: int
+    files: list[PublishedFile]
+
+
+def refresh_marts(
+    warehouse: Warehouse,
+    seq: int,
+    batch_files: list[PublishedFile],
+    settings: dict,
+    batch_date: date,
+    *,
+    threads: int = 2,
+) -> RefreshReport:
+    """Write the mart rows and markers of batch `seq`, whose files (not yet committed) are
+    `batch_files`. Returns the new files, to be listed by the batch's manifest."""
+    root = warehouse.root
+    new_touchpoints = [str(root / f.path) for f in batch_files if f.dataset == "touchpoints"]
+    if not new_touchpoints:
+        return RefreshReport(0, 0, 0, [])
+    touchpoints = [str(root / p) for p in warehouse.published_files("touchpoints")] + new_touchpoints
+    rewrites = [str(root / p) for p in warehouse.published_files("rewrites")]
+    rewrites += [str(root / f.path) for f in batch_files if f.dataset == "rewrites"]
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"set threads = {int(threads)}")
+        con.execute(raw_view_sql(con, DATASETS["touchpoints"], new_touchpoints, temporary=True, name="batch_events"))
+        con.execute(
+            "create temp table touched as select customer_id, "
+            "min(session_started_at) as sessions_from_at, min(journey_cycle) as journeys_from_cycle "
+            "from batch_events group by customer_id"
+        )
+        con.execute(raw_view_sql(con, DATASETS["rewrites"], rewrites, temporary=True))
+        for statement in settings_views_sql(settings, temporary=True):
+            con.execute(statement)
+
+        # Sessions: the touched customers' events from their earliest recomputed session on.
+        # Those sessions start at most a few days back, so older partitions are not even opened.
+        (earliest,) = con.execute("select min(sessions_from_at) from touched").fetchone()
+        horizon = earliest.astimezone(UTC).date() if earliest is not None else None  # partitions are UTC dates
+        recent = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
+        _point_events_at(con, recent, "r.occurred_at >= t.sessions_from_at")
+        sessions = con.sql(_model_sql("intermediate", SESSIONS_MODEL)).to_arrow_table()
+
+        # Journeys: the touched customers' events of their recomputed cycles, which may go far back.
+        _point_events_at(con, touchpoints, "r.journey_cycle >= t.journeys_from_cycle")
+        journeys = con.sql(_model_sql("intermediate", JOURNEYS_MODEL)).to_arrow_table()
+
+        markers = con.sql("select * from touched").to_arrow_table()
+    finally:
+        con.close()
+
+    files: list[PublishedFile] = []
+    for dataset, table in (("sessions", sessions), ("journeys", journeys), ("refreshes", markers)):
+        table = table.append_column("batch_seq", pa.array([seq] * table.num_rows, pa.int64()))
+        table = table.append_column("batch_date", pa.array([batch_date] * table.num_rows, pa.date32()))
+        spec = DATASETS[dataset]
+        target = pa.schema([*spec.arrow_schema, pa.field(spec.partition_column, pa.date32())])
+        # Rows that went through DuckDB come back with tz "Etc/UTC" and list items named "l".
+        files += warehouse.write_parquet(dataset, table.select(target.names).cast(target), seq, PART)
+    return RefreshReport(markers.num_rows, sessions.num_rows, journeys.num_rows, files)
+
+
+def _point_events_at(con: duckdb.DuckDBPyConnection, paths: list[str], condition: str) -> None:
+    """`raw_touchpoints`: the touched customers' landed rows in `paths` that meet `condition`,
+    and the models over it (a view is bound when it is created, so they are created again).
+
+    The filter is on single rows, so the staging model's current-version rule (an anti-join on
+    each row against `rewrites`) gives the same rows as if it ran over every event first.
+    """
+    con.execute(raw_view_sql(con, DATASETS["touchpoints"], paths, temporary=True, name="landed_events"))
+    con.execute(
+        "create or replace temp view raw_touchpoints as select r.* from landed_events r "
+        f"join touched t on r.customer_id = t.customer_id and {condition}"
+    )
+    for layer, model in (("staging", "stg_parcours__touchpoints"), ("intermediate", "int_journey_steps_cleaned")):
+        con.execute(f"create or replace temp view {model} as {_model_sql(layer, model)}")
