@@ -6,10 +6,13 @@ Generates synthetic journeys (or reuses a folder of them), produces them to fres
 local broker, then measures in the same run, on the same data, each step in its own process
 (wall time and that process tree's peak resident memory):
 
-* raw: the same kafka-python consumer setup the pipeline uses, reading every message, in 1
-  process and in N processes over disjoint partitions: the ceiling;
-* pipeline: `parcours run` (validated, sessionized, landed, manifest committed, views rebuilt)
-  with the default batch size, with 1 worker and with N workers;
+* raw: the consumer setup the pipeline uses (kafka-python, whole record batches unpacked by
+  `parcours.kafka_records`), reading every message, in 1 process and in N processes over
+  disjoint partitions: the ceiling; and kafka-python's own per-record path, for reference;
+* pipeline: what `parcours run` does (validated, sessionized, landed, manifest committed, views
+  rebuilt; then the sessions and journeys marts refreshed) with the default batch size, with 1
+  worker and with N workers, timed inside the process (ingestion, and with the marts refresh)
+  and as a whole command (interpreter start-up and imports included);
 * backfill: `parcours run --from DIR` over the same files.
 
 It prints events/s and the ratios. Nothing is asserted: the numbers go to BENCHMARKS.md with
@@ -19,6 +22,7 @@ the machine they were measured on.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -33,21 +37,40 @@ RAW_CONSUMER = """
 import sys, time
 from kafka import TopicPartition
 from parcours.kafka import KafkaSettings, make_consumer
+from parcours.kafka_records import enable_batch_unpacking
 settings = KafkaSettings.from_env()
-groups, index = int(sys.argv[1]), int(sys.argv[2])
+groups, index, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 consumer = make_consumer(settings)
+if mode == "chunks":  # the pipeline's setup: whole record batches
+    assert enable_batch_unpacking(consumer)
 tps = [TopicPartition(settings.topics[k], p) for k in ("touchpoints", "surveys") for p in range(4)][index::groups]
 end = consumer.end_offsets(tps)
 consumer.assign(tps)
 consumer.seek_to_beginning(*tps)
-remaining = {tp for tp in tps if end[tp] > 0}
 n, started = 0, time.perf_counter()
-while remaining:
-    for tp, records in consumer.poll(timeout_ms=500, max_records=50_000).items():
-        n += len(records)
-        if records and records[-1].offset + 1 >= end[tp]:
-            remaining.discard(tp)
+while any(consumer.position(tp) < end[tp] for tp in tps):
+    for tp, items in consumer.poll(timeout_ms=500, max_records=1000 if mode == "chunks" else 50_000).items():
+        n += sum(len(c.offsets) for c in items) if mode == "chunks" else len(items)
 print(n, time.perf_counter() - started)
+"""
+
+# The pipeline in one process as `parcours run` drives it, timed from inside: the ingestion
+# (every micro-batch published and queryable) and the marts refresh that ends the run.
+PIPELINE = """
+import json, sys, time
+from parcours.config import load_config
+from parcours.kafka import KafkaSettings
+from parcours.pipelines.run import Runner
+from parcours.warehouse import Warehouse
+if __name__ == "__main__":
+    warehouse = Warehouse(sys.argv[1])
+    started = time.perf_counter()
+    with warehouse.lock():
+        report = Runner(warehouse, load_config(), workers=int(sys.argv[2])).run_kafka(KafkaSettings.from_env())
+    total = time.perf_counter() - started
+    marts = report.marts.seconds if report.marts else 0.0
+    print(json.dumps({"events": sum(b.total_consumed for b in report.batches), "batches": len(report.batches),
+                      "seconds": total, "marts_seconds": marts}))
 """
 
 
@@ -105,24 +128,34 @@ def main(argv: list[str] | None = None) -> int:
     wall, _, _ = run_measured([python, "-m", "parcours.cli", "produce", str(data)], env)
     results["produce_events_per_s"] = round(lines / wall)
 
-    for processes in sorted({1, args.workers}):
-        procs = [
-            subprocess.Popen(
-                [python, "-c", RAW_CONSUMER, str(processes), str(i)], env=env, stdout=subprocess.PIPE, text=True
-            )
-            for i in range(processes)
-        ]
-        outputs = [p.communicate()[0].split() for p in procs]
-        n = sum(int(o[0]) for o in outputs)
-        assert n == lines, (n, lines)
-        results[f"raw_consume_{processes}p_events_per_s"] = round(n / max(float(o[1]) for o in outputs))
+    for mode in ("records", "chunks"):
+        for processes in sorted({1, args.workers}):
+            procs = [
+                subprocess.Popen(
+                    [python, "-c", RAW_CONSUMER, str(processes), str(i), mode],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for i in range(processes)
+            ]
+            outputs = [p.communicate()[0].split() for p in procs]
+            n = sum(int(o[0]) for o in outputs)
+            assert n == lines, (n, lines)
+            name = "raw_consume" if mode == "chunks" else "kafka_python_records"
+            results[f"{name}_{processes}p_events_per_s"] = round(n / max(float(o[1]) for o in outputs))
 
     for workers in sorted({1, args.workers}):
         warehouse = work / f"warehouse-kafka-{workers}"
-        wall, peak, _ = run_measured(
-            [python, "-m", "parcours.cli", "run", "--warehouse", str(warehouse), "--workers", str(workers)], env
-        )
-        results[f"pipeline_{workers}w_events_per_s"] = round(lines / wall)
+        wall, peak, out = run_measured([python, "-c", PIPELINE, str(warehouse), str(workers)], env)
+        inside = json.loads(out.strip().splitlines()[-1])
+        assert inside["events"] == lines, (inside, lines)
+        ingest = inside["seconds"] - inside["marts_seconds"]
+        results[f"pipeline_{workers}w_events_per_s"] = round(lines / ingest)
+        results[f"pipeline_{workers}w_with_marts_events_per_s"] = round(lines / inside["seconds"])
+        results[f"pipeline_{workers}w_command_events_per_s"] = round(lines / wall)
+        results[f"pipeline_{workers}w_batches"] = inside["batches"]
+        results[f"pipeline_{workers}w_marts_refresh_s"] = round(inside["marts_seconds"], 2)
         results[f"pipeline_{workers}w_peak_rss_mb"] = round(peak)
     wall, peak, _ = run_measured(
         [python, "-m", "parcours.cli", "run", "--from", str(data), "--warehouse", str(work / "warehouse-files")], env

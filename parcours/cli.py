@@ -260,6 +260,8 @@ def run(
         WorkersNeedKeyedTopics,
     ) as exc:
         fail(str(exc))
+    if result.marts is not None:
+        console.print(_describe_refresh(result.marts), soft_wrap=True)
     if not result.batches:
         console.print("nothing new to land")
     elif len(result.batches) > 1:
@@ -271,6 +273,13 @@ def run(
             soft_wrap=True,
         )
     console.print(f"warehouse: {wh.root}  (DuckDB views: {wh.db_path})")
+
+
+def _describe_refresh(report) -> str:
+    return (
+        f"marts {report.seq}: sessions and journeys of {report.customers:,} customers refreshed for "
+        f"{report.batches} batch{'es' if report.batches > 1 else ''} ({report.seconds:.1f} s)"
+    )
 
 
 @app.command()
@@ -330,6 +339,7 @@ def compact(
 
     from parcours.compact import compact as compact_warehouse
     from parcours.config import parse_duration
+    from parcours.pipelines.marts import catch_up
     from parcours.warehouse import Warehouse, WarehouseBusy
 
     period = parse_duration(grace)
@@ -342,6 +352,9 @@ def compact(
         with wh.lock():
             if wh.views_outdated():
                 wh.rebuild_views()
+            refreshed = catch_up(wh)  # compaction drops the markers a refresh needs
+            if refreshed is not None:
+                console.print(_describe_refresh(refreshed))
             report = compact_warehouse(wh, grace=period)
     except WarehouseBusy as exc:
         fail(str(exc))

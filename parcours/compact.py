@@ -31,7 +31,15 @@ from pathlib import Path
 
 import duckdb
 
-from parcours.warehouse import DATASETS, MARKER_DATASETS, Manifest, PublishedFile, Warehouse, raw_view_sql
+from parcours.warehouse import (
+    DATASETS,
+    MARKER_DATASETS,
+    MARTS_THROUGH,
+    Manifest,
+    PublishedFile,
+    Warehouse,
+    raw_view_sql,
+)
 
 DEFAULT_GRACE = timedelta(hours=24)
 CRASH_ENV = "PARCOURS_CRASH_AT"  # fault injection for the crash test, as in pipelines/run.py
@@ -65,6 +73,10 @@ def _staging_sql(name: str) -> str:
     return text.rstrip().rstrip(";")
 
 
+class MartsNotRefreshed(RuntimeError):
+    """Compaction drops the markers the marts refresh needs: the marts must be current first."""
+
+
 def compact(
     warehouse: Warehouse, *, grace: timedelta = DEFAULT_GRACE, now: datetime | None = None, threads: int = 2
 ) -> CompactionReport:
@@ -76,6 +88,12 @@ def compact(
     unknown = set(DATASETS) - set(CURRENT_ROWS) - set(MARKER_DATASETS)
     if unknown:
         raise RuntimeError(f"compaction does not know which rows of {sorted(unknown)} are current")
+    pending = warehouse.marts_pending()
+    if pending:
+        raise MartsNotRefreshed(
+            f"batches {pending[0].seq}..{pending[-1].seq} are not in the sessions and journeys marts yet: "
+            "refresh them first (parcours compact and parcours run do)"
+        )
     now = now or datetime.now(UTC)
     report = CompactionReport(seq=None)
     report.deleted = warehouse.delete_removed(before=now - grace)
@@ -123,6 +141,7 @@ def compact(
             counts={
                 "compacted_files_in": len(removed),
                 "compacted_files_out": len(new_files),
+                MARTS_THROUGH: seq,  # the marts were current before; compaction keeps them so
                 **{f"dropped_{name}": n for name, n in report.rows_dropped.items() if n},
             },
             settings=latest.settings,

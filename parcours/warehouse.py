@@ -259,6 +259,11 @@ class WarehouseBusy(RuntimeError):
     """Another process holds the warehouse lock: a second run must stop at once, not queue."""
 
 
+# Counts key of a commit after which the sessions and journeys marts summarise every batch
+# committed so far (a marts refresh, or a compaction, which runs one first).
+MARTS_THROUGH = "marts_through_seq"
+
+
 class ManifestExists(FileExistsError):
     """A manifest with this seq is already committed: two writers raced, or a batch was replayed."""
 
@@ -334,6 +339,16 @@ class Warehouse:
                 raise ValueError(f"{entry.path}: holds seq {manifest.seq}, its name says {match.group(1)}")
             self._manifest_cache[manifest.seq] = manifest
         return [self._manifest_cache[seq] for seq in sorted(self._manifest_cache)]
+
+    def marts_pending(self) -> list[Manifest]:
+        """Committed batches the sessions and journeys marts do not summarise yet, oldest first."""
+        pending: list[Manifest] = []
+        for manifest in self.manifests():
+            if MARTS_THROUGH in manifest.counts:
+                pending = []
+            elif any(f.dataset in ("touchpoints", "rewrites") for f in manifest.files):
+                pending.append(manifest)
+        return pending
 
     def next_seq(self) -> int:
         manifests = self.manifests()

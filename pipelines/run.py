@@ -2,15 +2,17 @@
 
 The story of one micro-batch:
 
-    ReadRanges -> Validate -> ShardByCustomer -> Deduplicate -> Sessionize -> AssignJourneys -> Land
+    ReadRanges -> Validate -> [ShardByCustomer] -> Deduplicate -> Sessionize -> AssignJourneys -> Land
 
-then, in the driver and in this order: check that the numbers add up (consumed = landed +
-dead-lettered + duplicates skipped), send the dead letters to their Kafka topic, refresh the
-sessions and journeys the batch touched (`marts.py`), commit the manifest (the one atomic step
-that makes the batch and its mart rows visible and records its offsets and watermarks), rebuild
-the DuckDB views, and only then mirror the offsets to Kafka's committed offsets. The manifest is
-the source of truth: a crash anywhere before its commit re-runs the batch under the same
-sequence number and file names; a crash after it resumes from the manifest's offsets.
+(ShardByCustomer only for files and for topics not keyed by customer: a Kafka partition of a
+customer-keyed topic already holds whole customers), then, in the driver and in this order:
+check that the numbers add up (consumed = landed + dead-lettered + duplicates skipped), send the
+dead letters to their Kafka topic, commit the manifest (the one atomic step that makes the batch
+visible and records its offsets and watermarks), rebuild the DuckDB views, and only then mirror
+the offsets to Kafka's committed offsets. The manifest is the source of truth: a crash anywhere
+before its commit re-runs the batch under the same sequence number and file names; a crash
+after it resumes from the manifest's offsets. A run ends by refreshing the sessions and
+journeys marts for every batch since the last refresh, in one more commit (`marts.py`).
 
 The runner comes from the Beam pipeline options (`--runner FlinkRunner ...`); the default,
 named explicitly, is the local FnApiRunner (the DirectRunner would first try to download the
@@ -40,7 +42,7 @@ from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.deduplicate import Deduplicate
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
-from parcours.pipelines.marts import refresh_marts
+from parcours.pipelines.marts import RefreshReport, catch_up
 from parcours.pipelines.sessionize import Sessionize
 from parcours.pipelines.shard import ShardByCustomer
 from parcours.pipelines.sources import (
@@ -92,7 +94,6 @@ class BatchReport:
     relanded: int
     files: int
     seconds: float
-    refresh_seconds: float = 0.0  # of `seconds`: recomputing the touched sessions and journeys
 
     @property
     def total_consumed(self) -> int:
@@ -112,6 +113,7 @@ class BatchReport:
 class RunReport:
     warehouse: Path
     batches: list[BatchReport] = field(default_factory=list)
+    marts: RefreshReport | None = None  # the sessions and journeys refresh that ended the run
 
     def total(self, name: str) -> int:
         """Sum over batches and kinds of one count: landed, dead_lettered, duplicates_skipped..."""
@@ -432,16 +434,12 @@ class Runner:
                 offsets[r.topic][r.partition] = (min(start, r.start), max(end, r.end))
         manifests = wh.manifests()
         previous = manifests[-1].watermarks if manifests else {}
-        # The marts this batch changed, published by the same commit as its touchpoints.
-        refreshed = time.perf_counter()
-        marts = refresh_marts(wh, job.seq, outcome.files, self.config.settings_record(), job.now.date())
-        refresh_seconds = time.perf_counter() - refreshed
         manifest = Manifest(
             seq=job.seq,
             created_at=job.now.isoformat(),
             config_version=self.config.version,
             config_fingerprint=self.config.fingerprint,
-            files=tuple(outcome.files + marts.files),
+            files=tuple(outcome.files),
             offsets=offsets,
             watermarks=_merge_watermarks(previous, outcome.watermarks),
             counts={
@@ -450,9 +448,6 @@ class Runner:
                 "dead_lettered": sum(outcome.dead_lettered.values()),
                 "duplicates_skipped": sum(outcome.duplicates_skipped.values()),
                 "relanded": outcome.relanded,
-                "refreshed_customers": marts.customers,
-                "refreshed_sessions": marts.sessions,
-                "refreshed_journeys": marts.journeys,
                 **{f"consumed_{k}": v for k, v in outcome.consumed.items()},
                 **{f"landed_{k}": v for k, v in outcome.landed.items()},
             },
@@ -469,9 +464,8 @@ class Runner:
             outcome.dead_lettered,
             outcome.duplicates_skipped,
             outcome.relanded,
-            len(outcome.files) + len(marts.files),
+            len(outcome.files),
             outcome.seconds + time.perf_counter() - started,
-            refresh_seconds,
         )
         if self.on_batch:
             self.on_batch(report)
@@ -563,6 +557,7 @@ class Runner:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
             consumer.close()
+        report.marts = catch_up(self.warehouse)
         return report
 
     def _mirror_offsets(self, consumer, topic_partition, offset_and_metadata) -> None:
@@ -606,6 +601,7 @@ class Runner:
             report.batches.append(
                 self.run_batch(batch_ranges, settings=None, source_of_kind=source_of_kind, sources_meta=meta)
             )
+        report.marts = catch_up(self.warehouse)
         return report
 
     def _file_progress(self) -> dict[str, int]:

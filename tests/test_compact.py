@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 
 from parcours.compact import compact
+from parcours.pipelines.run import Runner
+from parcours.pipelines.sources import plan_file_ranges
 from parcours.warehouse import DATASETS, MARKER_DATASETS, Warehouse
 from tests.pipeline_helpers import query, write_jsonl
-from tests.test_marts import RUN_1, RUN_2, T, land
+from tests.test_marts import CONFIG, RUN_1, RUN_2, T, land
 
 VIEWS = {
     "touchpoints": "event_id",
@@ -110,7 +112,7 @@ def test_views_return_the_same_rows_from_fewer_files(warehouse: Warehouse) -> No
     assert report.files_after == {name: len(warehouse.published_files(name)) for name in DATASETS}
     # The commit lists what it removed; those files stay on disk during the grace period.
     (manifest,) = [m for m in warehouse.manifests() if m.removed]
-    assert manifest.seq == report.seq == 3 and len(manifest.removed) == report.removed
+    assert manifest.seq == report.seq == 5 and len(manifest.removed) == report.removed
     assert all((warehouse.root / path).exists() for path in manifest.removed)
     assert warehouse.orphans() == []
 
@@ -131,8 +133,8 @@ def test_a_second_compaction_with_nothing_new_commits_nothing(warehouse: Warehou
     with warehouse.lock():
         first = compact(warehouse)
         second = compact(warehouse)
-    assert first.seq == 3 and second.seq is None
-    assert [m.seq for m in warehouse.manifests()] == [1, 2, 3]
+    assert first.seq == 5 and second.seq is None
+    assert [m.seq for m in warehouse.manifests()] == [1, 2, 3, 4, 5]
 
 
 def test_removed_files_are_deleted_by_a_later_compaction_after_the_grace_period(warehouse: Warehouse) -> None:
@@ -200,14 +202,14 @@ def test_a_crash_before_the_commit_changes_nothing(warehouse: Warehouse) -> None
     )
     assert crashed.returncode == 137, crashed.stderr
     reopened = Warehouse(warehouse.root)
-    assert [m.seq for m in reopened.manifests()] == [1, 2]
+    assert [m.seq for m in reopened.manifests()] == [1, 2, 3, 4]
     assert {name: reopened.published_files(name) for name in DATASETS} == files_before
     assert view_rows(reopened.db_path) == before
     orphans = reopened.orphans()
     assert orphans and all("-compact.parquet" in path.name for path in orphans)
     with reopened.lock():  # the next compaction clears them and does the work
         report = compact(reopened)
-    assert report.seq == 3 and reopened.orphans() == []
+    assert report.seq == 5 and reopened.orphans() == []
     assert view_rows(reopened.db_path) == before
 
 
@@ -225,7 +227,7 @@ def test_compaction_needs_the_lock_and_a_busy_warehouse_is_a_clear_error(warehou
         )
     assert result.returncode == 2, result.stderr
     assert f"error: warehouse {warehouse.root} is busy" in result.stderr
-    assert [m.seq for m in warehouse.manifests()] == [1, 2]
+    assert [m.seq for m in warehouse.manifests()] == [1, 2, 3, 4]
 
 
 def test_the_command_compacts_and_refuses_bad_input(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -244,7 +246,7 @@ def test_the_command_compacts_and_refuses_bad_input(warehouse: Warehouse, tmp_pa
     assert empty.returncode == 2 and "is not a parcours warehouse" in empty.stderr
     done = run("--warehouse", str(warehouse.root), "--grace", "0s")
     assert done.returncode == 0, done.stderr
-    assert "compaction 3:" in done.stderr and "7 superseded rows dropped" in done.stderr
+    assert "compaction 5:" in done.stderr and "7 superseded rows dropped" in done.stderr
     assert query(warehouse.db_path, RAW_COUNTS) == [(5, 3, 3, 2, 0, 0, 2)]
 
 
@@ -266,3 +268,31 @@ def test_runs_continue_after_a_compaction(warehouse: Warehouse, landed: Path, tm
         sql = f"select {select} from {view} order by all"
         assert query(warehouse.db_path, sql) == query(tmp_path / "one" / "parcours.duckdb", sql), view
     assert query(warehouse.db_path, "select count(*) from sessions where customer_id = 'c2'") == [(3,)]
+
+
+def test_compaction_refuses_batches_the_marts_do_not_hold_yet(tmp_path: Path) -> None:
+    """Compaction drops the refresh markers: batches not refreshed yet would be lost to the marts."""
+    from parcours.compact import MartsNotRefreshed
+    from parcours.pipelines.marts import catch_up
+
+    write_jsonl(tmp_path / "run1" / "touchpoints.jsonl", RUN_1)
+    warehouse = Warehouse(tmp_path / "w")
+    with warehouse.lock():
+        # A run that stopped between its batch and its refresh: the batch is committed, alone.
+        Runner(warehouse, CONFIG).run_batch(
+            plan_file_ranges("touchpoints", tmp_path / "run1" / "touchpoints.jsonl", 0),
+            settings=None,
+            source_of_kind={"touchpoints": {str(tmp_path / "run1" / "touchpoints.jsonl")}},
+        )
+        assert [m.seq for m in warehouse.marts_pending()] == [1]
+        with pytest.raises(MartsNotRefreshed, match=r"batches 1\.\.1 "):
+            compact(warehouse)
+        refreshed = catch_up(warehouse)
+        assert refreshed is not None and (refreshed.seq, refreshed.batches, refreshed.customers) == (2, 1, 2)
+        assert warehouse.marts_pending() == [] and catch_up(warehouse) is None
+        assert compact(warehouse).seq == 3
+    assert query(warehouse.db_path, "select customer_id, n_events from sessions order by 1, started_at") == [
+        ("c1", 1),
+        ("c1", 1),
+        ("c2", 1),
+    ]

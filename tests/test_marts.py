@@ -48,10 +48,10 @@ RUN_1 = [event("e1", "c1", 0, "home_page"), event("e3", "c1", 40, "product_page"
 RUN_2 = [event("e2", "c1", 20, "checkout", "purchase"), event("e5", "c2", 120, "product_page")]
 
 
-def land(data: Path, root: Path, batch_size: int | None = None) -> list:
+def land(data: Path, root: Path, batch_size: int | None = None, max_batches: int | None = None) -> list:
     warehouse = Warehouse(root)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, batch_size=batch_size).run_files(data).batches
+        return Runner(warehouse, CONFIG, batch_size=batch_size).run_files(data, max_batches=max_batches).batches
 
 
 @pytest.fixture(scope="module")
@@ -86,24 +86,25 @@ def test_the_views_show_the_sessions_and_journeys_computed_by_hand(two_runs: Pat
     ]
 
 
-def test_a_batch_lands_rows_only_for_the_groups_it_touched(two_runs: Path) -> None:
+def test_a_refresh_lands_rows_only_for_the_groups_its_batches_touched(two_runs: Path) -> None:
+    # Run 1: batch 1, then its refresh (commit 2); run 2: batch 3, then its refresh (commit 4).
     assert query(
         two_runs,
         "select batch_seq, customer_id, started_at, n_events from raw_sessions order by batch_seq, customer_id, 3",
     ) == [
-        (1, "c1", T, 1),
-        (1, "c1", T + timedelta(minutes=40), 1),
-        (1, "c2", T, 1),
-        (2, "c1", T, 3),  # e1's session, now with e2 and e3
-        (2, "c2", T + timedelta(hours=2), 1),  # e5's; e4's session was not touched
+        (2, "c1", T, 1),
+        (2, "c1", T + timedelta(minutes=40), 1),
+        (2, "c2", T, 1),
+        (4, "c1", T, 3),  # e1's session, now with e2 and e3
+        (4, "c2", T + timedelta(hours=2), 1),  # e5's; e4's session was not touched
     ]
     assert query(
         two_runs, "select batch_seq, customer_id, journey_cycle, n_events from raw_journeys order by 1, 2, 3"
-    ) == [(1, "c1", 0, 2), (1, "c2", 0, 1), (2, "c1", 0, 2), (2, "c1", 1, 1), (2, "c2", 0, 2)]
+    ) == [(2, "c1", 0, 2), (2, "c2", 0, 1), (4, "c1", 0, 2), (4, "c1", 1, 1), (4, "c2", 0, 2)]
     assert query(
         two_runs,
         "select batch_seq, customer_id, sessions_from_at, journeys_from_cycle from raw_refreshes order by 1, 2",
-    ) == [(1, "c1", T, 0), (1, "c2", T, 0), (2, "c1", T, 0), (2, "c2", T + timedelta(hours=2), 0)]
+    ) == [(2, "c1", T, 0), (2, "c2", T, 0), (4, "c1", T, 0), (4, "c2", T + timedelta(hours=2), 0)]
 
 
 def test_materialised_marts_have_the_columns_of_their_models(two_runs: Path) -> None:
@@ -118,8 +119,9 @@ def test_materialised_marts_have_the_columns_of_their_models(two_runs: Path) -> 
 
 
 def test_incremental_marts_equal_a_full_recomputation_with_late_events(tmp_path: Path) -> None:
-    """Events shuffled within two days (lateness is three), landed in ten batches: the marts built
-    batch by batch hold exactly the rows the models compute over every touchpoint at the end."""
+    """Events shuffled within two days (lateness is three), landed in ten batches by five runs (each
+    ends with a refresh): the marts built run by run hold exactly the rows the models compute over
+    every touchpoint at the end."""
     import random
 
     events = make_events(customers=40, per_customer=25, seed=11)
@@ -128,8 +130,9 @@ def test_incremental_marts_equal_a_full_recomputation_with_late_events(tmp_path:
         events, key=lambda e: datetime.fromisoformat(e["occurred_at"]) + timedelta(hours=rng.uniform(0, 48))
     )
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", shuffled)
-    batches = land(tmp_path / "data", tmp_path / "w", batch_size=100)
+    batches = [b for _ in range(5) for b in land(tmp_path / "data", tmp_path / "w", batch_size=100, max_batches=2)]
     assert len(batches) == 10 and sum(b.relanded for b in batches) > 0
+    assert land(tmp_path / "data", tmp_path / "w", batch_size=100) == []
     db = tmp_path / "w" / "parcours.duckdb"
     with duckdb.connect(str(db), read_only=True) as con:
         # Superseded rows exist, or this test would not exercise supersession.
