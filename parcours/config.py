@@ -94,7 +94,7 @@ class IngestRules(_Strict):
     allowed_lateness: Duration = timedelta(days=3)
     earliest_event_date: date = date(2020, 1, 1)
     max_payload_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024)
-    batch_size: int = Field(default=250_000, ge=1, le=10_000_000)
+    batch_size: int = Field(default=500_000, ge=1, le=10_000_000)
     keyed_by_customer: bool = True
 
     @model_validator(mode="after")

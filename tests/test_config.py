@@ -62,7 +62,7 @@ def test_the_default_configuration_has_the_documented_values(default: JourneyCon
 
 def test_the_batch_size_is_the_one_written_in_the_yaml(default: JourneyConfig) -> None:
     written = yaml.safe_load(default_config_text())["ingest"]["batch_size"]
-    assert written == 250_000
+    assert written == 500_000
     assert default.ingest.batch_size == written
 
 
@@ -345,7 +345,7 @@ BASE = "stages: [a, b]\ntouchpoints: {x: a, y: b}\nsessions: {inactivity_gap: 30
         pytest.param("stages: [a, b]\ntouchpoints: {x: a, y: b}\nsessions: {inactivity_gap: PT30M}\n", id="ISO 8601"),
         pytest.param("stages: [a, b]\ntouchpoints: {x: a, y: b}\nsessions: {inactivity_gap: 1800}\n", id="seconds"),
         pytest.param("stages: [a, b]\ntouchpoints: {x: a, y: b}\n", id="default stated vs omitted"),
-        pytest.param(BASE + "version: 1\ningest: {batch_size: 250000}\n", id="more defaults stated"),
+        pytest.param(BASE + "version: 1\ningest: {batch_size: 500000}\n", id="more defaults stated"),
         pytest.param(
             "stages: [a, b]\ntouchpoints: {y: b, x: a}\nsessions: {inactivity_gap: 30m}\n", id="mapping reordered"
         ),
@@ -423,7 +423,7 @@ def test_config_show_prints_the_effective_configuration(tmp_path: Path, default:
     assert document == json.loads(default.model_dump_json())
     assert document["stages"] == list(STAGES)
     assert document["sessions"] == {"inactivity_gap": "PT30M", "max_duration": "P1D"}
-    assert document["ingest"]["batch_size"] == 250_000
+    assert document["ingest"]["batch_size"] == 500_000
 
     (tmp_path / "mine.yaml").write_text("stages: [a]\nsessions: {inactivity_gap: 10m}\n", encoding="utf-8")
     mine = parcours("config", "show", "--config", "mine.yaml", cwd=tmp_path)
