@@ -215,6 +215,10 @@ def run(
     # A broker that just started moves its group coordinator while the first offset commit is
     # retried: kafka-python warns on each retry, then succeeds (or raises, which is reported).
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
+    from parcours.pipelines.lanes import start_workers
+
+    # Kafka workers start importing now, beside this process's own imports below.
+    pool = start_workers(workers - 1) if source is None else None
     from parcours.pipelines import import_beam_quietly
 
     import_beam_quietly()
@@ -237,6 +241,7 @@ def run(
             shards=shards,
             batch_size=batch_size,
             workers=workers,
+            pool=pool,
             on_batch=report,
         )
     except (ValueError, SystemExit) as exc:

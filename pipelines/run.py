@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import time
@@ -42,6 +41,7 @@ from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.deduplicate import Deduplicate
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
+from parcours.pipelines.lanes import start_workers
 from parcours.pipelines.marts import RefreshReport, catch_up
 from parcours.pipelines.sessionize import Sessionize
 from parcours.pipelines.shard import ShardByCustomer
@@ -346,9 +346,13 @@ class Runner:
         batch_size: int | None = None,
         workers: int = 1,
         on_batch: Callable[[BatchReport], None] | None = None,
+        pool: ProcessPoolExecutor | None = None,
     ) -> None:
+        """`pool`: the workers-1 processes of `lanes.start_workers`, if the caller started them
+        early; else `run_kafka` starts them."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        self._pool = pool
         self.warehouse = warehouse
         self.config = config
         self.beam_args = tuple(beam_args)
@@ -508,7 +512,7 @@ class Runner:
         report = RunReport(self.warehouse.root)
         kind_of_topic = {settings.topics["touchpoints"]: "touchpoints", settings.topics["surveys"]: "surveys"}
         consumer = make_consumer(settings, group_id=CONSUMER_GROUP)
-        pool = None
+        pool = self._pool or (start_workers(self.workers - 1) if self.config.ingest.keyed_by_customer else None)
         try:
             partitions = [
                 TopicPartition(topic, p)
@@ -524,9 +528,6 @@ class Runner:
             beginning = {(tp.topic, tp.partition): o for tp, o in consumer.beginning_offsets(partitions).items()}
             source_of_kind = {kind: {topic} for topic, kind in kind_of_topic.items()}
             lanes = _lanes(partitions, self.workers)
-            if len(lanes) > 1:
-                # The first lane runs here, in the process that already imported everything.
-                pool = ProcessPoolExecutor(len(lanes) - 1, mp_context=multiprocessing.get_context("spawn"))
             while max_batches is None or len(report.batches) < max_batches:
                 offsets = self.warehouse.offsets()
                 seq = self.warehouse.next_seq()
@@ -546,7 +547,7 @@ class Runner:
                         )
                 if not jobs:
                     break
-                # One job per lane; without a pool there is one lane.
+                # One job per lane: the first here, in the process that already imported everything.
                 others = [pool.submit(execute, job) for job in jobs[1:]] if pool is not None else []
                 outcomes = [execute(jobs[0]), *(future.result() for future in others)]
                 for index, outcome in enumerate(outcomes, 1):
@@ -556,6 +557,7 @@ class Runner:
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+                self._pool = None
             consumer.close()
         report.marts = catch_up(self.warehouse)
         return report
