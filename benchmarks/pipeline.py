@@ -97,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="pipeline worker processes to compare with 1")
     parser.add_argument("--data", type=Path, help="reuse (or create) generated data in this folder")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--work", type=Path, help="keep the warehouses here (default: a new temporary folder)")
     args = parser.parse_args(argv)
 
     python = sys.executable
-    work = Path(tempfile.mkdtemp(prefix="parcours-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="parcours-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     data = args.data or work / "data"
     if not (data / "touchpoints.jsonl").exists():
         subprocess.run(

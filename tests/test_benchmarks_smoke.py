@@ -75,18 +75,30 @@ def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-def test_pipeline_benchmark_consumes_and_lands_every_event(data: Path, kafka_broker: KafkaSettings) -> None:
+def test_the_suite_runs_every_benchmark_at_every_size(tmp_path: Path, kafka_broker: KafkaSettings) -> None:
+    """`suite.py` at two tiny sizes: pipeline, sessionize and BI queries each run at each size."""
     env = {**os.environ, "PARCOURS_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
-    results = run_script("pipeline", "--data", str(data), "--workers", "2", env=env)
-    lines = sum(1 for name in ("touchpoints.jsonl", "surveys.jsonl") for _ in (data / name).open("rb"))
-    assert results["events"] == lines
-    for key in (
-        "raw_consume_1p_events_per_s",
-        "pipeline_1w_events_per_s",
-        "pipeline_2w_events_per_s",
-        "backfill_events_per_s",
-    ):
-        assert results[key] > 0, key
+    args = ("--sizes", "3000,6000", "--work", str(tmp_path / "suite"), "--repeat", "2", "--latency-passes", "0")
+    results = run_script("suite", *args, env=env)
+    assert set(results) == {"3000", "6000"}
+    for size, measured in results.items():
+        data = tmp_path / "suite" / size / "data"
+        lines = sum(1 for name in ("touchpoints.jsonl", "surveys.jsonl") for _ in (data / name).open("rb"))
+        assert measured["events"] == lines, size
+        for key in (
+            "raw_consume_1p_events_per_s",
+            "kafka_python_records_2p_events_per_s",
+            "pipeline_1w_events_per_s",
+            "pipeline_2w_with_marts_events_per_s",
+            "backfill_events_per_s",
+            "sessionize_parcours_events_per_s",
+            "bi_top_paths_p50_ms_compacted",
+        ):
+            assert measured[key] > 0, (size, key)
+        assert measured["sessionize_parcours_sessions"] == measured["sessionize_duckdb_sql_sessions"], size
+    # The per-event Beam baseline runs at the first size only.
+    assert results["3000"]["sessionize_beam_per_event_events"] > 0
+    assert "sessionize_beam_per_event_events" not in results["6000"]
 
 
 @pytest.mark.kafka
