@@ -54,6 +54,22 @@ def make_events(customers: int, per_customer: int, seed: int) -> list[dict]:
     return events
 
 
+def csat_answers(events: list[dict]) -> list[dict]:
+    """One CSAT answer per event, at the event's time, scores 1..5 in turn."""
+    return [
+        {
+            "schema_version": 1,
+            "response_id": f"r{i}",
+            "customer_id": e["customer_id"],
+            "answered_at": e["occurred_at"],
+            "survey": "csat",
+            "question_id": "q",
+            "score": 1 + i % 5,
+        }
+        for i, e in enumerate(events)
+    ]
+
+
 def write_jsonl(path: Path, rows: list[dict | str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:

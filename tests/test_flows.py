@@ -24,7 +24,7 @@ from parcours.pipelines.run import CountsDoNotAddUp, Runner, RunReport
 from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
 from parcours.produce import produce_dir
 from parcours.warehouse import Warehouse
-from tests.pipeline_helpers import make_events, query, write_jsonl
+from tests.pipeline_helpers import csat_answers, make_events, query, write_jsonl
 
 BAD_LINES = [
     "{oops",
@@ -54,18 +54,7 @@ def produce_small_dataset(settings: KafkaSettings, folder: Path) -> list[dict]:
     write_jsonl(folder / "touchpoints.jsonl", [*events, *BAD_LINES, events[3]])
     write_jsonl(
         folder / "surveys.jsonl",
-        [
-            {
-                "schema_version": 1,
-                "response_id": f"r{i}",
-                "customer_id": e["customer_id"],
-                "answered_at": e["occurred_at"],
-                "survey": "csat",
-                "question_id": "q",
-                "score": 1 + i % 5,
-            }
-            for i, e in enumerate(events[:20])
-        ],
+        csat_answers(events[:20]),
     )
     assert produce_dir(folder, settings).total == 223
     return events

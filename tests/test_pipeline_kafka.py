@@ -17,7 +17,7 @@ from parcours.pipelines.run import CONSUMER_GROUP, Runner
 from parcours.pipelines.sources import OffsetOutOfRetention, plan_offset_ranges
 from parcours.produce import produce_dir
 from parcours.warehouse import Warehouse
-from tests.pipeline_helpers import make_events, query, reference_sessions, view_sessions, write_jsonl
+from tests.pipeline_helpers import csat_answers, make_events, query, reference_sessions, view_sessions, write_jsonl
 
 pytestmark = pytest.mark.kafka
 CONFIG = load_config()
@@ -34,18 +34,7 @@ def produced(kafka_settings: KafkaSettings, tmp_path: Path) -> tuple[KafkaSettin
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", [*events, *BAD_LINES, events[7]])  # + a re-send
     write_jsonl(
         tmp_path / "data" / "surveys.jsonl",
-        [
-            {
-                "schema_version": 1,
-                "response_id": f"r{i}",
-                "customer_id": e["customer_id"],
-                "answered_at": e["occurred_at"],
-                "survey": "csat",
-                "question_id": "q",
-                "score": 1 + i % 5,
-            }
-            for i, e in enumerate(events[:100])
-        ],
+        csat_answers(events[:100]),
     )
     summary = produce_dir(tmp_path / "data", kafka_settings)
     assert summary.total == 1200 + 3 + 100
