@@ -5,7 +5,9 @@
 Opens `parcours.duckdb` read-only in a fresh process, as Metabase or Superset would, runs each
 query `--repeat` times after one warm-up, and prints p50 / p95 in milliseconds, with the number
 of Parquet files the views read (the live files of the manifests) and of rows in the mart
-datasets. With `--compact`, it then compacts the warehouse (`parcours compact`, which changes
+datasets. Each `<query>_rollup` asks `<query>`'s question of the rollups the marts refresh lands
+(`sessions_daily`, `journey_stages_weekly`, ...) and is checked to return exactly its rows.
+With `--compact`, it then compacts the warehouse (`parcours compact`, which changes
 it: run it on a copy to keep the original) and measures again.
 """
 
@@ -19,31 +21,47 @@ import time
 from pathlib import Path
 
 QUERIES = {
+    # On the entity-grain marts: one row per session, journey, touchpoint.
     "sessions_per_day_and_channel": """
         select started_date, channel, count(*) as n_sessions
         from sessions, unnest(channels) as c(channel)
         group by all order by all""",
     "journeys_reaching_each_stage_per_week": """
-        select date_trunc('week', timezone('UTC', started_at)) as week, stage, count(distinct customer_id) as n
+        select cast(date_trunc('week', timezone('UTC', started_at)) as date) as week, stage, count(*) as n_journeys
         from journeys, unnest(list_distinct(stage_path)) as s(stage)
         group by all order by all""",
     "top_paths": """
         select path[1:6] as first_steps, count(*) as n_journeys
-        from journeys group by 1 order by 2 desc limit 20""",
+        from journeys group by 1 order by 2 desc, 1 limit 20""",
     "dead_letters_by_reason": """
         select reason, count(*) as n from dead_letters group by 1 order by 2 desc""",
     "touchpoints_per_stage_and_channel": """
         select stage, channel, count(*) as n from touchpoints group by all order by all""",
+    # The same questions on the rollups the marts refresh lands (one row per day or week and
+    # dimensions): each must return exactly the rows of its twin above, which the runner checks.
+    "sessions_per_day_and_channel_rollup": """
+        select started_date, channel, sum(n_sessions) as n_sessions
+        from sessions_daily group by all order by all""",
+    "journeys_reaching_each_stage_per_week_rollup": """
+        select started_week as week, stage, sum(n_journeys) as n_journeys
+        from journey_stages_weekly group by all order by all""",
+    "top_paths_rollup": """
+        select first_steps, sum(n_journeys) as n_journeys
+        from journey_paths_weekly group by 1 order by 2 desc, 1 limit 20""",
+    "touchpoints_per_stage_and_channel_rollup": """
+        select stage, channel, sum(n_events) as n
+        from touchpoints_daily group by all order by all""",
 }
+TWIN = "_rollup"  # a query named X_rollup answers X from a rollup
 
 RUNNER = """
 import json, sys, time, statistics, duckdb
-db, repeat, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+db, repeat, queries, twin = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
 con = duckdb.connect(db, read_only=True)
 con.execute("set enable_progress_bar = false")
-out = {}
+out, rows = {}, {}
 for name, sql in queries.items():
-    con.execute(sql).fetchall()  # warm-up: metadata and file footers cached, as in a BI session
+    rows[name] = con.execute(sql).fetchall()  # warm-up: metadata and file footers cached, as in a BI session
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -51,6 +69,8 @@ for name, sql in queries.items():
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
     out[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1)}
+    if name.endswith(twin):
+        out[name]["same_rows"] = rows[name] == rows[name.removesuffix(twin)]
 print(json.dumps(out))
 """
 
@@ -59,7 +79,7 @@ def measure(warehouse: Path, repeat: int) -> dict:
     from parcours.warehouse import DATASETS, Warehouse
 
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(warehouse / "parcours.duckdb"), str(repeat), json.dumps(QUERIES)],
+        [sys.executable, "-c", RUNNER, str(warehouse / "parcours.duckdb"), str(repeat), json.dumps(QUERIES), TWIN],
         capture_output=True,
         text=True,
         check=True,
@@ -78,9 +98,10 @@ def show(title: str, measured: dict) -> None:
     rows = ", ".join(f"{name} {n:,}" for name, n in measured["rows"].items())
     print(f"{title}: {measured['files']} Parquet files read by the views ({measured['files_on_disk']} on disk)")
     print(f"  mart dataset rows: {rows}")
-    print(f"{'query':<40} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"{'query':<46} {'p50 ms':>8} {'p95 ms':>8}  rows")
     for name, value in measured["queries"].items():
-        print(f"{name:<40} {value['p50_ms']:>8} {value['p95_ms']:>8}")
+        same = {True: "same as on the marts", False: "DIFFER from the marts"}.get(value.get("same_rows"), "")
+        print(f"{name:<46} {value['p50_ms']:>8} {value['p95_ms']:>8}  {same}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, value in block["queries"].items():
                 measured[f"bi_{name}_p50_ms_{when}"] = value["p50_ms"]
                 measured[f"bi_{name}_p95_ms_{when}"] = value["p95_ms"]
+                if "same_rows" in value:
+                    measured[f"bi_{name}_same_rows_{when}"] = value["same_rows"]
         results[size] = measured
     if args.latency_passes > 0:
         latency = run("latency.py", "--passes", str(args.latency_passes))

@@ -35,6 +35,7 @@ from parcours.warehouse import (
     DATASETS,
     MARKER_DATASETS,
     MARTS_THROUGH,
+    ROLLUPS,
     Manifest,
     PublishedFile,
     Warehouse,
@@ -55,6 +56,8 @@ CURRENT_ROWS: dict[str, str | None] = {
     "customer_state": "stg_parcours__customer_state",
     "sessions": "stg_parcours__sessions",
     "journeys": "stg_parcours__journeys",
+    # One file per partition, every row current: a refresh replaces a partition's file whole.
+    **{name: None for name in ROLLUPS},
 }
 
 

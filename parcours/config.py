@@ -117,6 +117,7 @@ class PathCleaning(_Strict):
     collapse_repeats: bool = True
     ignore_touchpoints: tuple[str, ...] = ()
     max_path_length: int = Field(default=200, ge=1)
+    summary_steps: int = Field(default=6, ge=1)
 
 
 class JourneyConfig(_Strict):
@@ -179,6 +180,7 @@ class JourneyConfig(_Strict):
             "collapse_repeats": self.path_cleaning.collapse_repeats,
             "ignore_touchpoints": list(self.path_cleaning.ignore_touchpoints),
             "max_path_length": self.path_cleaning.max_path_length,
+            "path_summary_steps": self.path_cleaning.summary_steps,
         }
 
     @property

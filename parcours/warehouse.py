@@ -63,6 +63,7 @@ _PART = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VIEW_HEADER = re.compile(r"^--\s*view:\s*(\S+)\s*$")
 _BUILD_ALIAS = "parcours_build"
+DEFAULT_PATH_SUMMARY_STEPS = 6  # config.PathCleaning.summary_steps' default
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,77 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     )
 }
+# Rollups: the marts at the grain dashboards chart them at (per day or ISO week), landed by the
+# marts refresh for the days and weeks it touched, one file per partition: a refresh replaces a
+# partition's file (the manifest removes the old one), so every live row is current. Their
+# columns are the models `int_*_counted_*` (a test checks they agree).
+_ROLLUP_KEYS = {
+    "segment": pa.string(),
+    "product_line": pa.string(),
+    "cycle_type": pa.string(),
+    "channel": pa.string(),
+    "stage": pa.string(),
+    "touchpoint": pa.string(),
+}
+
+
+def _rollup(name: str, partition_column: str, keys: tuple[str, ...], *measures: pa.Field) -> DatasetSpec:
+    columns = [pa.field(key, _ROLLUP_KEYS[key]) for key in keys]
+    return DatasetSpec(name, pa.schema([*columns, *measures, pa.field("batch_seq", pa.int64())]), partition_column)
+
+
+_COUNT = pa.int64()
+ROLLUPS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        _rollup(
+            "sessions_daily",
+            "started_date",
+            ("channel", "segment", "product_line"),
+            pa.field("n_sessions", _COUNT),
+            pa.field("n_omnichannel_sessions", _COUNT),
+            pa.field("n_customers", _COUNT),
+            pa.field("n_events", _COUNT),
+            pa.field("total_duration_in_s", _COUNT),
+            pa.field("revenue", pa.float64()),
+        ),
+        _rollup(
+            "touchpoints_daily",
+            "event_date",
+            ("stage", "channel", "touchpoint", "segment", "product_line"),
+            pa.field("n_events", _COUNT),
+            pa.field("n_customers", _COUNT),
+            pa.field("revenue", pa.float64()),
+        ),
+        _rollup(
+            "journey_stages_weekly",
+            "started_week",
+            ("stage", "cycle_type", "segment", "product_line"),
+            pa.field("n_journeys", _COUNT),
+            pa.field("n_customers", _COUNT),
+            pa.field("n_converted", _COUNT),
+            pa.field("n_churned", _COUNT),
+        ),
+        DatasetSpec(
+            "journey_paths_weekly",
+            pa.schema(
+                [
+                    pa.field("first_steps", _STRINGS),
+                    pa.field("cycle_type", pa.string()),
+                    pa.field("is_converted", pa.bool_()),
+                    pa.field("is_churned", pa.bool_()),
+                    pa.field("n_journeys", _COUNT),
+                    pa.field("n_events", _COUNT),
+                    pa.field("revenue", pa.float64()),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "started_week",
+        ),
+    )
+}
+DATASETS.update(ROLLUPS)
+
 # Datasets whose rows only say which rows of other datasets are superseded. Once a compaction
 # has dropped the rows they supersede, they have nothing left to say and are removed whole.
 MARKER_DATASETS = ("rewrites", "refreshes")
@@ -683,12 +755,8 @@ class Warehouse:
                     options = f"STORAGE_VERSION {_literal(STORAGE_VERSION)}"
                     con.execute(f"ATTACH {_literal(str(tmp))} AS {_BUILD_ALIAS} ({options})")
                     con.execute(f"USE {_BUILD_ALIAS}")
-                    for spec in DATASETS.values():
-                        con.execute(self._raw_view_sql(con, spec))
                     con.execute(self._meta_view_sql(manifests))
-                    for statement in settings_views_sql(_latest_settings(manifests)):
-                        con.execute(statement)
-                    _create_models(con, models)
+                    self._create_views(con, models, _latest_settings(manifests))
                     con.execute("USE memory")
                     con.execute(f"DETACH {_BUILD_ALIAS}")  # checkpoints: no WAL is left beside the file
                 # A WAL left by someone who opened the old file read-write belongs to the old file:
@@ -703,9 +771,29 @@ class Warehouse:
             _fsync_dir(self.root)
         return self.db_path
 
-    def _raw_view_sql(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> str:
-        paths = [str(self.root / path) for path in self.published_files(spec.name)]
-        return raw_view_sql(con, spec, paths)
+    def create_views(
+        self, con: duckdb.DuckDBPyConnection, *, adding: Iterable[PublishedFile] = (), settings: dict | None = None
+    ) -> None:
+        """Create every view of the views file in `con` (an in-memory connection of the caller's),
+        over the live files plus `adding`: the warehouse as it will read once a commit listing
+        those files lands. The marts refresh computes the rollups through it, from the same
+        models the views file holds."""
+        models = _read_models(resources.files("parcours.sql"))
+        self._create_views(con, models, settings or _latest_settings(self.manifests()), adding=tuple(adding))
+
+    def _create_views(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        models: list[list[_Model]],
+        settings: dict[str, Any],
+        adding: tuple[PublishedFile, ...] = (),
+    ) -> None:
+        for spec in DATASETS.values():
+            paths = self.published_files(spec.name) + [f.path for f in adding if f.dataset == spec.name]
+            con.execute(raw_view_sql(con, spec, [str(self.root / path) for path in paths]))
+        for statement in settings_views_sql(settings):
+            con.execute(statement)
+        _create_models(con, models)
 
     def _meta_view_sql(self, manifests: list[Manifest]) -> str:
         last_seq = str(manifests[-1].seq) if manifests else "null"
@@ -761,6 +849,9 @@ def settings_views_sql(settings: dict[str, Any], *, temporary: bool = False) -> 
             f"{'true' if settings['collapse_repeats'] else 'false'} as collapse_repeats",
             f"{strings(settings['ignore_touchpoints'])} as ignore_touchpoints",
             f"cast({int(settings['max_path_length'])} as INTEGER) as max_path_length",
+            # Absent from the settings of manifests written before it existed.
+            f"cast({int(settings.get('path_summary_steps', DEFAULT_PATH_SUMMARY_STEPS))} as INTEGER) "
+            "as path_summary_steps",
         ]
     )
     stages = " union all ".join(

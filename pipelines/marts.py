@@ -20,6 +20,16 @@ older ones included: they are read from the published Parquet.
 The rows come from the model SQL itself, run by DuckDB over those events only, so a session row
 and a journey row keep one definition (`sql/intermediate/`).
 
+The same commit replaces the rollups (`sessions_daily`, `touchpoints_daily`,
+`journey_stages_weekly`, `journey_paths_weekly`: the marts at the grain dashboards chart them at)
+for the days and weeks that changed: the partitions of the refreshed session and journey rows,
+of the rows they supersede, and of the batches' touchpoints. Each such partition is recomputed
+whole by its model (`int_*_counted_*`) over the warehouse as it reads after the commit, and its
+old file is removed by the manifest; the other partitions keep theirs. So a dashboard query reads
+a few thousand pre-counted rows instead of millions of sessions (BENCHMARKS.md), and a refresh
+costs what the touched days and weeks hold, not the whole history. A rollup with no file yet
+(a warehouse from before rollups existed) is computed whole once.
+
 When: `catch_up`, once at the end of every `parcours run` (and before a compaction), as its own
 manifest commit, for every batch committed since the last refresh (`Warehouse.marts_pending`),
 so a run that crashed between its batches and its refresh is caught up by the next one. Why not
@@ -65,6 +75,17 @@ def _model_sql(layer: str, name: str) -> str:
     return resources.files("parcours.sql").joinpath(layer, f"{name}.sql").read_text("utf-8").rstrip().rstrip(";")
 
 
+# Rollup dataset -> (its model, what changes its partitions). Sessions and journeys are
+# recomputed by the refresh itself; touchpoints by the batches it catches up.
+ROLLUP_MODELS: dict[str, tuple[str, str]] = {
+    "sessions_daily": ("int_sessions_counted_daily", "sessions"),
+    "touchpoints_daily": ("int_touchpoints_counted_daily", "touchpoints"),
+    "journey_stages_weekly": ("int_journey_stages_counted_weekly", "journeys"),
+    "journey_paths_weekly": ("int_journey_paths_counted_weekly", "journeys"),
+}
+_WEEK = "cast(date_trunc('week', timezone('UTC', started_at)) as DATE)"  # the models' started_week
+
+
 @dataclass(frozen=True)
 class RefreshReport:
     customers: int
@@ -74,6 +95,8 @@ class RefreshReport:
     seq: int | None = None  # of the refresh's commit
     batches: int = 0  # batches it caught up
     seconds: float = 0.0
+    rollup_partitions: int = 0  # rollup partitions recomputed
+    removed: tuple[str, ...] = ()  # rollup files replaced by this refresh
 
 
 def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport | None:
@@ -94,6 +117,7 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport
     seq = warehouse.next_seq()
     changed = [f for manifest in pending for f in manifest.files]
     report = refresh_marts(warehouse, seq, changed, latest.settings, now.date())
+    report = refresh_rollups(warehouse, seq, report, changed, latest.settings, now.date())
     warehouse.commit(
         Manifest(
             seq=seq,
@@ -108,9 +132,11 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport
                 "refreshed_sessions": report.sessions,
                 "refreshed_journeys": report.journeys,
                 "refreshed_batches": len(pending),
+                "refreshed_rollup_partitions": report.rollup_partitions,
                 MARTS_THROUGH: seq,
             },
             settings=latest.settings,
+            removed=report.removed,
         )
     )
     warehouse.rebuild_views()
@@ -174,6 +200,78 @@ def refresh_marts(
         shutil.rmtree(spill, ignore_errors=True)
     sessions, journeys, markers = (f.rows if f is not None else 0 for f in files)
     return RefreshReport(markers, sessions, journeys, [f for f in files if f is not None])
+
+
+def refresh_rollups(
+    warehouse: Warehouse,
+    seq: int,
+    marts: RefreshReport,
+    batch_files: list[PublishedFile],
+    settings: dict,
+    batch_date: date,
+    *,
+    threads: int = 2,
+) -> RefreshReport:
+    """Recompute the rollup partitions that the marts refresh `marts` and the batches' files
+    `batch_files` changed; returns `marts` with the new rollup files and the replaced ones.
+
+    Changed partitions: the days (weeks) of the refreshed session (journey) rows and of the
+    rows they supersede, and the event dates of the batches' touchpoint files (a re-landed event
+    keeps its date). Each is recomputed whole by the rollup's model, over the views as they will
+    read once this refresh commits, so no count is ever patched by a difference.
+    """
+    new_files = {name: [f for f in marts.files if f.dataset == name] for name in ("sessions", "journeys", "refreshes")}
+    spill = warehouse.root / "_staging" / f"rollups-{seq}"
+    con = duckdb.connect()
+    try:
+        con.execute(f"set threads = {int(threads)}")
+        con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
+        con.execute("set temp_directory = ?", [str(spill)])
+        warehouse.create_views(con, adding=marts.files, settings=settings)
+        for name, files in new_files.items():
+            paths = [str(warehouse.root / f.path) for f in files]
+            con.execute(raw_view_sql(con, DATASETS[name], paths, temporary=True, name=f"new_{name}"))
+        changed = {
+            "touchpoints": {date.fromisoformat(f.partition) for f in batch_files if f.dataset == "touchpoints"},
+            "sessions": _changed_partitions(con, "sessions", "started_date", "started_at >= r.sessions_from_at"),
+            "journeys": _changed_partitions(con, "journeys", _WEEK, "journey_cycle >= r.journeys_from_cycle"),
+        }
+        files: list[PublishedFile] = []
+        removed: list[str] = []
+        recomputed = 0
+        for dataset, (model, source) in ROLLUP_MODELS.items():
+            spec = DATASETS[dataset]
+            live = warehouse.live_files(dataset)
+            query = f"select * from {model}"
+            partitions = sorted(changed[source]) if live else []  # none yet: computed whole, once
+            if live:
+                if not partitions:
+                    continue
+                query += f" where {spec.partition_column} in ({', '.join('?' * len(partitions))})"
+                live = [f for f in live if date.fromisoformat(f.partition) in changed[source]]
+            table = con.sql(query, params=partitions).to_arrow_table()
+            table = table.append_column("batch_seq", pa.array([seq] * table.num_rows, pa.int64()))
+            written = warehouse.write_parquet(dataset, table, seq, PART)
+            files += written
+            removed += [f.path for f in live]
+            recomputed += len({f.partition for f in (*live, *written)})
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    return dataclasses.replace(
+        marts, files=[*marts.files, *files], rollup_partitions=recomputed, removed=(*marts.removed, *removed)
+    )
+
+
+def _changed_partitions(con: duckdb.DuckDBPyConnection, mart: str, partition: str, superseded: str) -> set[date]:
+    """The partitions of `mart`'s new rows and of the landed rows their markers supersede (the
+    customer's rows from the marker's session start or journey cycle on, `superseded`)."""
+    rows = con.execute(
+        f"select {partition} from new_{mart} "
+        f"union select {partition} from raw_{mart} l "
+        f"semi join new_refreshes r on l.customer_id = r.customer_id and l.batch_seq < r.batch_seq and l.{superseded}"
+    ).fetchall()
+    return {day for (day,) in rows}
 
 
 def _stream(

@@ -26,7 +26,7 @@ import pytest
 from parcours.compact import compact
 from parcours.pipelines.run import Runner
 from parcours.pipelines.sources import plan_file_ranges
-from parcours.warehouse import DATASETS, MARKER_DATASETS, Warehouse
+from parcours.warehouse import DATASETS, MARKER_DATASETS, ROLLUPS, Manifest, Warehouse
 from tests.pipeline_helpers import query, write_jsonl
 from tests.test_marts import CONFIG, RUN_1, RUN_2, T, land
 
@@ -37,6 +37,10 @@ VIEWS = {
     "survey_answers": "response_id",
     "dead_letters": "source, source_offset",
     "stg_parcours__customer_state": "customer_id",
+    "sessions_daily": "all",
+    "touchpoints_daily": "all",
+    "journey_stages_weekly": "all",
+    "journey_paths_weekly": "all",
 }
 RAW = ("touchpoints", "sessions", "journeys", "customer_state", "rewrites", "refreshes", "survey_answers")
 RAW_COUNTS = "select " + ", ".join(f"(select count(*) from raw_{name})" for name in RAW)
@@ -74,6 +78,11 @@ def warehouse(landed: Path, tmp_path: Path) -> Warehouse:
     return wh
 
 
+def compaction_manifest(warehouse: Warehouse) -> Manifest:
+    (manifest,) = [m for m in warehouse.manifests() if "compacted_files_in" in m.counts]
+    return manifest
+
+
 def view_rows(db: Path) -> dict[str, list[tuple]]:
     return {view: query(db, f"select * from {view} order by {key}") for view, key in VIEWS.items()}
 
@@ -102,6 +111,7 @@ def test_views_return_the_same_rows_from_fewer_files(warehouse: Warehouse) -> No
         "customer_state": 2,
         "sessions": 2,
         "journeys": 2,
+        **{name: 0 for name in ROLLUPS},  # one file a partition, every row current
     }
     # One file per partition is left, and the marker datasets have none.
     for dataset in DATASETS:
@@ -111,7 +121,7 @@ def test_views_return_the_same_rows_from_fewer_files(warehouse: Warehouse) -> No
     assert len(warehouse.published_files("survey_answers")) == 1
     assert report.files_after == {name: len(warehouse.published_files(name)) for name in DATASETS}
     # The commit lists what it removed; those files stay on disk during the grace period.
-    (manifest,) = [m for m in warehouse.manifests() if m.removed]
+    manifest = compaction_manifest(warehouse)
     assert manifest.seq == report.seq == 5 and len(manifest.removed) == report.removed
     assert all((warehouse.root / path).exists() for path in manifest.removed)
     assert warehouse.orphans() == []
@@ -121,7 +131,7 @@ def test_removed_files_are_not_read(warehouse: Warehouse) -> None:
     before = view_rows(warehouse.db_path)
     with warehouse.lock():
         compact(warehouse)
-    (manifest,) = [m for m in warehouse.manifests() if m.removed]
+    manifest = compaction_manifest(warehouse)
     for path in manifest.removed:  # any read of them would now fail
         (warehouse.root / path).write_bytes(b"not parquet")
     assert view_rows(warehouse.db_path) == before
@@ -141,14 +151,16 @@ def test_removed_files_are_deleted_by_a_later_compaction_after_the_grace_period(
     now = datetime.now(UTC)
     with warehouse.lock():
         compact(warehouse, grace=timedelta(hours=24), now=now)
-    (manifest,) = [m for m in warehouse.manifests() if m.removed]
+    manifest = compaction_manifest(warehouse)
     removed = [warehouse.root / path for path in manifest.removed]
     with warehouse.lock():
         early = compact(warehouse, grace=timedelta(hours=24), now=now + timedelta(hours=23))
     assert early.deleted == [] and all(path.exists() for path in removed)
     with warehouse.lock():
         late = compact(warehouse, grace=timedelta(hours=24), now=now + timedelta(hours=25))
-    assert late.deleted == sorted(removed)
+    # With the rollup files the marts refresh of run 2 replaced, as old as the grace period too.
+    replaced = [warehouse.root / path for m in warehouse.manifests() if m.seq < manifest.seq for path in m.removed]
+    assert replaced and late.deleted == sorted(removed + replaced)
     assert not any(path.exists() for path in removed)
     assert query(warehouse.db_path, "select count(*) from sessions") == [(3,)]
 

@@ -295,6 +295,7 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "collapse_repeats": True,
         "ignore_touchpoints": [],
         "max_path_length": 200,
+        "path_summary_steps": 6,
     }
     assert json.loads(json.dumps(record)) == record  # plain JSON values
 
@@ -320,6 +321,7 @@ def test_settings_record_of_a_small_config() -> None:
         "collapse_repeats": False,
         "ignore_touchpoints": ["ping"],
         "max_path_length": 5,
+        "path_summary_steps": 6,
     }
     explicit_only = parse_config("stages: [a]\nchurn: {inactivity: null}\n").settings_record()
     assert explicit_only["churn_inactivity_in_s"] is None

@@ -11,7 +11,7 @@ import pytest
 
 from parcours.config import load_config
 from parcours.pipelines.run import Runner
-from parcours.warehouse import Warehouse
+from parcours.warehouse import ROLLUPS, Warehouse
 from tests.pipeline_helpers import make_events, query, reference_sessions, view_sessions, write_jsonl
 
 CONFIG = load_config()
@@ -231,7 +231,14 @@ def test_the_real_views_open_in_duckdb_1x(tmp_path, events):
     land(tmp_path / "data", tmp_path / "w")
     db = tmp_path / "w" / "parcours.duckdb"
     script = str(Path(__file__).with_name("duckdb1_check.py"))
-    for view in ("touchpoints", "sessions", "journeys", "survey_answers", "dead_letters"):
+    for view in (
+        "touchpoints",
+        "sessions",
+        "journeys",
+        "survey_answers",
+        "dead_letters",
+        *ROLLUPS,
+    ):
         (expected,) = query(db, f"select count(*) from {view}")[0]
         result = subprocess.run([old_python, script, str(db), view, str(expected)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -377,12 +377,16 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("parcours_stages",),
         ("raw_customer_state",),
         ("raw_dead_letters",),
+        ("raw_journey_paths_weekly",),
+        ("raw_journey_stages_weekly",),
         ("raw_journeys",),
         ("raw_refreshes",),
         ("raw_rewrites",),
         ("raw_sessions",),
+        ("raw_sessions_daily",),
         ("raw_survey_answers",),
         ("raw_touchpoints",),
+        ("raw_touchpoints_daily",),
     ]
     assert [p.name for p in warehouse.root.iterdir() if p.name.startswith(".parcours.duckdb")] == []
     assert query(db, "select root, n_manifests, last_seq from parcours_meta") == [(str(warehouse.root), 1, 1)]
