@@ -179,7 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         drain_deadline = time.time() + 2 * interval + 300
         while seen_count.value < produced and time.time() < drain_deadline and serve.poll() is None:
             time.sleep(0.2)  # the poller process publishes its count; nothing to block on across processes
+        # The pass that published the last events is still running until its marts refresh ends:
+        # read the runs once every run started by then has ended.
+        all_seen_at = time.time()
         runs = flow_runs(f"http://127.0.0.1:{port}/api")
+        while time.time() < drain_deadline and any(
+            r["state_type"] == "RUNNING" and _at(r["start_time"]) <= all_seen_at for r in runs
+        ):
+            time.sleep(0.5)
+            runs = flow_runs(f"http://127.0.0.1:{port}/api")
     finally:
         producer.close()
         if serve.poll() is None:
