@@ -225,7 +225,7 @@ def run(
     from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
     from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner, WorkersNeedKeyedTopics
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
-    from parcours.warehouse import Warehouse, WarehouseBusy
+    from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
 
     journey = _load_config(config)
     wh = Warehouse(warehouse)
@@ -255,6 +255,7 @@ def run(
                 result = runner.run_kafka(KafkaSettings.from_env(), max_batches=max_batches)
     except (
         WarehouseBusy,
+        CheckpointError,
         BrokerUnavailable,
         OffsetOutOfRetention,
         SourceStalled,
@@ -345,7 +346,7 @@ def compact(
     from parcours.compact import compact as compact_warehouse
     from parcours.config import parse_duration
     from parcours.pipelines.marts import catch_up
-    from parcours.warehouse import Warehouse, WarehouseBusy
+    from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
 
     period = parse_duration(grace)
     if not isinstance(period, timedelta) or period < timedelta(0):
@@ -361,7 +362,7 @@ def compact(
             if refreshed is not None:
                 console.print(_describe_refresh(refreshed))
             report = compact_warehouse(wh, grace=period)
-    except WarehouseBusy as exc:
+    except (WarehouseBusy, CheckpointError) as exc:
         fail(str(exc))
     if report.deleted:
         console.print(f"deleted {len(report.deleted):,} files removed by earlier compactions")

@@ -12,13 +12,18 @@ compaction, under the warehouse lock (so never during a `parcours run`):
    models (`sql/staging/stg_parcours__*.sql`), run here over the same files the views read:
    the views and the compaction cannot disagree on it. Rows keep their `batch_seq`;
 3. removes the marker datasets (`rewrites`, `refreshes`) whole: every row they supersede is gone;
-4. publishes all of it with one manifest that lists the new files and the removed ones, then
-   rebuilds the views, which from then on read only live files.
+4. publishes all of it with one manifest that lists the new files and the removed ones;
+5. writes a checkpoint of the warehouse as of that manifest (`Warehouse.write_checkpoint`):
+   every process that opens the warehouse afterwards reads it and only the manifests committed
+   after it, so the cost of opening it stops growing with the number of batches ever landed;
+6. rebuilds the views, which from then on read only live files.
 
 A crash before the commit leaves files that no manifest lists (orphans, removed by the next
-run or compaction) and changes nothing anyone reads. Removed files stay on disk until a later
-compaction after the grace period: a BI tool that opened the views file before this commit
-keeps reading them until it reconnects.
+run or compaction) and changes nothing anyone reads. A crash between the commit and the
+checkpoint leaves the compaction committed: readers take the previous checkpoint and the
+manifests after it, this one included, until a later compaction writes a newer checkpoint.
+Removed files stay on disk until a later compaction after the grace period: a BI tool that
+opened the views file before this commit keeps reading them until it reconnects.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class CompactionReport:
     rows_dropped: dict[str, int] = field(default_factory=dict)  # superseded rows left out
     removed: int = 0  # files taken out of the warehouse by this compaction (still on disk)
     deleted: list[Path] = field(default_factory=list)  # files of earlier compactions deleted now
+    checkpoint: Path | None = None  # written after the commit
 
 
 def _staging_sql(name: str) -> str:
@@ -151,6 +157,9 @@ def compact(
             removed=tuple(removed),
         )
     )
+    if os.environ.get(CRASH_ENV) == "compact_before_checkpoint":
+        os._exit(137)
+    report.checkpoint = warehouse.write_checkpoint()
     warehouse.rebuild_views()
     report.seq = seq
     report.removed = len(removed)

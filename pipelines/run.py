@@ -583,7 +583,7 @@ class Runner:
                 found[kind] = (data_dir / name).resolve()
         if not found:
             raise FileNotFoundError(f"{data_dir}: none of {', '.join(FILE_KINDS)} found")
-        done = self._file_progress()
+        done = self.warehouse.file_progress()
         pending = [
             r
             for kind, path in sorted(found.items())
@@ -605,16 +605,6 @@ class Runner:
             )
         report.marts = catch_up(self.warehouse)
         return report
-
-    def _file_progress(self) -> dict[str, int]:
-        """File key -> byte offset up to which it was landed (from the manifests)."""
-        done: dict[str, int] = {}
-        for manifest in self.warehouse.manifests():
-            for source in manifest.sources:
-                key = source.get("key")
-                if key:
-                    done[key] = max(done.get(key, 0), source["range"][1])
-        return done
 
 
 def _file_key(path: Path) -> str:

@@ -29,6 +29,7 @@ from parcours.pipelines.sources import plan_file_ranges
 from parcours.warehouse import DATASETS, MARKER_DATASETS, ROLLUPS, Manifest, Warehouse
 from tests.pipeline_helpers import query, write_jsonl
 from tests.test_marts import CONFIG, RUN_1, RUN_2, T, land
+from tests.test_warehouse_checkpoints import answers, answers_of_every_manifest, garble_manifests
 
 VIEWS = {
     "touchpoints": "event_id",
@@ -85,6 +86,33 @@ def compaction_manifest(warehouse: Warehouse) -> Manifest:
 
 def view_rows(db: Path) -> dict[str, list[tuple]]:
     return {view: query(db, f"select * from {view} order by {key}") for view, key in VIEWS.items()}
+
+
+def compact_crashing(root: Path, at: str) -> None:
+    """Run a compaction in a child process that dies at the fault-injection point `at`."""
+    crash = """
+        import sys
+        from parcours.compact import compact
+        from parcours.warehouse import Warehouse
+        warehouse = Warehouse(sys.argv[1])
+        with warehouse.lock():
+            compact(warehouse)
+    """
+    crashed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(crash), str(root)],
+        env={**os.environ, "PARCOURS_CRASH_AT": at},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crashed.returncode == 137, crashed.stderr
+
+
+def land_late_event(root: Path, folder: Path, event_id: str, minutes: int) -> None:
+    """One more backfill run: an event of c2 at T + `minutes` (its own batch, then a marts refresh)."""
+    late = [{**RUN_2[1], "event_id": event_id, "occurred_at": (T + timedelta(minutes=minutes)).isoformat()}]
+    write_jsonl(folder / "touchpoints.jsonl", late)
+    assert len(land(folder, root)) == 1
 
 
 def test_views_return_the_same_rows_from_fewer_files(warehouse: Warehouse) -> None:
@@ -144,6 +172,7 @@ def test_a_second_compaction_with_nothing_new_commits_nothing(warehouse: Warehou
         first = compact(warehouse)
         second = compact(warehouse)
     assert first.seq == 5 and second.seq is None
+    assert first.checkpoint == warehouse.checkpoint_dir / "0000000005.json" and second.checkpoint is None
     assert [m.seq for m in warehouse.manifests()] == [1, 2, 3, 4, 5]
 
 
@@ -197,22 +226,7 @@ def test_a_reader_holding_the_old_views_keeps_working_through_a_compaction(wareh
 def test_a_crash_before_the_commit_changes_nothing(warehouse: Warehouse) -> None:
     before = view_rows(warehouse.db_path)
     files_before = {name: warehouse.published_files(name) for name in DATASETS}
-    crash = """
-        import sys
-        from parcours.compact import compact
-        from parcours.warehouse import Warehouse
-        warehouse = Warehouse(sys.argv[1])
-        with warehouse.lock():
-            compact(warehouse)
-    """
-    crashed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(crash), str(warehouse.root)],
-        env={**os.environ, "PARCOURS_CRASH_AT": "compact_before_manifest"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert crashed.returncode == 137, crashed.stderr
+    compact_crashing(warehouse.root, "compact_before_manifest")
     reopened = Warehouse(warehouse.root)
     assert [m.seq for m in reopened.manifests()] == [1, 2, 3, 4]
     assert {name: reopened.published_files(name) for name in DATASETS} == files_before
@@ -308,3 +322,52 @@ def test_compaction_refuses_batches_the_marts_do_not_hold_yet(tmp_path: Path) ->
         ("c1", 1),
         ("c2", 1),
     ]
+
+
+def test_compactions_write_checkpoints_that_later_readers_start_from(warehouse: Warehouse, landed: Path) -> None:
+    """Batches, a compaction, a batch, a compaction past the grace period of the first, a batch:
+    a new process answers as reading every manifest does, and reads none the checkpoint covers."""
+    first = datetime.now(UTC)
+    with warehouse.lock():
+        assert compact(warehouse, now=first).checkpoint == warehouse.checkpoint_dir / "0000000005.json"
+    land_late_event(warehouse.root, landed.parent / "late-1", "e6", 60)  # batch 6, marts 7
+    with warehouse.lock():
+        second = compact(warehouse, grace=timedelta(hours=24), now=first + timedelta(hours=25))
+    assert second.seq == 8 and second.deleted and second.checkpoint == warehouse.checkpoint_dir / "0000000008.json"
+    land_late_event(warehouse.root, landed.parent / "late-2", "e7", 61)  # batch 9, marts 10
+    instants = [first, first + timedelta(seconds=1), first + timedelta(hours=25, seconds=1)]
+    expected = answers_of_every_manifest(warehouse.root, instants)
+    assert expected["removed_files"][-1]  # the second compaction's, in their grace period
+    assert answers(Warehouse(warehouse.root), instants) == expected
+    rows = view_rows(warehouse.db_path)
+
+    garble_manifests(warehouse, through=8)
+    reopened = Warehouse(warehouse.root)
+    assert answers(reopened, instants) == expected
+    reopened.rebuild_views()
+    assert view_rows(warehouse.db_path) == rows
+    assert land(landed.parent / "run1", warehouse.root) == []  # backfill progress came through the checkpoints
+    with reopened.lock():
+        assert compact(reopened).checkpoint == warehouse.checkpoint_dir / "0000000011.json"
+    assert view_rows(warehouse.db_path) == rows
+
+
+def test_a_crash_between_a_compaction_and_its_checkpoint_leaves_a_readable_warehouse(
+    warehouse: Warehouse, landed: Path
+) -> None:
+    with warehouse.lock():
+        compact(warehouse)  # checkpoint 5
+    land_late_event(warehouse.root, landed.parent / "late-1", "e6", 60)  # batch 6, marts 7
+    rows = view_rows(warehouse.db_path)
+    compact_crashing(warehouse.root, "compact_before_checkpoint")
+    reopened = Warehouse(warehouse.root)
+    assert [m.seq for m in reopened.manifests()][-1] == 8 and reopened.manifests()[-1].removed
+    assert sorted(p.name for p in reopened.checkpoint_dir.iterdir()) == ["0000000005.json"]
+    instants = [datetime.now(UTC) + timedelta(seconds=1)]
+    expected = answers_of_every_manifest(warehouse.root, instants)
+    assert expected["removed_files"][0]
+    garble_manifests(warehouse, through=5)
+    assert answers(Warehouse(warehouse.root), instants) == expected  # checkpoint 5, then manifests 6..8
+    assert reopened.views_outdated() == f"{warehouse.db_path} was built at manifest 7, the latest is 8"
+    reopened.rebuild_views()
+    assert view_rows(warehouse.db_path) == rows
