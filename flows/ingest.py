@@ -9,10 +9,9 @@ It is the pass `parcours run` makes, through the same `Runner.run_kafka`: the pi
 exactly-once publication and its accounting live in `pipelines/run.py`, not here. What this
 module adds is what a schedule needs:
 
-* a run that finds the warehouse locked (the previous tick still landing, or someone's manual
-  `parcours run`) ends at once in a Completed state named "Skipped", with one log line naming
-  the holder: the next tick lands what this one would have. Failing instead would page people
-  for a warehouse that is doing its job;
+* a run that finds the warehouse locked (the previous tick still landing, the nightly
+  compaction, or someone's manual `parcours run`) is skipped: the next tick lands what this one
+  would have (`flows/busy.py`, shared with the compaction flow);
 * only the Kafka I/O is retried, with exponential backoff, and only on errors a later attempt
   can fix (the broker unreachable or stalling). A retry is safe because each attempt resumes
   from the offsets of the last committed manifest. Data errors (counts that do not add up,
@@ -33,10 +32,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, State
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from parcours.config import load_config
+from parcours.flows.busy import skipped
 from parcours.kafka import BrokerUnavailable, KafkaSettings
 from parcours.warehouse import Warehouse, WarehouseBusy
 
@@ -47,7 +47,6 @@ from parcours.warehouse import Warehouse, WarehouseBusy
 KAFKA_RETRIES = 3
 KAFKA_BACKOFF_S = 5.0
 KAFKA_RETRY_JITTER = 0.2
-SKIPPED = "Skipped"
 
 
 def is_broker_unavailable(exc: BaseException) -> bool:
@@ -173,9 +172,7 @@ def ingest_events(
         with wh.lock():
             report = land_from_kafka(wh, settings, config, workers, batch_size, max_batches)
     except WarehouseBusy as exc:
-        logger.warning("skipped this run: %s", exc)
-        skipped = IngestReport(str(wh.root), skipped=str(exc))
-        return Completed(name=SKIPPED, message=str(exc), data=skipped)
+        return skipped(exc, IngestReport(str(wh.root), skipped=str(exc)))
     logger.info(report.describe())
     return report
 
