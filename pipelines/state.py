@@ -7,10 +7,11 @@ Two look-ups, both restricted to the customers or ids of one shard of one micro-
   recomputed with the new ones) and the latest current event before it (the session and
   cycle the new events continue).
 
-The "current version" rule is the staging model `stg_parcours__touchpoints.sql`, run here on
-an in-memory DuckDB over the same files the views read, so the pipeline and the views cannot
-disagree on it. Only files listed in committed manifests are read: a crashed batch's files are
-invisible here too.
+The "current version" rules are the staging models `stg_parcours__touchpoints.sql` (an event's
+latest version) and `stg_parcours__customer_state.sql` (a customer's latest state row), run here
+on an in-memory DuckDB over the same files the views read, so the pipeline, the views and the
+compaction cannot disagree on them. Only files listed in committed manifests are read: a
+crashed batch's files are invisible here too.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import pyarrow.compute as pc
 
 
 def _staging_sql(name: str) -> str:
-    return resources.files("parcours.sql").joinpath("staging", f"{name}.sql").read_text("utf-8")
+    """The select of a staging model, to define a temporary view with."""
+    text = resources.files("parcours.sql").joinpath("staging", f"{name}.sql").read_text("utf-8")
+    return text.rstrip().rstrip(";")
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,16 @@ class LandedState:
         self._survey_files = list(files.survey_answers)
         self._con.execute(raw_view_sql(self._con, DATASETS["rewrites"], list(files.rewrites), temporary=True))
         self._con.execute(
-            raw_view_sql(self._con, DATASETS["customer_state"], list(files.customer_state), temporary=True)
+            raw_view_sql(
+                self._con,
+                DATASETS["customer_state"],
+                list(files.customer_state),
+                temporary=True,
+                name="landed_customer_state",
+            )
         )
-        self._current_sql = _staging_sql("stg_parcours__touchpoints").rstrip().rstrip(";")
+        self._current_sql = _staging_sql("stg_parcours__touchpoints")
+        self._current_state_sql = _staging_sql("stg_parcours__customer_state")
         self._use_touchpoint_files(self._touchpoint_files)
 
     def _use_touchpoint_files(self, paths: list[str]) -> None:
@@ -130,11 +140,18 @@ class LandedState:
         """
         self._con.register("earliest_new", earliest_new)
         try:
+            # The staging model picks each customer's current row among that customer's rows only,
+            # so it is run over the touched customers' rows: the same rows as over everyone's,
+            # without ranking every customer ever landed.
+            self._con.execute(
+                "create or replace temp view raw_customer_state as "
+                "select s.* from landed_customer_state s semi join earliest_new using (customer_id)"
+            )
+            self._con.execute("create or replace temp view current_customer_state as " + self._current_state_sql)
             self._con.execute(
                 "create or replace temp table state as "
                 "select s.* exclude (batch_date), s.occurred_at >= n.min_at as is_late "
-                "from raw_customer_state s join earliest_new n using (customer_id) "
-                "qualify row_number() over (partition by s.customer_id order by s.batch_seq desc) = 1"
+                "from current_customer_state s join earliest_new n using (customer_id)"
             )
             context = self._con.sql("select * exclude (is_late, batch_seq) from state where not is_late")
             context = context.to_arrow_table()
