@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/latency.py --rate 2000 --passes 10 --interval 10 # the floor: one pass
 
 Runs the ingestion as it runs in production, on fresh topics and an empty warehouse:
-`parcours serve` (a local Prefect server and runner, the schedule of prefect.yaml or --interval)
+`parcours serve` (a local Prefect server and runner, the ingestion's schedule of prefect.yaml or --interval)
 while this process produces touchpoints at a steady rate, each stamped with its produce time as
 `occurred_at`. A separate process opens the views file read-only, as a BI tool would, every
 --poll seconds; whenever a new batch is published it reads the new events' `occurred_at` and
@@ -42,6 +42,7 @@ from report import report  # benchmarks/report.py: scripts run from this folder
 
 TOUCHPOINTS = ("home_page", "product_page", "checkout", "delivery", "app_session", "support_call", "renewal_offer")
 CHANNELS = ("web", "app", "store", "call_center", "email")
+DEPLOYMENT = "ingest-events"  # of prefect.yaml
 
 
 def poll_views(db: str, period: float, stop, seen_count, first_seen_at, out_path: str) -> None:
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from parcours.flows.serve import DEFAULT_PREFECT_YAML, free_port, read_deployments
     from parcours.kafka import KafkaSettings, ensure_topics, make_admin, make_producer
 
-    interval = args.interval or read_deployments(DEFAULT_PREFECT_YAML)[0].schedules[0].interval.total_seconds()
+    (ingestion,) = [spec for spec in read_deployments(DEFAULT_PREFECT_YAML) if spec.name == DEPLOYMENT]
+    interval = args.interval or ingestion.schedules[0].interval.total_seconds()
     work = Path(tempfile.mkdtemp(prefix="parcours-latency-"))
     warehouse = work / "warehouse"
     settings = KafkaSettings.from_env().with_prefix(f"lat{uuid.uuid4().hex[:8]}.")
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     env.pop("PREFECT_API_URL", None)
     command = [sys.executable, "-m", "parcours.cli", "serve", "--warehouse", str(warehouse), "--port", str(port)]
+    command += ["--deployment", DEPLOYMENT]  # the ingestion alone: --interval would schedule the compaction too
     if args.interval:
         command += ["--interval", str(args.interval)]
     serve_log = (work / "serve.log").open("w")

@@ -298,13 +298,17 @@ def serve(
     prefect_yaml: Annotated[
         Path | None, typer.Option(help="Deployments and schedules (default: prefect.yaml of the checkout).")
     ] = None,
+    deployment: Annotated[
+        list[str] | None,
+        typer.Option("--deployment", "-d", help="Serve only this deployment of prefect.yaml (repeatable)."),
+    ] = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the local Prefect API (0: a free one).")] = 4200,
     ui: Annotated[bool, typer.Option(help="Also serve the Prefect UI at that port.")] = False,
     interval: Annotated[
         float | None, typer.Option(min=0.1, help="Override every schedule, in seconds (benchmarks and tests).")
     ] = None,
 ) -> None:
-    """Run the schedules of prefect.yaml here until Ctrl-C: ingestion every 60 s by default.
+    """Run the schedules of prefect.yaml here until Ctrl-C: ingestion every 60 s, compaction nightly.
 
     Starts a local Prefect API on 127.0.0.1 (data under WAREHOUSE/_prefect) unless
     PREFECT_API_URL names one; no Prefect Cloud, nothing leaves the machine.
@@ -320,6 +324,7 @@ def serve(
         serve_deployments(
             warehouse,
             prefect_yaml=prefect_yaml or DEFAULT_PREFECT_YAML,
+            deployments=deployment or None,
             port=port,
             ui=ui,
             interval=interval,

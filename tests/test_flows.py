@@ -1,17 +1,23 @@
-"""The ingestion flow under Prefect: lands what Kafka holds, skips a busy warehouse, retries only I/O.
+"""The flows under Prefect: ingestion lands what Kafka holds and retries only I/O; compaction
+catches up the marts and compacts; both skip a busy warehouse. And prefect.yaml, which serves both.
 
 Flows run against a local Prefect API (`prefect_test_harness`: a real server process on
 127.0.0.1 with a throwaway SQLite database; PREFECT_HOME is a temporary folder, see conftest).
+The compaction tests use the hand-computed warehouse of tests/test_compact.py (two runs of
+tests/test_marts.py's events), landed here through Kafka by the ingestion flow itself.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+import textwrap
+import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,10 +27,12 @@ from parcours.config import ConfigError
 from parcours.flows.serve import DEFAULT_PREFECT_YAML, ServeError, free_port, read_deployments
 from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
 from parcours.pipelines.run import CountsDoNotAddUp, Runner, RunReport
-from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
+from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled, plan_file_ranges
 from parcours.produce import produce_dir
-from parcours.warehouse import Warehouse
+from parcours.warehouse import DATASETS, ROLLUPS, Warehouse
 from tests.pipeline_helpers import csat_answers, make_events, query, write_jsonl
+from tests.test_compact import RAW_COUNTS, answer, view_rows
+from tests.test_marts import CONFIG, RUN_1, RUN_2, land
 
 BAD_LINES = [
     "{oops",
@@ -201,20 +209,240 @@ def test_the_flow_retries_the_kafka_task_only_while_the_broker_is_unavailable(
         pass
 
 
+# -- the compaction flow -----------------------------------------------------------------------
+
+
+def produce_run(settings: KafkaSettings, folder: Path, touchpoints: list[dict], surveys: list[dict]) -> None:
+    write_jsonl(folder / "touchpoints.jsonl", touchpoints)
+    write_jsonl(folder / "surveys.jsonl", surveys)
+    assert produce_dir(folder, settings).total == len(touchpoints) + len(surveys)
+
+
+def landed_by_hand(data: Path, root: Path) -> Warehouse:
+    """tests/test_compact.py's warehouse, backfilled from files: for the tests that need no broker."""
+    write_jsonl(data / "run1" / "touchpoints.jsonl", RUN_1)
+    write_jsonl(data / "run2" / "touchpoints.jsonl", RUN_2)
+    land(data / "run1", root)
+    land(data / "run2", root)
+    return Warehouse(root)
+
+
+@pytest.mark.kafka
+def test_the_compaction_flow_compacts_what_ingestion_passes_landed(prefect_api, kafka_settings, tmp_path, monkeypatch):
+    """Two ingestion passes through Kafka (the second with a late event), then the nightly run:
+    the rows test_compact.py counts by hand, from fewer files, the views unchanged."""
+    from parcours.flows.compact import compact_warehouse
+    from parcours.flows.ingest import ingest_events
+
+    use_kafka(monkeypatch, kafka_settings)
+    root = tmp_path / "w"
+    produce_run(kafka_settings, tmp_path / "run1", RUN_1, [answer("r1", 5)])
+    assert ingest_events(warehouse=str(root), return_state=True).result().total("landed") == 4
+    produce_run(kafka_settings, tmp_path / "run2", RUN_2, [answer("r2", 50)])
+    second = ingest_events(warehouse=str(root), return_state=True).result()
+    assert (second.total("landed"), second.batches[0]["relanded"]) == (3, 1)  # e3 re-landed after the late e2
+    warehouse = Warehouse(root)
+    before = view_rows(warehouse.db_path)
+    assert query(warehouse.db_path, RAW_COUNTS) == [(6, 5, 5, 4, 1, 4, 2)]
+    assert [m.seq for m in warehouse.manifests()] == [1, 2, 3, 4]  # batch, marts refresh, twice
+
+    state = compact_warehouse(warehouse=str(root), return_state=True)
+
+    assert state.is_completed() and state.name == "Completed"
+    result = state.result()
+    assert view_rows(warehouse.db_path) == before
+    assert query(warehouse.db_path, RAW_COUNTS) == [(5, 3, 3, 2, 0, 0, 2)]  # superseded rows and markers gone
+    assert result["warehouse"] == str(root) and result["skipped"] is None and result["marts_refreshed"] is None
+    assert result["seq"] == 5 and [m.seq for m in Warehouse(root).manifests()] == [1, 2, 3, 4, 5]
+    assert result["rows_dropped"] == {
+        "touchpoints": 1,
+        "survey_answers": 0,
+        "dead_letters": 0,
+        "customer_state": 2,
+        "sessions": 2,
+        "journeys": 2,
+        **{name: 0 for name in ROLLUPS},
+    }
+    assert result["files_after"] == {name: len(warehouse.published_files(name)) for name in DATASETS}
+    assert sum(result["files_after"].values()) < sum(result["files_before"].values())
+    assert result["files_before"]["survey_answers"] == 2 and result["files_after"]["survey_answers"] == 1
+    assert result["files_removed"] > 0 and result["files_deleted"] == 0  # deleted by a compaction after 24 h
+    assert result["checkpoint"] == str(warehouse.checkpoint_dir / "0000000005.json")
+
+    # The next night finds nothing to do, and says so.
+    again = compact_warehouse(warehouse=str(root), return_state=True)
+    assert again.is_completed() and (again.result()["seq"], again.result()["checkpoint"]) == (None, None)
+    assert view_rows(warehouse.db_path) == before
+
+
+HOLD_THE_LOCK = textwrap.dedent(
+    """
+    import sys
+    from parcours.warehouse import Warehouse
+    with Warehouse(sys.argv[1]).lock():
+        print("held", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def test_a_compaction_that_finds_the_warehouse_locked_is_skipped(prefect_api, tmp_path):
+    warehouse = landed_by_hand(tmp_path / "data", tmp_path / "w")
+    files = {name: warehouse.published_files(name) for name in DATASETS}
+    # Another process holds the lock, as an ingestion pass or a manual `parcours run` would.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(warehouse.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        from parcours.flows.compact import compact_warehouse
+
+        state = compact_warehouse(warehouse=str(warehouse.root), return_state=True)
+    finally:
+        holder.communicate("\n", timeout=60)
+
+    assert state.is_completed() and state.name == "Skipped"
+    assert "is busy" in state.message and f"pid {holder.pid}" in state.message
+    assert state.result() == {"warehouse": str(warehouse.root), "skipped": state.message}
+    assert [m.seq for m in warehouse.manifests()] == [1, 2, 3, 4]
+    assert {name: warehouse.published_files(name) for name in DATASETS} == files
+
+
+def test_the_compaction_flow_catches_up_the_marts_first(prefect_api, tmp_path):
+    """A run that stopped between its batch and its refresh: the batch is committed, the marts
+    do not hold it. The flow refreshes them (commit 2), then compacts (commit 3)."""
+    from parcours.flows.compact import compact_warehouse
+
+    write_jsonl(tmp_path / "run1" / "touchpoints.jsonl", RUN_1)
+    warehouse = Warehouse(tmp_path / "w")
+    with warehouse.lock():
+        Runner(warehouse, CONFIG).run_batch(
+            plan_file_ranges("touchpoints", tmp_path / "run1" / "touchpoints.jsonl", 0),
+            settings=None,
+            source_of_kind={"touchpoints": {str(tmp_path / "run1" / "touchpoints.jsonl")}},
+        )
+    assert [m.seq for m in warehouse.marts_pending()] == [1]
+
+    state = compact_warehouse(warehouse=str(warehouse.root), return_state=True)
+
+    assert state.is_completed() and state.name == "Completed"
+    result = state.result()
+    assert result["marts_refreshed"] == {"seq": 2, "batches": 1, "customers": 2}
+    assert result["seq"] == 3 and Warehouse(warehouse.root).marts_pending() == []
+    assert query(warehouse.db_path, "select customer_id, n_events from sessions order by 1, started_at") == [
+        ("c1", 1),  # e1; e3 comes 40 min later, past the 30 min gap
+        ("c1", 1),
+        ("c2", 1),  # e4
+    ]
+
+
+def test_a_folder_where_nothing_was_landed_has_nothing_to_compact(prefect_api, tmp_path):
+    from parcours.flows.compact import compact_warehouse
+
+    state = compact_warehouse(warehouse=str(tmp_path / "w"), return_state=True)
+    assert state.is_completed() and state.name == "Completed"
+    assert state.result()["seq"] is None
+    assert not (tmp_path / "w").exists()  # not even created by taking the lock
+
+
 # -- prefect.yaml and `parcours serve` ---------------------------------------------------------
 
 
-def test_prefect_yaml_schedules_the_ingestion_every_60_seconds():
+def test_prefect_yaml_schedules_ingestion_every_minute_and_compaction_nightly():
+    ingestion, compaction = read_deployments(DEFAULT_PREFECT_YAML)
+    assert (ingestion.name, ingestion.entrypoint) == ("ingest-events", "flows/ingest.py:ingest_events")
+    assert [s.interval for s in ingestion.schedules] == [timedelta(seconds=60)]
+    # The ticks at 30 s past the minute, the compaction on it: a pass never starts with it.
+    assert [s.anchor_date for s in ingestion.schedules] == [datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)]
+    assert (compaction.name, compaction.entrypoint) == ("compact-warehouse", "flows/compact.py:compact_warehouse")
+    assert [(s.cron, s.timezone) for s in compaction.schedules] == [("0 3 * * *", "UTC")]
+    assert compaction.parameters == {"warehouse": "warehouse"}  # the default grace period
+
+
+@pytest.mark.parametrize("spec", read_deployments(DEFAULT_PREFECT_YAML), ids=lambda spec: spec.name)
+def test_every_deployment_points_at_a_flow_of_the_package(spec):
+    """The entry point (a file, for `prefect deploy` and `parcours serve`) is the package's flow."""
+    from prefect import Flow
+
     from parcours.flows.serve import build_deployments
 
-    (spec,) = read_deployments(DEFAULT_PREFECT_YAML)
-    assert spec.name == "ingest-events" and spec.entrypoint == "flows/ingest.py:ingest_events"
-    assert [s.interval for s in spec.schedules] == [timedelta(seconds=60)]
+    path, function = spec.entrypoint.rsplit(":", 1)
+    module = importlib.import_module("parcours." + path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, function)
+    assert isinstance(flow, Flow) and flow.retries in (0, None)  # retries belong to I/O tasks only
+    (deployment,) = build_deployments([spec], DEFAULT_PREFECT_YAML.parent)
+    assert deployment.flow_name == flow.name == function
+    assert deployment.entrypoint.endswith(f"{path}:{function}")
 
-    (deployment,) = build_deployments([spec], DEFAULT_PREFECT_YAML.parent, parameters={"warehouse": "/srv/w"})
-    assert deployment.flow_name == "ingest_events"
-    assert deployment.parameters == {"warehouse": "/srv/w", "workers": 1}
-    assert [s.schedule.interval for s in deployment.schedules] == [timedelta(seconds=60)]
+
+def test_serve_registers_every_deployment_with_the_parameters_each_flow_takes(prefect_api):
+    """What `parcours serve` hands Prefect's runner, registered with a real API as the runner does
+    (`RunnerDeployment.apply`), without starting the runner's polling loop."""
+    from prefect.client.orchestration import get_client
+
+    from parcours.flows.serve import build_deployments
+
+    overrides = {"warehouse": "/srv/w", "workers": 2, "config": "/srv/journey.yaml"}  # as the CLI passes them
+    built = build_deployments(read_deployments(DEFAULT_PREFECT_YAML), DEFAULT_PREFECT_YAML.parent, parameters=overrides)
+    ids = [deployment.apply() for deployment in built]
+
+    with get_client(sync_client=True) as client:
+        ingestion, compaction = (client.read_deployment(deployment_id) for deployment_id in ids)
+    assert (ingestion.name, ingestion.parameters) == ("ingest-events", overrides)
+    assert [s.schedule.interval for s in ingestion.schedules] == [timedelta(seconds=60)]
+    # The compaction takes neither workers nor a journey configuration.
+    assert (compaction.name, compaction.parameters) == ("compact-warehouse", {"warehouse": "/srv/w"})
+    assert [(s.schedule.cron, s.schedule.timezone) for s in compaction.schedules] == [("0 3 * * *", "UTC")]
+
+
+def test_serve_serves_only_the_deployments_named():
+    from parcours.flows.serve import select_deployments
+
+    specs = read_deployments(DEFAULT_PREFECT_YAML)
+    assert select_deployments(specs, None, DEFAULT_PREFECT_YAML) == specs
+    assert [s.name for s in select_deployments(specs, ["ingest-events"], DEFAULT_PREFECT_YAML)] == ["ingest-events"]
+    with pytest.raises(
+        ServeError, match=r"no deployment named 'compact' \(deployments: ingest-events, compact-warehouse\)"
+    ):
+        select_deployments(specs, ["compact"], DEFAULT_PREFECT_YAML)
+
+
+def test_a_parameter_no_served_flow_takes_is_named(tmp_path):
+    from parcours.flows.serve import build_deployments
+
+    (compaction,) = [s for s in read_deployments(DEFAULT_PREFECT_YAML) if s.name == "compact-warehouse"]
+    with pytest.raises(ServeError, match=r"no deployment served \(compact-warehouse\) takes the parameter 'workers'"):
+        build_deployments([compaction], DEFAULT_PREFECT_YAML.parent, parameters={"warehouse": "/w", "workers": 2})
+
+    path = tmp_path / "prefect.yaml"
+    path.write_text(
+        "deployments:\n  - name: nightly\n    entrypoint: flows/compact.py:compact_warehouse\n"
+        "    parameters: {warehouse: w, grace: 1h}\n"
+    )
+    with pytest.raises(
+        ServeError, match=r"deployment nightly: flows/compact.py:compact_warehouse takes no parameter 'grace'"
+    ):
+        build_deployments(read_deployments(path), DEFAULT_PREFECT_YAML.parent)
+
+
+def test_only_prefects_own_sigterm_warning_is_silenced():
+    """Prefect 3.8.8's runner drops the coroutine `Runner.astop` on SIGTERM (see serve.py);
+    any other unawaited coroutine, ours included, still warns."""
+    from parcours.flows.serve import ignore_prefect_sigterm_warning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ignore_prefect_sigterm_warning()
+        warnings.warn("coroutine 'Runner.astop' was never awaited", RuntimeWarning, stacklevel=1)
+        warnings.warn("coroutine 'Runner.astart' was never awaited", RuntimeWarning, stacklevel=1)
+        warnings.warn("coroutine 'land' was never awaited", RuntimeWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == [
+        "coroutine 'Runner.astart' was never awaited",
+        "coroutine 'land' was never awaited",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -242,8 +470,13 @@ def test_parcours_imports_without_prefect():
 
 @pytest.mark.slow
 @pytest.mark.kafka
-def test_parcours_serve_runs_the_schedule_of_prefect_yaml_and_stops_its_server(kafka_settings, tmp_path):
-    """The real thing: a local Prefect server, the runner, prefect.yaml's 60 s schedule, SIGTERM."""
+def test_parcours_serve_runs_the_schedules_of_prefect_yaml_and_stops_its_server(kafka_settings, tmp_path):
+    """The real thing: a local Prefect server, the runner, prefect.yaml's schedules, SIGTERM.
+
+    Both deployments are registered; the ingestion's first tick comes at the next 30 s past a
+    minute, the compaction's at 03:00 UTC (not waited for: its flow is tested above)."""
+    import httpx
+
     produce_small_dataset(kafka_settings, tmp_path / "data")
     env = {
         **os.environ,
@@ -260,10 +493,12 @@ def test_parcours_serve_runs_the_schedule_of_prefect_yaml_and_stops_its_server(k
     )
     output = []
     try:
-        for line in serve.stdout:  # the first scheduled pass is due when the deployment is created
+        for line in serve.stdout:
             output.append(line)
             if "Finished in state" in line and "Flow run" in line:
                 break
+        (api,) = re.findall(r"Prefect API at (http://127\.0\.0\.1:\d+/api)", "".join(output))
+        registered = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
     finally:
         serve.send_signal(signal.SIGTERM)
         rest, _ = serve.communicate(timeout=120)
@@ -271,6 +506,8 @@ def test_parcours_serve_runs_the_schedule_of_prefect_yaml_and_stops_its_server(k
     text = "".join(output)
     assert "consumed 223 = landed 220 + dead-lettered 2 + duplicates skipped 1" in text, text[-3000:]
     assert query(tmp_path / "w" / "parcours.duckdb", "select count(*) from touchpoints") == [(200,)]
+    assert sorted(d["name"] for d in registered) == ["compact-warehouse", "ingest-events"]
+    assert "was never awaited" not in text  # Prefect's SIGTERM warning, silenced (flows/serve.py)
     (server_pid,) = re.findall(r"Prefect API at http://127\.0\.0\.1:\d+/api \(pid (\d+)", text)
     with pytest.raises(ProcessLookupError):  # stopped with serve
         os.kill(int(server_pid), 0)
