@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -44,6 +43,7 @@ from parcours.warehouse import (
     Manifest,
     PublishedFile,
     Warehouse,
+    model_sql,
     raw_view_sql,
 )
 
@@ -75,11 +75,6 @@ class CompactionReport:
     removed: int = 0  # files taken out of the warehouse by this compaction (still on disk)
     deleted: list[Path] = field(default_factory=list)  # files of earlier compactions deleted now
     checkpoint: Path | None = None  # written after the commit
-
-
-def _staging_sql(name: str) -> str:
-    text = resources.files("parcours.sql").joinpath("staging", f"{name}.sql").read_text("utf-8")
-    return text.rstrip().rstrip(";")
 
 
 class MartsNotRefreshed(RuntimeError):
@@ -184,7 +179,7 @@ def _compact_dataset(
     con.execute(raw_view_sql(con, spec, [str(root / f.path) for f in files], temporary=True))
     current = f"raw_{dataset}"
     if model is not None:
-        con.execute(f"create or replace temp view {model} as {_staging_sql(model)}")
+        con.execute(f"create or replace temp view {model} as {model_sql('staging', model)}")
         current = model
         if dataset == "customer_state":
             # Current means "latest of the customer", across partitions: decided once, over all rows.
@@ -209,7 +204,7 @@ def _compact_dataset(
             # Re-point the raw view at this partition's files; markers stay global.
             con.execute(raw_view_sql(con, spec, [str(root / f.path) for f in members], temporary=True))
             if model is not None:
-                con.execute(f"create or replace temp view {model} as {_staging_sql(model)}")
+                con.execute(f"create or replace temp view {model} as {model_sql('staging', model)}")
             rows = con.sql(f"select * exclude ({column}) from {current}")
         else:
             rows = con.sql(f"select * exclude ({column}) from current_state where {column} = DATE '{day.isoformat()}'")

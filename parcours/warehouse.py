@@ -1131,6 +1131,13 @@ def _latest_settings(manifests: Sequence[Manifest]) -> dict[str, Any]:
     return load_config().settings_record()
 
 
+def model_sql(layer: str, name: str) -> str:
+    """The select of the SQL model `sql/<layer>/<name>.sql`, for a temporary view or a query of
+    the pipeline's own: the pipeline runs the same model definitions the views file holds."""
+    text = resources.files("parcours.sql").joinpath(layer, f"{name}.sql").read_text("utf-8")
+    return text.rstrip().rstrip(";")
+
+
 def settings_views_sql(settings: dict[str, Any], *, temporary: bool = False) -> list[str]:
     """`parcours_settings` (one row) and `parcours_stages` (one row per lifecycle stage), from a
     `JourneyConfig.settings_record()`. Shared by the views file and by the pipeline's refresh of

@@ -48,7 +48,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from importlib import resources
 
 import duckdb
 import pyarrow as pa
@@ -60,6 +59,7 @@ from parcours.warehouse import (
     Manifest,
     PublishedFile,
     Warehouse,
+    model_sql,
     raw_view_sql,
     settings_views_sql,
 )
@@ -69,10 +69,6 @@ JOURNEYS_MODEL = "int_journeys_aggregated"
 PART = "mart"
 MEMORY_LIMIT = "1GB"
 STREAM_ROWS = 122_880  # rows per Arrow batch, so per row group (DuckDB's own size)
-
-
-def _model_sql(layer: str, name: str) -> str:
-    return resources.files("parcours.sql").joinpath(layer, f"{name}.sql").read_text("utf-8").rstrip().rstrip(";")
 
 
 # Rollup dataset -> (its model, what changes its partitions). Sessions and journeys are
@@ -189,11 +185,11 @@ def refresh_marts(
         horizon = earliest.astimezone(UTC).date() if earliest is not None else None  # partitions are UTC dates
         recent = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
         _point_events_at(con, recent, "r.occurred_at >= t.sessions_from_at")
-        files = [_stream(warehouse, con, "sessions", _model_sql("intermediate", SESSIONS_MODEL), seq, batch_date)]
+        files = [_stream(warehouse, con, "sessions", model_sql("intermediate", SESSIONS_MODEL), seq, batch_date)]
 
         # Journeys: the touched customers' events of their recomputed cycles, which may go far back.
         _point_events_at(con, touchpoints, "r.journey_cycle >= t.journeys_from_cycle")
-        files.append(_stream(warehouse, con, "journeys", _model_sql("intermediate", JOURNEYS_MODEL), seq, batch_date))
+        files.append(_stream(warehouse, con, "journeys", model_sql("intermediate", JOURNEYS_MODEL), seq, batch_date))
         files.append(_stream(warehouse, con, "refreshes", "select * from touched", seq, batch_date))
     finally:
         con.close()
@@ -297,4 +293,4 @@ def _point_events_at(con: duckdb.DuckDBPyConnection, paths: list[str], condition
         f"join touched t on r.customer_id = t.customer_id and {condition}"
     )
     for layer, model in (("staging", "stg_parcours__touchpoints"), ("intermediate", "int_journey_steps_cleaned")):
-        con.execute(f"create or replace temp view {model} as {_model_sql(layer, model)}")
+        con.execute(f"create or replace temp view {model} as {model_sql(layer, model)}")

@@ -18,17 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from importlib import resources
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-
-
-def _staging_sql(name: str) -> str:
-    """The select of a staging model, to define a temporary view with."""
-    text = resources.files("parcours.sql").joinpath("staging", f"{name}.sql").read_text("utf-8")
-    return text.rstrip().rstrip(";")
 
 
 @dataclass(frozen=True)
@@ -65,7 +58,7 @@ class LandedState:
     """
 
     def __init__(self, files: PublishedFiles, threads: int = 2, context_window: timedelta = timedelta(days=7)) -> None:
-        from parcours.warehouse import DATASETS, raw_view_sql
+        from parcours.warehouse import DATASETS, model_sql, raw_view_sql
 
         self._raw_view_sql = raw_view_sql
         self._datasets = DATASETS
@@ -84,8 +77,8 @@ class LandedState:
                 name="landed_customer_state",
             )
         )
-        self._current_sql = _staging_sql("stg_parcours__touchpoints")
-        self._current_state_sql = _staging_sql("stg_parcours__customer_state")
+        self._current_sql = model_sql("staging", "stg_parcours__touchpoints")
+        self._current_state_sql = model_sql("staging", "stg_parcours__customer_state")
         self._use_touchpoint_files(self._touchpoint_files)
 
     def _use_touchpoint_files(self, paths: list[str]) -> None:
