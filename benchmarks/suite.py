@@ -15,8 +15,9 @@ then runs, each in its own processes and against baselines measured in the same 
 
 and once, `latency.py`: event-to-queryable latency at prefect.yaml's schedule (`--latency-passes 0`
 skips it; it takes a few minutes of wall time). It needs the local broker (`bash infra/kafka.sh
-start`). Results go to stdout as one table (a column per size) and to `--json`. Nothing is
-asserted: the numbers go to BENCHMARKS.md with the machine they were measured on.
+start`). Results go to stdout as one table (a column per size), to `--json`, and as Markdown to
+`--markdown`; `--from-json FILE` prints an earlier run's again. Nothing is asserted: the numbers
+go to BENCHMARKS.md with the machine they were measured on.
 """
 
 from __future__ import annotations
@@ -52,7 +53,34 @@ def run(script: str, *args: str) -> dict:
 
 
 def _cell(value: object) -> str:
-    return f"{value:>14,}" if isinstance(value, int | float) else f"{value!s:>14}"
+    return f"{_md(value):>14}"
+
+
+def show(results: dict[str, dict], sizes: list[str], markdown: Path | None) -> None:
+    """One table, a column per size; the latency measures after it."""
+    keys = list(dict.fromkeys(key for size in sizes for key in results[size]))
+    width = max(len(key) for key in keys)
+    print(f"\n{'measure':<{width}}  " + "  ".join(f"{size:>14}" for size in sizes))
+    for key in keys:
+        print(f"{key:<{width}}  " + "  ".join(_cell(results[size].get(key, "")) for size in sizes))
+    latency = results.get("latency", {})
+    if latency:
+        print("\nevent-to-queryable latency at the schedule:")
+        for key, value in latency.items():
+            print(f"  {key}: {value}")
+    if markdown:
+        lines = ["| measure | " + " | ".join(sizes) + " |", "| --- |" + " ---: |" * len(sizes)]
+        lines += [f"| {key} | " + " | ".join(_md(results[size].get(key, "")) for size in sizes) + " |" for key in keys]
+        if latency:
+            lines += ["", "| latency at the schedule | |", "| --- | ---: |"]
+            lines += [f"| {key} | {_md(value)} |" for key, value in latency.items()]
+        markdown.write_text("\n".join(lines) + "\n")
+
+
+def _md(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=10, help="runs of each BI query")
     parser.add_argument("--latency-passes", type=int, default=3, help="scheduled passes to time; 0 skips")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here (for BENCHMARKS.md)")
+    parser.add_argument("--from-json", type=Path, help="print (and --markdown) the results of an earlier --json")
     args = parser.parse_args(argv)
 
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        sizes = [size for size in results if size != "latency"]
+        show(results, sizes, args.markdown)
+        return 0
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     results: dict[str, dict] = {}
     for index, size in enumerate(sizes):
@@ -101,19 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         latency = run("latency.py", "--passes", str(args.latency_passes))
         results["latency"] = latency
 
-    print()
-    keys = list(dict.fromkeys(key for size in sizes for key in results[size]))
-    width = max(len(key) for key in keys)
-    print(f"{'measure':<{width}}  " + "  ".join(f"{size:>14}" for size in sizes))
-    for key in keys:
-        cells = [results[size].get(key, "") for size in sizes]
-        print(
-            f"{key:<{width}}  " + "  ".join(f"{c:>14,}" if isinstance(c, int | float) else f"{c!s:>14}" for c in cells)
-        )
-    if "latency" in results:
-        print("\nevent-to-queryable latency at the schedule:")
-        for key, value in results["latency"].items():
-            print(f"  {key}: {value}")
+    show(results, sizes, args.markdown)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

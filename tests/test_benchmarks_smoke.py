@@ -77,6 +77,33 @@ def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
     assert after["rows"]["refreshes"] == 0 and after["rows"]["sessions"] == results["rows"]["sessions"]
 
 
+def test_the_suite_prints_an_earlier_run_as_markdown(tmp_path: Path) -> None:
+    earlier = {"1M": {"events": 1_004_018, "same": True}, "10M": {"events": 10_239_444}, "latency": {"p50_s": 34.2}}
+    (tmp_path / "run.json").write_text(json.dumps(earlier))
+    subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "suite.py"),
+            "--from-json",
+            str(tmp_path / "run.json"),
+            "--markdown",
+            str(tmp_path / "run.md"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert (tmp_path / "run.md").read_text().splitlines() == [
+        "| measure | 1M | 10M |",
+        "| --- | ---: | ---: |",
+        "| events | 1,004,018 | 10,239,444 |",
+        "| same | True |  |",
+        "",
+        "| latency at the schedule | |",
+        "| --- | ---: |",
+        "| p50_s | 34.2 |",
+    ]
+
+
 @pytest.mark.kafka
 def test_the_suite_runs_every_benchmark_at_every_size(tmp_path: Path, kafka_broker: KafkaSettings) -> None:
     """`suite.py` at two tiny sizes: pipeline, sessionize and BI queries each run at each size."""
