@@ -296,21 +296,28 @@ def test_runs_continue_after_a_compaction(warehouse: Warehouse, landed: Path, tm
     assert query(warehouse.db_path, "select count(*) from sessions where customer_id = 'c2'") == [(3,)]
 
 
-def test_compaction_refuses_batches_the_marts_do_not_hold_yet(tmp_path: Path) -> None:
-    """Compaction drops the refresh markers: batches not refreshed yet would be lost to the marts."""
-    from parcours.compact import MartsNotRefreshed
-    from parcours.pipelines.marts import catch_up
-
+def land_without_refresh(tmp_path: Path) -> Warehouse:
+    """A run that stopped between its batch and its refresh: RUN_1's batch committed, alone, in
+    `tmp_path / "w"`; the marts do not hold it."""
     write_jsonl(tmp_path / "run1" / "touchpoints.jsonl", RUN_1)
     warehouse = Warehouse(tmp_path / "w")
     with warehouse.lock():
-        # A run that stopped between its batch and its refresh: the batch is committed, alone.
         Runner(warehouse, CONFIG).run_batch(
             plan_file_ranges("touchpoints", tmp_path / "run1" / "touchpoints.jsonl", 0),
             settings=None,
             source_of_kind={"touchpoints": {str(tmp_path / "run1" / "touchpoints.jsonl")}},
         )
-        assert [m.seq for m in warehouse.marts_pending()] == [1]
+    assert [m.seq for m in warehouse.marts_pending()] == [1]
+    return warehouse
+
+
+def test_compaction_refuses_batches_the_marts_do_not_hold_yet(tmp_path: Path) -> None:
+    """Compaction drops the refresh markers: batches not refreshed yet would be lost to the marts."""
+    from parcours.compact import MartsNotRefreshed
+    from parcours.pipelines.marts import catch_up
+
+    warehouse = land_without_refresh(tmp_path)
+    with warehouse.lock():
         with pytest.raises(MartsNotRefreshed, match=r"batches 1\.\.1 "):
             compact(warehouse)
         refreshed = catch_up(warehouse)

@@ -27,12 +27,12 @@ from parcours.config import ConfigError
 from parcours.flows.serve import DEFAULT_PREFECT_YAML, ServeError, free_port, read_deployments
 from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
 from parcours.pipelines.run import CountsDoNotAddUp, Runner, RunReport
-from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled, plan_file_ranges
+from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
 from parcours.produce import produce_dir
 from parcours.warehouse import DATASETS, ROLLUPS, Warehouse
 from tests.pipeline_helpers import csat_answers, make_events, query, write_jsonl
-from tests.test_compact import RAW_COUNTS, answer, view_rows
-from tests.test_marts import CONFIG, RUN_1, RUN_2, land
+from tests.test_compact import RAW_COUNTS, answer, land_without_refresh, view_rows
+from tests.test_marts import RUN_1, RUN_2, land
 
 BAD_LINES = [
     "{oops",
@@ -316,16 +316,7 @@ def test_the_compaction_flow_catches_up_the_marts_first(prefect_api, tmp_path):
     do not hold it. The flow refreshes them (commit 2), then compacts (commit 3)."""
     from parcours.flows.compact import compact_warehouse
 
-    write_jsonl(tmp_path / "run1" / "touchpoints.jsonl", RUN_1)
-    warehouse = Warehouse(tmp_path / "w")
-    with warehouse.lock():
-        Runner(warehouse, CONFIG).run_batch(
-            plan_file_ranges("touchpoints", tmp_path / "run1" / "touchpoints.jsonl", 0),
-            settings=None,
-            source_of_kind={"touchpoints": {str(tmp_path / "run1" / "touchpoints.jsonl")}},
-        )
-    assert [m.seq for m in warehouse.marts_pending()] == [1]
-
+    warehouse = land_without_refresh(tmp_path)
     state = compact_warehouse(warehouse=str(warehouse.root), return_state=True)
 
     assert state.is_completed() and state.name == "Completed"
