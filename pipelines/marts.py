@@ -246,7 +246,7 @@ def refresh_rollups(
                 query += f" where {spec.partition_column} in ({', '.join('?' * len(partitions))})"
                 live = [f for f in live if date.fromisoformat(f.partition) in changed[source]]
             table = con.sql(query, params=partitions).to_arrow_table()
-            table = table.append_column("batch_seq", pa.array([seq] * table.num_rows, pa.int64()))
+            table = table.append_column("batch_seq", pa.repeat(pa.scalar(seq, pa.int64()), table.num_rows))
             written = warehouse.write_parquet(dataset, table, seq, PART)
             files += written
             removed += [f.path for f in live]
