@@ -11,6 +11,10 @@ compaction, under the warehouse lock (so never during a `parcours run`):
    row into one file holding its current rows. Which rows are current is said by the staging
    models (`sql/staging/stg_parcours__*.sql`), run here over the same files the views read:
    the views and the compaction cannot disagree on it. Rows keep their `batch_seq`;
+   The id index (`id_index`, partitioned by hash bucket, not by date) is rewritten per bucket
+   the same way, leaving out the ids ingested more than `ingest.id_retention` ago (read from
+   the latest manifest's settings): the look-up ignores them already, so dropping them changes
+   no decision;
 3. removes the marker datasets (`rewrites`, `refreshes`) whole: every row they supersede is gone;
 4. publishes all of it with one manifest that lists the new files and the removed ones;
 5. writes a checkpoint of the warehouse as of that manifest (`Warehouse.write_checkpoint`):
@@ -37,6 +41,7 @@ import duckdb
 
 from parcours.warehouse import (
     DATASETS,
+    ID_INDEX,
     MARKER_DATASETS,
     MARTS_THROUGH,
     ROLLUPS,
@@ -48,6 +53,7 @@ from parcours.warehouse import (
 )
 
 DEFAULT_GRACE = timedelta(hours=24)
+DEFAULT_ID_RETENTION = timedelta(days=400)  # config.IngestRules.id_retention's default
 CRASH_ENV = "PARCOURS_CRASH_AT"  # fault injection for the crash test, as in pipelines/run.py
 PART = "compact"
 BATCH_ROWS = 122_880  # rows per Arrow batch, so per row group of the new files (DuckDB's own size)
@@ -64,6 +70,8 @@ CURRENT_ROWS: dict[str, str | None] = {
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
 }
+# Datasets compacted by a rule of their own (their partitions are not dates).
+OWN_RULE = (ID_INDEX.name,)
 
 
 @dataclass
@@ -89,7 +97,7 @@ def compact(
         raise RuntimeError("compact() needs the warehouse lock: use `with warehouse.lock():`")
     if grace < timedelta(0):
         raise ValueError(f"grace period must not be negative, got {grace}")
-    unknown = set(DATASETS) - set(CURRENT_ROWS) - set(MARKER_DATASETS)
+    unknown = set(DATASETS) - set(CURRENT_ROWS) - set(MARKER_DATASETS) - set(OWN_RULE)
     if unknown:
         raise RuntimeError(f"compaction does not know which rows of {sorted(unknown)} are current")
     pending = warehouse.marts_pending()
@@ -122,6 +130,12 @@ def compact(
             new_files += written
             removed += taken_out
             report.rows_dropped[dataset] = dropped
+        retention = manifests[-1].settings.get("id_retention_in_s")
+        cutoff = now - (DEFAULT_ID_RETENTION if retention is None else timedelta(seconds=retention))
+        written, taken_out, dropped = _compact_id_index(con, warehouse, live[ID_INDEX.name], seq, cutoff)
+        new_files += written
+        removed += taken_out
+        report.rows_dropped[ID_INDEX.name] = dropped
     finally:
         con.close()
     for name in MARKER_DATASETS:
@@ -209,6 +223,35 @@ def _compact_dataset(
         else:
             rows = con.sql(f"select * exclude ({column}) from current_state where {column} = DATE '{day.isoformat()}'")
         new = warehouse.write_stream(dataset, partition, rows.to_arrow_reader(BATCH_ROWS), seq, PART)
+        if new is not None:
+            written.append(new)
+        removed += [f.path for f in members]
+    return written, removed, dropped
+
+
+def _compact_id_index(
+    con: duckdb.DuckDBPyConnection, warehouse: Warehouse, files: list[PublishedFile], seq: int, cutoff: datetime
+) -> tuple[list[PublishedFile], list[str], int]:
+    """(new files, removed paths, ids dropped): one file per bucket, without the ids ingested
+    before `cutoff` (older than the retention)."""
+    by_bucket: dict[str, list[PublishedFile]] = {}
+    for published in files:
+        by_bucket.setdefault(published.partition, []).append(published)
+    written: list[PublishedFile] = []
+    removed: list[str] = []
+    dropped = 0
+    for bucket, members in sorted(by_bucket.items()):
+        con.execute(raw_view_sql(con, ID_INDEX, [str(warehouse.root / f.path) for f in members], temporary=True))
+        expired = con.execute("select count(*) from raw_id_index where ingested_at < ?", [cutoff]).fetchone()[0]
+        if len(members) == 1 and expired == 0:
+            continue
+        dropped += expired
+        rows = con.execute(
+            f"select * exclude ({ID_INDEX.partition_column}) from raw_id_index where ingested_at >= ? "
+            "order by batch_seq, source, source_partition, source_offset",
+            [cutoff],
+        ).fetch_record_batch(BATCH_ROWS)
+        new = warehouse.write_stream(ID_INDEX.name, bucket, rows, seq, PART)
         if new is not None:
             written.append(new)
         removed += [f.path for f in members]

@@ -96,11 +96,20 @@ class IngestRules(_Strict):
     max_payload_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024)
     batch_size: int = Field(default=500_000, ge=1, le=10_000_000)
     keyed_by_customer: bool = True
+    # How long (ingestion time) an id stays in the id index: a record re-using it within this
+    # time is a duplicate or a conflict, whatever customer or partition carries it.
+    id_retention: Duration = timedelta(days=400)
 
     @model_validator(mode="after")
     def _check(self) -> IngestRules:
         if self.allowed_lateness < timedelta(0):
             raise ValueError("allowed_lateness must not be negative")
+        _positive("id_retention", self.id_retention)
+        if self.id_retention < self.allowed_lateness:
+            raise ValueError(
+                f"id_retention ({self.id_retention}) must be at least allowed_lateness ({self.allowed_lateness}): "
+                "an id forgotten while its event may still arrive could land twice"
+            )
         return self
 
 
@@ -174,6 +183,7 @@ class JourneyConfig(_Strict):
             "inactivity_gap_in_s": seconds(self.sessions.inactivity_gap),
             "max_duration_in_s": seconds(self.sessions.max_duration),
             "allowed_lateness_in_s": seconds(self.ingest.allowed_lateness),
+            "id_retention_in_s": seconds(self.ingest.id_retention),
             "attachment_window_in_s": seconds(self.surveys.attachment_window),
             "churn_outcomes": list(self.churn.outcomes),
             "churn_inactivity_in_s": seconds(self.churn.inactivity),

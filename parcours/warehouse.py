@@ -83,13 +83,19 @@ DEFAULT_PATH_SUMMARY_STEPS = 6  # config.PathCleaning.summary_steps' default
 class DatasetSpec:
     """A dataset stored as hive-partitioned Parquet.
 
-    `partition_column` is a date32 column of the tables handed to `write_parquet`; it is not
-    stored inside the files but as the directory name, where DuckDB reads it back as a DATE.
+    `partition_column` is a date32 column (int32 when `partition_type` says so: the id index's
+    hash buckets) of the tables handed to `write_parquet`; it is not stored inside the files but
+    as the directory name, where DuckDB reads it back as a DATE (an INTEGER).
     """
 
     name: str
     arrow_schema: pa.Schema
     partition_column: str
+    partition_type: pa.DataType = field(default_factory=pa.date32)
+
+    @property
+    def by_date(self) -> bool:
+        return self.partition_type.equals(pa.date32())
 
 
 def _extend(schema: pa.Schema, *fields: pa.Field) -> pa.Schema:
@@ -227,6 +233,26 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     )
 }
+# The id index: every event_id and response_id landed, with where its row came from, so that an
+# id is one row whatever customer or partition carries it (`pipelines/deduplicate.py`).
+# Partitioned by a hash of the id: a micro-batch looks each of its ids up in one bucket's files.
+ID_INDEX = DatasetSpec(
+    "id_index",
+    pa.schema(
+        [
+            pa.field("kind", pa.string()),  # touchpoints | surveys
+            pa.field("record_id", pa.string()),  # the event_id or response_id
+            pa.field("payload_hash", pa.uint64()),
+            pa.field("customer_id", pa.string()),
+            *_LINEAGE,
+            *_BATCH,
+        ]
+    ),
+    "id_bucket",
+    pa.int32(),
+)
+DATASETS[ID_INDEX.name] = ID_INDEX
+
 # Rollups: the marts at the grain dashboards chart them at (per day or ISO week), landed by the
 # marts refresh for the days and weeks it touched, one file per partition: a refresh replaces a
 # partition's file (the manifest removes the old one), so every live row is current. Their
@@ -309,7 +335,7 @@ class PublishedFile:
     path: str  # relative to the warehouse root, posix: manifests stay valid when the folder moves
     rows: int
     bytes: int
-    partition: str  # ISO date, e.g. "2026-01-05"
+    partition: str  # ISO date, e.g. "2026-01-05"; the bucket number for the id index, e.g. "7"
 
 
 @dataclass(frozen=True)
@@ -845,7 +871,10 @@ class Warehouse:
         """Where a batch's file goes. Deterministic, so a retried batch overwrites its own files
         instead of adding a second copy next to them."""
         spec = _spec(dataset)
-        date.fromisoformat(partition)  # raises on anything but an ISO date
+        if spec.by_date:
+            date.fromisoformat(partition)  # raises on anything but an ISO date
+        elif not partition.isdigit():
+            raise ValueError(f"{dataset}: partition {partition!r} is not a bucket number")
         if seq < 1:
             raise ValueError(f"batch seq must be >= 1, got {seq}")
         if not _PART.match(part):
@@ -871,9 +900,9 @@ class Warehouse:
         column = spec.partition_column
         if column not in table.column_names:
             raise ValueError(f"{dataset}: the table has no partition column {column!r}")
-        if not table.schema.field(column).type.equals(pa.date32()):
+        if not table.schema.field(column).type.equals(spec.partition_type):
             kind = table.schema.field(column).type
-            raise ValueError(f"{dataset}: partition column {column!r} must be date32, got {kind}")
+            raise ValueError(f"{dataset}: partition column {column!r} must be {spec.partition_type}, got {kind}")
         if table.column(column).null_count:
             raise ValueError(f"{dataset}: {table.column(column).null_count} rows have no {column}")
         # A stable sort keeps each partition's rows in input order; one pass, whatever the number of dates.
@@ -888,7 +917,8 @@ class Warehouse:
         counts = counts.take(pc.sort_indices(counts.field("values")))  # the order of the sorted rows
         for entry in counts.to_pylist():
             day, rows = entry["values"], entry["counts"]
-            final = self.new_file_path(dataset, day.isoformat(), seq, part)
+            name = day.isoformat() if spec.by_date else str(day)
+            final = self.new_file_path(dataset, name, seq, part)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
             try:
@@ -913,7 +943,7 @@ class Warehouse:
                     path=final.relative_to(self.root).as_posix(),
                     rows=rows,
                     bytes=final.stat().st_size,
-                    partition=day.isoformat(),
+                    partition=name,
                 )
             )
             offset += rows
@@ -1378,6 +1408,7 @@ def raw_view_sql(
     the same files the same way.
     """
     name = _quote(name or f"raw_{spec.name}")
+    hive_type = "date" if spec.by_date else "integer"
     # A temporary view lives in a private look-up connection that re-points it at other files.
     create = "create or replace temp view" if temporary else "create view"
     if not paths:
@@ -1389,12 +1420,12 @@ def raw_view_sql(
         finally:
             con.unregister("parcours_empty")
         columns = [f"cast(null as {row[1]}) as {_quote(row[0])}" for row in described]
-        columns.append(f"cast(null as DATE) as {_quote(spec.partition_column)}")
+        columns.append(f"cast(null as {hive_type}) as {_quote(spec.partition_column)}")
         return f"{create} {name} as select {', '.join(columns)} where false"
     files = ", ".join(_literal(path) for path in paths)
     return (
         f"{create} {name} as select * from read_parquet([{files}], hive_partitioning = true, "
-        f"hive_types = {{{_literal(spec.partition_column)}: date}}, union_by_name = true)"
+        f"hive_types = {{{_literal(spec.partition_column)}: {hive_type}}}, union_by_name = true)"
     )
 
 

@@ -1,11 +1,9 @@
 """What the pipeline needs to know of already-landed data, read from published Parquet.
 
-Two look-ups, both restricted to the customers or ids of one shard of one micro-batch:
-* the ids already landed within the lateness horizon, with their payload hash, so a re-sent
-  event is skipped as a duplicate and a different payload under the same id is a conflict;
-* for each touched customer, its current events from the earliest new event onwards (they are
-  recomputed with the new ones) and the latest current event before it (the session and
-  cycle the new events continue).
+One look-up, restricted to the customers of one shard of one micro-batch: for each touched
+customer, its current events from the earliest new event onwards (they are recomputed with the
+new ones) and the latest current event before it (the session and cycle the new events
+continue). Whether an id has landed already is the id index's business (`deduplicate.py`).
 
 The "current version" rules are the staging models `stg_parcours__touchpoints.sql` (an event's
 latest version) and `stg_parcours__customer_state.sql` (a customer's latest state row), run here
@@ -32,6 +30,7 @@ class PublishedFiles:
     survey_answers: tuple[str, ...] = ()
     rewrites: tuple[str, ...] = ()
     customer_state: tuple[str, ...] = ()
+    id_index: tuple[str, ...] = ()
 
 
 def _empty_like_touchpoints(con: duckdb.DuckDBPyConnection) -> pa.Table:
@@ -66,7 +65,6 @@ class LandedState:
         self._con.execute(f"set threads = {int(threads)}")
         self._context_window = context_window
         self._touchpoint_files = list(files.touchpoints)
-        self._survey_files = list(files.survey_answers)
         self._con.execute(raw_view_sql(self._con, DATASETS["rewrites"], list(files.rewrites), temporary=True))
         self._con.execute(
             raw_view_sql(
@@ -85,40 +83,6 @@ class LandedState:
         """Point `raw_touchpoints` (and so `current_touchpoints`) at a subset of the files."""
         self._con.execute(self._raw_view_sql(self._con, self._datasets["touchpoints"], paths, temporary=True))
         self._con.execute("create or replace temp view current_touchpoints as " + self._current_sql)
-
-    def _since(self, paths: list[str], horizon: date | None) -> list[str]:
-        if horizon is None:
-            return paths
-        return [p for p in paths if (file_date(p) or date.max) >= horizon]
-
-    def landed_touchpoint_hashes(self, event_ids: pa.Array, horizon: date | None) -> pa.Table:
-        """(event_id, payload_hash) of current events among `event_ids`, from `horizon` on."""
-        self._use_touchpoint_files(self._since(self._touchpoint_files, horizon))
-        try:
-            return self._query_ids(
-                "select c.event_id, c.payload_hash from current_touchpoints c semi join ids using (event_id)",
-                pa.table({"event_id": event_ids}),
-            )
-        finally:
-            self._use_touchpoint_files(self._touchpoint_files)
-
-    def landed_survey_hashes(self, response_ids: pa.Array, horizon: date | None) -> pa.Table:
-        self._con.execute(
-            self._raw_view_sql(
-                self._con, self._datasets["survey_answers"], self._since(self._survey_files, horizon), temporary=True
-            )
-        )
-        return self._query_ids(
-            "select s.response_id, s.payload_hash from raw_survey_answers s semi join ids using (response_id)",
-            pa.table({"response_id": response_ids}),
-        )
-
-    def _query_ids(self, sql: str, ids: pa.Table) -> pa.Table:
-        self._con.register("ids", ids)
-        try:
-            return self._con.sql(sql).to_arrow_table()
-        finally:
-            self._con.unregister("ids")
 
     def customer_history(self, earliest_new: pa.Table) -> tuple[pa.Table, pa.Table]:
         """(prior, context) for customers in `earliest_new` (customer_id, min_at).

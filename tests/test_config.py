@@ -183,6 +183,16 @@ BAD_CONFIGS = [
         "ingest: allowed_lateness must not be negative",
     ),
     (
+        "zero id retention",
+        "stages: [a]\ningest: {id_retention: 0s}\n",
+        "ingest: id_retention must be a positive duration",
+    ),
+    (
+        "id retention shorter than the lateness",
+        "stages: [a]\ningest: {id_retention: 2d, allowed_lateness: 3d}\n",
+        "ingest: id_retention (2 days, 0:00:00) must be at least allowed_lateness (3 days, 0:00:00)",
+    ),
+    (
         "zero attachment window",
         "stages: [a]\nsurveys: {attachment_window: 0s}\n",
         "surveys: attachment_window must be a positive duration",
@@ -289,6 +299,7 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "inactivity_gap_in_s": 1_800,
         "max_duration_in_s": 86_400,
         "allowed_lateness_in_s": 3 * DAY,
+        "id_retention_in_s": 400 * DAY,
         "attachment_window_in_s": 7 * DAY,
         "churn_outcomes": ["cancellation"],
         "churn_inactivity_in_s": 180 * DAY,
@@ -315,6 +326,7 @@ def test_settings_record_of_a_small_config() -> None:
         "inactivity_gap_in_s": 600,
         "max_duration_in_s": 7_200,
         "allowed_lateness_in_s": 3 * DAY,
+        "id_retention_in_s": 400 * DAY,
         "attachment_window_in_s": 7 * DAY,
         "churn_outcomes": [],
         "churn_inactivity_in_s": 30 * DAY,

@@ -1,0 +1,80 @@
+"""The id rule alone: which copy of an id lands, which are skipped, which are dead letters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import xxhash
+
+from parcours.pipelines.deduplicate import NARROW_IDS, decide_ids, id_buckets
+from parcours.warehouse import ID_INDEX
+
+T = datetime(2026, 2, 2, tzinfo=UTC)
+
+
+def narrow(rows: list[tuple]) -> pa.Table:
+    """(kind, id, hash, customer, partition, offset) -> narrow rows of topic "tp"."""
+    return pa.table(
+        {
+            "kind": [r[0] for r in rows],
+            "record_id": [r[1] for r in rows],
+            "payload_hash": [r[2] for r in rows],
+            "customer_id": [r[3] for r in rows],
+            "source": ["tp"] * len(rows),
+            "source_partition": [r[4] for r in rows],
+            "source_offset": [r[5] for r in rows],
+        }
+    ).cast(NARROW_IDS)
+
+
+def landed(rows: list[tuple]) -> pa.Table:
+    table = narrow(rows)
+    n = table.num_rows
+    table = table.append_column("batch_seq", pa.array([1] * n, pa.int64()))
+    return table.append_column("ingested_at", pa.array([T] * n, ID_INDEX.arrow_schema.field("ingested_at").type))
+
+
+def test_the_lowest_position_lands_and_every_other_copy_has_one_outcome():
+    batch = narrow(
+        [
+            ("touchpoints", "x", 1, "b", 1, 0),  # x under two customers: partition 0 is lower
+            ("touchpoints", "x", 2, "a", 0, 5),
+            ("touchpoints", "x", 2, "a", 0, 9),  # the winner re-sent: a duplicate
+            ("touchpoints", "y", 3, "a", 0, 6),  # y landed before with the same bytes: a duplicate
+            ("touchpoints", "z", 4, "c", 2, 0),  # z landed before under d: a conflict
+            ("surveys", "x", 5, "c", 2, 1),  # the same id in the other kind is another id
+        ]
+    )
+    before = landed([("touchpoints", "y", 3, "a", 0, 1), ("touchpoints", "z", 7, "d", 3, 4)])
+    new, decisions = decide_ids(batch, before)
+    assert sorted(new.select(["kind", "record_id", "customer_id", "source_offset"]).to_pylist(), key=str) == sorted(
+        [
+            {"kind": "touchpoints", "record_id": "x", "customer_id": "a", "source_offset": 5},
+            {"kind": "surveys", "record_id": "x", "customer_id": "c", "source_offset": 1},
+        ],
+        key=str,
+    )
+    got = sorted(
+        (
+            d["source_partition"],
+            d["source_offset"],
+            d["is_duplicate"],
+            d["is_landed"],
+            d["ref_customer_id"],
+            d["ref_partition"],
+            d["ref_offset"],
+        )
+        for d in decisions.to_pylist()
+    )
+    assert got == [
+        (0, 6, True, True, "a", 0, 1),
+        (0, 9, True, False, "a", 0, 5),
+        (1, 0, False, False, "a", 0, 5),
+        (2, 0, False, True, "d", 3, 4),
+    ]
+
+
+def test_buckets_are_xxh3_of_the_id_modulo_the_bucket_count():
+    ids = ["e-1", "e-2", "é-3", "r-42"]
+    assert id_buckets(pa.array(ids), 8).tolist() == [xxhash.xxh3_64_intdigest(i.encode()) % 8 for i in ids]
