@@ -15,6 +15,12 @@ local broker, then measures in the same run, on the same data, each step in its 
   and as a whole command (interpreter start-up and imports included);
 * backfill: `parcours run --from DIR` over the same files.
 
+With `--baseline PYTHON` (the interpreter of another checkout, e.g. a git worktree of `main` with
+its own virtual environment), it measures a change instead: after producing, only the pipeline
+runs, with 1 and N workers, alternating between that interpreter's code and this one's,
+`--repeats` times each on the same topics, each into a new warehouse; it reports each run, the
+medians and the ratio of the medians (this code / the baseline).
+
 It prints events/s and the ratios. Nothing is asserted: the numbers go to BENCHMARKS.md with
 the machine they were measured on.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,6 +104,39 @@ def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float,
         return wall, usage.ru_maxrss / 1024, out.read()
 
 
+def measure_pipeline(python: str, warehouse: Path, workers: int, lines: int, env: dict[str, str]) -> dict:
+    """One pipeline run into a new warehouse: events/s of its ingestion, its peak RSS."""
+    _wall, peak, out = run_measured([python, "-c", PIPELINE, str(warehouse), str(workers)], env)
+    inside = json.loads(out.strip().splitlines()[-1])
+    assert inside["events"] == lines, (inside, lines)
+    return {"events_per_s": lines / (inside["seconds"] - inside["marts_seconds"]), "peak_rss_mb": peak}
+
+
+def compare(
+    baseline: str, python: str, work: Path, lines: int, worker_counts: list[int], repeats: int, env: dict[str, str]
+) -> dict[str, object]:
+    """Baseline and this code alternated (baseline first in odd rounds, second in even ones)."""
+    results: dict[str, object] = {}
+    for workers in worker_counts:
+        runs: dict[str, list[float]] = {"baseline": [], "this": []}
+        peaks: dict[str, list[float]] = {"baseline": [], "this": []}
+        for round_ in range(repeats):
+            order = [("baseline", baseline), ("this", python)]
+            for name, interpreter in order if round_ % 2 == 0 else order[::-1]:
+                warehouse = work / f"warehouse-{name}-{workers}w-{round_}"
+                measured = measure_pipeline(interpreter, warehouse, workers, lines, env)
+                runs[name].append(measured["events_per_s"])
+                peaks[name].append(measured["peak_rss_mb"])
+        for name, values in runs.items():
+            results[f"pipeline_{workers}w_{name}_runs_events_per_s"] = [round(v) for v in values]
+            results[f"pipeline_{workers}w_{name}_median_events_per_s"] = round(statistics.median(values))
+            results[f"pipeline_{workers}w_{name}_peak_rss_mb"] = round(max(peaks[name]))
+        results[f"pipeline_{workers}w_this_vs_baseline"] = round(
+            statistics.median(runs["this"]) / statistics.median(runs["baseline"]), 3
+        )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=18_000, help="about 55 touchpoints each over 90 days")
@@ -106,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="reuse (or create) generated data in this folder")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--work", type=Path, help="keep the warehouses here (default: a new temporary folder)")
+    parser.add_argument("--baseline", help="compare with the code of this Python interpreter (another checkout)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --baseline: runs of each code, alternated")
     args = parser.parse_args(argv)
 
     python = sys.executable
@@ -137,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
     wall, _, _ = run_measured([python, "-m", "parcours.cli", "produce", str(data)], env)
     results["produce_events_per_s"] = round(lines / wall)
+    if args.baseline:
+        results.update(compare(args.baseline, python, work, lines, sorted({1, args.workers}), args.repeats, env))
+        report(results, args.json)
+        return 0
 
     for mode in ("records", "chunks"):
         for processes in sorted({1, args.workers}):

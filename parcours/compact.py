@@ -242,16 +242,17 @@ def _compact_id_index(
     dropped = 0
     for bucket, members in sorted(by_bucket.items()):
         con.execute(raw_view_sql(con, ID_INDEX, [str(warehouse.root / f.path) for f in members], temporary=True))
-        expired = con.execute("select count(*) from raw_id_index where ingested_at < ?", [cutoff]).fetchone()[0]
+        expired = con.sql("select count(*) from raw_id_index where ingested_at < $cutoff", params={"cutoff": cutoff})
+        expired = expired.fetchall()[0][0]
         if len(members) == 1 and expired == 0:
             continue
         dropped += expired
-        rows = con.execute(
-            f"select * exclude ({ID_INDEX.partition_column}) from raw_id_index where ingested_at >= ? "
+        rows = con.sql(
+            f"select * exclude ({ID_INDEX.partition_column}) from raw_id_index where ingested_at >= $cutoff "
             "order by batch_seq, source, source_partition, source_offset",
-            [cutoff],
-        ).fetch_record_batch(BATCH_ROWS)
-        new = warehouse.write_stream(ID_INDEX.name, bucket, rows, seq, PART)
+            params={"cutoff": cutoff},
+        )
+        new = warehouse.write_stream(ID_INDEX.name, bucket, rows.to_arrow_reader(BATCH_ROWS), seq, PART)
         if new is not None:
             written.append(new)
         removed += [f.path for f in members]

@@ -5,14 +5,20 @@ The story of one micro-batch:
     ReadRanges -> Validate -> [ShardByCustomer] -> Deduplicate -> Sessionize -> AssignJourneys -> Land
 
 (ShardByCustomer only for files and for topics not keyed by customer: a Kafka partition of a
-customer-keyed topic already holds whole customers), then, in the driver and in this order:
-check that the numbers add up (consumed = landed + dead-lettered + duplicates skipped), send the
-dead letters to their Kafka topic, commit the manifest (the one atomic step that makes the batch
+customer-keyed topic already holds whole customers; Deduplicate decides on each id across all
+shards, through the id index), then, in the driver and in this order: check that the numbers
+add up (consumed = landed + dead-lettered + duplicates skipped), send the dead letters to their
+Kafka topic, commit the manifest (the one atomic step that makes the batch
 visible and records its offsets and watermarks), rebuild the DuckDB views, and only then mirror
 the offsets to Kafka's committed offsets. The manifest is the source of truth: a crash anywhere
 before its commit re-runs the batch under the same sequence number and file names; a crash
 after it resumes from the manifest's offsets. A run ends by refreshing the sessions and
 journeys marts for every batch since the last refresh, in one more commit (`marts.py`).
+
+With `--workers N` a round's micro-batches run at once, so none sees the ids of the others:
+before publishing each, the driver checks its new ids against those of the batches published
+before it in the round, and runs it again (against the index as they left it) if one is shared,
+so the copy published first wins, as between rounds (`deduplicate.py` says why).
 
 The runner comes from the Beam pipeline options (`--runner FlinkRunner ...`); the default,
 named explicitly, is the local FnApiRunner (the DirectRunner would first try to download the

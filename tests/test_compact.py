@@ -58,6 +58,7 @@ ROWS_DROPPED = {
     "sessions": 2,
     "journeys": 2,
     **{name: 0 for name in ROLLUPS},  # one file a partition, every row current
+    "id_index": 0,  # every id is within the retention
 }
 
 
@@ -280,6 +281,24 @@ def test_the_command_compacts_and_refuses_bad_input(warehouse: Warehouse, tmp_pa
     assert done.returncode == 0, done.stderr
     assert "compaction 5:" in done.stderr and "7 superseded rows dropped" in done.stderr
     assert query(warehouse.db_path, RAW_COUNTS) == [(5, 3, 3, 2, 0, 0, 2)]
+
+
+def test_compaction_drops_the_ids_older_than_the_retention(warehouse: Warehouse) -> None:
+    db = warehouse.db_path
+    ids = len({e["event_id"] for e in RUN_1 + RUN_2}) + 2  # and the answers r1, r2
+    [(n, first, last)] = query(db, "select count(*), min(ingested_at), max(ingested_at) from raw_id_index")
+    assert n == ids
+    with warehouse.lock():
+        kept = compact(warehouse, now=first + timedelta(days=400) - timedelta(seconds=1))
+    assert kept.rows_dropped["id_index"] == 0
+    buckets = query(db, "select count(distinct id_bucket) from raw_id_index")[0][0]
+    assert len(warehouse.live_files("id_index")) == buckets
+    assert query(db, "select count(*) from raw_id_index") == [(ids,)]
+    with warehouse.lock():
+        expired = compact(warehouse, now=last + timedelta(days=400, seconds=1))
+    assert expired.rows_dropped["id_index"] == ids
+    assert warehouse.live_files("id_index") == []
+    assert query(db, "select count(*) from raw_id_index") == [(0,)]
 
 
 def test_runs_continue_after_a_compaction(warehouse: Warehouse, landed: Path, tmp_path: Path) -> None:

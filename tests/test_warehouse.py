@@ -377,6 +377,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("parcours_stages",),
         ("raw_customer_state",),
         ("raw_dead_letters",),
+        ("raw_id_index",),
         ("raw_journey_paths_weekly",),
         ("raw_journey_stages_weekly",),
         ("raw_journeys",),
