@@ -1,0 +1,209 @@
+"""The detector: is the newest final cohort of a series leaving faster than the cohorts before it?
+
+For every series (rule, stage, breakdown, breakdown_value) and every final cohort window w:
+
+1. **Baseline**: the K cohorts before w (``baseline_windows``, default 4) pooled — their
+   entrants and events summed. A window is tested only when all K are there.
+2. **Volume gates**: at least ``min_entrants`` entrants in w, and at least
+   ``min_expected_events`` events expected at the baseline rate (n_w × p_baseline ≥ 10): below
+   that no test has the power to tell a spike from noise, and the cell is *not evaluated*.
+3. **Significance**: the one-sided Fisher exact test of the 2×2 table (events / non-events ×
+   current / baseline), P(X ≥ d_w) under the hypergeometric law of the events given both
+   margins. Exact at every count (no normal approximation at the small end of the gate) and
+   conditional on the baseline's own total, so the baseline's sampling noise is in the p-value —
+   a binomial test against the baseline rate as if it were known alerts too often (the
+   calibration in docs/alerts.md measures it). It is computed for a whole matrix at once with
+   ``scipy.stats.hypergeom.sf``.
+4. **False-alert control**: Benjamini–Hochberg q-values across every series tested on the same
+   window (one evaluation's family: rules × stages × breakdowns); a cell breaches when
+   q ≤ ``alpha``. Under the complete null BH holds the chance of any false breach in the family
+   at alpha; when some series truly rise it controls the share of false ones among the breaches.
+5. **Practical size**: the rise must also be worth waking someone for — relative rise
+   ≥ ``min_relative_rise`` (20 %) and absolute ≥ ``min_absolute_rise`` (2 points), on the point
+   estimates.
+
+An evaluated cell that does not breach is *clear*. The state machine (``replay_states``) then
+folds each series' breach/clear sequence in window order: pending after the first breach,
+firing after ``fire_after`` consecutive breaches, resolved after ``resolve_after`` consecutive
+clear windows (hysteresis); cells that are not evaluated neither advance nor reset anything.
+Because the state is a pure function of the evaluated windows, re-evaluating the same data
+yields the same transitions and nothing new to send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import hypergeom
+from statsmodels.stats.proportion import confint_proportions_2indep
+
+from parcours.alerts.settings import AlertSettings
+
+# State codes of a series after a window, and transition codes of a window.
+NORMAL, PENDING, FIRING = 0, 1, 2
+NO_CHANGE, TO_PENDING, TO_FIRING, TO_RESOLVED, TO_NORMAL = 0, 1, 2, 3, 4
+TRANSITION_STATES = {TO_PENDING: "pending", TO_FIRING: "firing", TO_RESOLVED: "resolved", TO_NORMAL: "normal"}
+
+
+@dataclass(frozen=True)
+class WindowTests:
+    """The test of every (series, window) cell; arrays of shape (S, W), NaN where not tested."""
+
+    n_entrants: np.ndarray
+    n_events: np.ndarray
+    baseline_entrants: np.ndarray
+    baseline_events: np.ndarray
+    rate: np.ndarray
+    baseline_rate: np.ndarray
+    difference: np.ndarray
+    relative_rise: np.ndarray
+    difference_low: np.ndarray
+    difference_high: np.ndarray
+    p_value: np.ndarray
+    q_value: np.ndarray
+    evaluated: np.ndarray  # bool: the gates passed, the cell was tested
+    breach: np.ndarray  # bool: evaluated, significant and large enough
+
+
+def bh_qvalues(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values down axis 0 (one family per column); NaN cells are not tested.
+
+    Vectorised over columns, where statsmodels' ``multipletests`` takes one family at a time;
+    the tests check it against ``multipletests(method="fdr_bh")`` column by column.
+    """
+    p = np.asarray(p, dtype=float)
+    if p.ndim == 1:
+        return bh_qvalues(p[:, None])[:, 0]
+    tested = ~np.isnan(p)
+    m = tested.sum(axis=0, keepdims=True)
+    order = np.argsort(np.where(tested, p, np.inf), axis=0, kind="stable")
+    ranked = np.take_along_axis(np.where(tested, p, np.nan), order, axis=0)
+    rank = np.arange(1, p.shape[0] + 1)[:, None]
+    scaled = np.where(rank <= m, ranked * m / rank, np.nan)
+    # Step-up: the running minimum from the largest rank down (NaN tail kept out with +inf).
+    q_sorted = np.minimum.accumulate(np.where(np.isnan(scaled), np.inf, scaled)[::-1], axis=0)[::-1]
+    q_sorted = np.where(rank <= m, np.minimum(q_sorted, 1.0), np.nan)
+    q = np.empty_like(q_sorted)
+    np.put_along_axis(q, order, q_sorted, axis=0)
+    return q
+
+
+def _trailing_sum(values: np.ndarray, k: int) -> np.ndarray:
+    """Sum of the k columns before each column (not including it); zero-padded at the start."""
+    csum = np.concatenate([np.zeros((values.shape[0], 1), dtype=values.dtype), np.cumsum(values, axis=1)], axis=1)
+    shifted = np.concatenate([np.zeros((values.shape[0], k), dtype=values.dtype), csum[:, :-k]], axis=1)
+    return csum[:, :-1] - shifted[:, : values.shape[1]]
+
+
+def score_windows(
+    n_entrants: np.ndarray,
+    n_events: np.ndarray,
+    present: np.ndarray,
+    settings: AlertSettings,
+    *,
+    with_intervals: bool = True,
+) -> WindowTests:
+    """Test every cell of a (series × window) matrix of final cohorts against its own baseline."""
+    n = np.asarray(n_entrants, dtype=np.int64)
+    d = np.asarray(n_events, dtype=np.int64)
+    present = np.asarray(present, dtype=bool)
+    n = np.where(present, n, 0)
+    d = np.where(present, d, 0)
+    k = settings.baseline_windows
+    base_n = _trailing_sum(n, k)
+    base_d = _trailing_sum(d, k)
+    base_count = _trailing_sum(present.astype(np.int64), k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(n > 0, d / n, np.nan)
+        base_rate = np.where(base_n > 0, base_d / base_n, np.nan)
+    expected = n * np.nan_to_num(base_rate)
+    evaluated = present & (base_count == k) & (n >= settings.min_entrants) & (expected >= settings.min_expected_events)
+    # One-sided Fisher: P(X >= d) for X ~ Hypergeom(M = n + n0, K = d + d0, N = n).
+    p = np.full(n.shape, np.nan)
+    idx = np.nonzero(evaluated)
+    p[idx] = hypergeom.sf(d[idx] - 1, n[idx] + base_n[idx], d[idx] + base_d[idx], n[idx])
+    q = bh_qvalues(p)
+    difference = np.where(evaluated, rate - base_rate, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(evaluated, rate / base_rate - 1.0, np.nan)
+    large = (difference >= settings.min_absolute_rise - 1e-12) & (relative >= settings.min_relative_rise - 1e-12)
+    breach = evaluated & (q <= settings.alpha) & large
+    low = np.full(n.shape, np.nan)
+    high = np.full(n.shape, np.nan)
+    if with_intervals and idx[0].size:
+        lo, hi = confint_proportions_2indep(
+            d[idx], n[idx], base_d[idx], base_n[idx], method="newcomb", compare="diff", alpha=1 - settings.ci_level
+        )
+        low[idx], high[idx] = lo, hi
+    return WindowTests(
+        n_entrants=n,
+        n_events=d,
+        baseline_entrants=base_n,
+        baseline_events=base_d,
+        rate=rate,
+        baseline_rate=base_rate,
+        difference=difference,
+        relative_rise=relative,
+        difference_low=low,
+        difference_high=high,
+        p_value=p,
+        q_value=q,
+        evaluated=evaluated,
+        breach=breach,
+    )
+
+
+@dataclass(frozen=True)
+class StateReplay:
+    """Each series' state after each window and the transition that window caused, (S, W) int8.
+
+    ``incident`` holds, for a cell in an incident (firing, or the window that resolved it), the
+    column of the window where it started firing; -1 elsewhere. It names the alert.
+    """
+
+    state: np.ndarray
+    transition: np.ndarray
+    incident: np.ndarray
+
+
+def replay_states(evaluated: np.ndarray, breach: np.ndarray, settings: AlertSettings) -> StateReplay:
+    """Fold the breach / clear sequence of every series, vectorised across series.
+
+    normal --breach--> pending --(fire_after consecutive breaches)--> firing
+    pending --clear--> normal;  firing --(resolve_after consecutive clear)--> resolved (normal).
+    After a resolution, ``cooldown_windows`` evaluated windows must pass before the series may
+    fire again (it can be pending meanwhile). With fire_after = 1 a breach fires at once.
+    """
+    evaluated = np.asarray(evaluated, dtype=bool)
+    breach = np.asarray(breach, dtype=bool) & evaluated
+    clear = evaluated & ~breach
+    s, w = evaluated.shape
+    state = np.full(s, NORMAL, dtype=np.int8)
+    breaches = np.zeros(s, dtype=np.int64)
+    clears = np.zeros(s, dtype=np.int64)
+    cooldown = np.zeros(s, dtype=np.int64)
+    started = np.full(s, -1, dtype=np.int64)
+    states = np.empty((s, w), dtype=np.int8)
+    transitions = np.zeros((s, w), dtype=np.int8)
+    incidents = np.full((s, w), -1, dtype=np.int64)
+    for col in range(w):
+        b, c = breach[:, col], clear[:, col]
+        cooling = cooldown > 0
+        cooldown = np.where(evaluated[:, col] & cooling, cooldown - 1, cooldown)
+        breaches = np.where(b, breaches + 1, np.where(c, 0, breaches))
+        clears = np.where(c, clears + 1, np.where(b, 0, clears))
+        not_firing = state != FIRING
+        fire = b & not_firing & (breaches >= settings.fire_after) & ~cooling
+        pend = b & (state == NORMAL) & ~fire
+        back = c & (state == PENDING)
+        resolve = c & (state == FIRING) & (clears >= settings.resolve_after)
+        started = np.where(fire, col, started)
+        incidents[:, col] = np.where((state == FIRING) | fire, started, -1)
+        state = np.where(fire, FIRING, np.where(pend, PENDING, np.where(back | resolve, NORMAL, state))).astype(np.int8)
+        cooldown = np.where(resolve, settings.cooldown_windows, cooldown)
+        transitions[:, col] = np.select(
+            [fire, pend, resolve, back], [TO_FIRING, TO_PENDING, TO_RESOLVED, TO_NORMAL], NO_CHANGE
+        )
+        states[:, col] = state
+    return StateReplay(state=states, transition=transitions, incident=incidents)
