@@ -133,19 +133,35 @@ def retry_after_seconds(value: str | None, now: datetime, default: float = 1.0) 
 
 
 class _Redact(logging.Filter):
-    """Rewrites log records that would carry a secret (httpx logs every request's URL)."""
+    """Rewrites log records that would carry a secret (httpx logs every request's URL).
 
-    def __init__(self, secrets: Sequence[str]) -> None:
+    One filter for the process, installed once on the httpx and httpcore loggers; each webhook
+    sink adds its URL and token to it.
+    """
+
+    def __init__(self) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.secrets: set[str] = set()
+
+    def add(self, *secrets: str | None) -> None:
+        self.secrets.update(s for s in secrets if s)
+
+    def scrub(self, text: str) -> str:
+        # Longest first, so a URL is replaced whole before the token inside it.
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(s in message for s in self.secrets):
-            for s in self.secrets:
-                message = message.replace(s, "***")
-            record.msg, record.args = message, ()
+            record.msg, record.args = self.scrub(message), ()
         return True
+
+
+_REDACT = _Redact()
+for _logger in ("httpx", "httpcore"):
+    logging.getLogger(_logger).addFilter(_REDACT)
 
 
 class WebhookSink:
@@ -176,9 +192,7 @@ class WebhookSink:
         import time
 
         self._sleep = sleep or time.sleep
-        self._redact = _Redact([url, token or ""])
-        for logger in ("httpx", "httpcore"):
-            logging.getLogger(logger).addFilter(self._redact)
+        _REDACT.add(url, token)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> WebhookSink | None:
@@ -191,11 +205,6 @@ class WebhookSink:
 
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, url='***')"
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._redact.secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def send(self, items: Sequence[Pending], now: datetime) -> SendResult:
         body = slack_message([p.payload for p in items], self.include_payloads)
@@ -213,7 +222,7 @@ class WebhookSink:
                             self._sleep(wait)
                             continue
                         return SendResult(error="webhook rate limited (HTTP 429)", retry_after_s=wait)
-                    answer = self._scrub(response.text[:200])
+                    answer = _REDACT.scrub(response.text[:200])
                     error = f"webhook answered HTTP {status}: {answer!r}"
                     return SendResult(error=error, permanent=status < 500 and status != 408)
         except httpx.HTTPError as exc:
