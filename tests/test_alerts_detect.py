@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import fisher_exact
+from scipy.stats import fisher_exact, hypergeom
 from statsmodels.stats.multitest import multipletests
 
 from parcours.alerts.detect import (
@@ -16,6 +16,7 @@ from parcours.alerts.detect import (
     TO_PENDING,
     TO_RESOLVED,
     bh_qvalues,
+    fisher_greater,
     replay_states,
     score_windows,
 )
@@ -92,6 +93,8 @@ def test_bh_qvalues_match_statsmodels_per_column_with_untested_cells() -> None:
         expected = multipletests(p[tested, col], method="fdr_bh")[1]
         np.testing.assert_allclose(q[tested, col], expected, rtol=1e-12)
     assert np.isnan(q[:, 4]).all()
+    # Consecutive blocks of rows as separate families.
+    np.testing.assert_allclose(bh_qvalues(p[:6], family_size=3)[3:], bh_qvalues(p[3:6]), equal_nan=True)
 
 
 def test_bh_is_applied_across_the_series_of_one_window() -> None:
@@ -154,3 +157,23 @@ def test_settings_errors_name_the_key() -> None:
         AlertSettings(alpha=1.5)
     with pytest.raises(AlertSettingsError, match=r"alerts\.breakdowns"):
         AlertSettings(breakdowns=("overall", "region"))
+
+
+def test_fisher_greater_matches_scipy_on_random_and_edge_tables() -> None:
+    rng = np.random.default_rng(11)
+    n = rng.integers(1, 3000, 4000)
+    n0 = rng.integers(1, 12000, 4000)
+    base = rng.uniform(0, 1, 4000)
+    d = rng.binomial(n, np.clip(base * rng.uniform(0.5, 1.8, 4000), 0, 1))
+    d0 = rng.binomial(n0, base)
+    # Edges: no events, all events, a single entrant, an empty baseline.
+    d = np.concatenate([d, [0, 10, 1, 0, 7, 3]])
+    n = np.concatenate([n, [10, 10, 1, 1, 7, 5]])
+    d0 = np.concatenate([d0, [0, 40, 0, 1, 0, 0]])
+    n0 = np.concatenate([n0, [40, 40, 4, 4, 0, 1]])
+    p = fisher_greater(d, n, d0, n0)
+    expected = hypergeom.sf(d - 1, n + n0, d + d0, n)
+    np.testing.assert_allclose(p, expected, rtol=1e-8, atol=1e-14)
+    for i in (0, 1, 4000, 4001, 4002):
+        table = [[d[i], n[i] - d[i]], [d0[i], n0[i] - d0[i]]]
+        assert p[i] == pytest.approx(fisher_exact(table, alternative="greater").pvalue, rel=1e-8)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import hypergeom
+from scipy.special import gammaln
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from parcours.alerts.settings import AlertSettings
@@ -66,15 +66,23 @@ class WindowTests:
     breach: np.ndarray  # bool: evaluated, significant and large enough
 
 
-def bh_qvalues(p: np.ndarray) -> np.ndarray:
+def bh_qvalues(p: np.ndarray, family_size: int | None = None) -> np.ndarray:
     """Benjamini–Hochberg q-values down axis 0 (one family per column); NaN cells are not tested.
 
     Vectorised over columns, where statsmodels' ``multipletests`` takes one family at a time;
-    the tests check it against ``multipletests(method="fdr_bh")`` column by column.
+    the tests check it against ``multipletests(method="fdr_bh")`` column by column. With
+    ``family_size``, consecutive blocks of that many rows are separate families.
     """
     p = np.asarray(p, dtype=float)
     if p.ndim == 1:
         return bh_qvalues(p[:, None])[:, 0]
+    if family_size is not None and family_size != p.shape[0]:
+        rows, cols = p.shape
+        if rows % family_size:
+            raise ValueError(f"{rows} rows do not split into families of {family_size}")
+        blocks = p.reshape(rows // family_size, family_size, cols).transpose(1, 0, 2).reshape(family_size, -1)
+        q = bh_qvalues(blocks)
+        return q.reshape(family_size, rows // family_size, cols).transpose(1, 0, 2).reshape(rows, cols)
     tested = ~np.isnan(p)
     m = tested.sum(axis=0, keepdims=True)
     order = np.argsort(np.where(tested, p, np.inf), axis=0, kind="stable")
@@ -87,6 +95,71 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
     q = np.empty_like(q_sorted)
     np.put_along_axis(q, order, q_sorted, axis=0)
     return q
+
+
+def fisher_greater(d: np.ndarray, n: np.ndarray, d0: np.ndarray, n0: np.ndarray) -> np.ndarray:
+    """One-sided Fisher exact p-value that the first rate (d of n) exceeds the second (d0 of n0).
+
+    P(X >= d) for X ~ Hypergeom(population n + n0, d + d0 events, n drawn). scipy's
+    ``hypergeom.sf`` gives it at ~100 µs a table, which would make the Monte Carlo calibration
+    (millions of tables) take an hour; this sums the same probability mass function in numpy,
+    all tables at once: from d upwards when d is above the mode, else 1 minus the sum from d - 1
+    downwards, each tail walked by the pmf's ratio recursion from its largest term until the
+    terms no longer count. ``tests/test_alerts_detect.py`` checks it against ``hypergeom.sf``
+    and ``fisher_exact`` on random and edge tables.
+    """
+    shape = np.shape(d)
+    d, n, d0, n0 = (np.asarray(a, dtype=np.int64).ravel() for a in (d, n, d0, n0))
+    big_m, k, draws = n + n0, d + d0, n
+    lo = np.maximum(0, draws + k - big_m)
+    hi = np.minimum(k, draws)
+    mode = ((draws + 1) * (k + 1)) // (big_m + 2)
+    upper = d > mode
+    x = np.where(upper, d, d - 1)
+    inside = (x >= lo) & (x <= hi)
+    xs = np.clip(x, lo, hi).astype(float)
+    log_term = (
+        gammaln(k + 1)
+        - gammaln(xs + 1)
+        - gammaln(k - xs + 1)
+        + gammaln(big_m - k + 1)
+        - gammaln(draws - xs + 1)
+        - gammaln(big_m - k - draws + xs + 1)
+        - gammaln(big_m + 1)
+        + gammaln(draws + 1)
+        + gammaln(big_m - draws + 1)
+    )
+    term = np.where(inside, np.exp(log_term), 0.0)
+    total = term.copy()
+    active = np.flatnonzero(term > 0)
+    step = np.where(upper, 1, -1)
+    xf = x.astype(float)
+    kf, mf, nf = k.astype(float), big_m.astype(float), draws.astype(float)
+    while active.size:
+        a = active
+        xa, ka, ma, na = xf[a], kf[a], mf[a], nf[a]
+        up = upper[a]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(
+                up,
+                (ka - xa) * (na - xa) / ((xa + 1) * (ma - ka - na + xa + 1)),
+                xa * (ma - ka - na + xa) / ((ka - xa + 1) * (na - xa + 1)),
+            )
+        at_edge = np.where(up, xa >= hi[a], xa <= lo[a])
+        t = np.where(at_edge, 0.0, term[a] * np.nan_to_num(ratio))
+        term[a] = t
+        xf[a] = xa + step[a]
+        total[a] += t
+        active = a[t > total[a] * 1e-17]
+    p = np.where(upper, total, 1.0 - total)
+    return np.clip(p, 0.0, 1.0).reshape(shape)
+
+
+def breaches(q: np.ndarray, difference: np.ndarray, relative: np.ndarray, settings: AlertSettings) -> np.ndarray:
+    """Significant after BH and large enough to matter (NaN cells, not tested, never breach)."""
+    with np.errstate(invalid="ignore"):
+        large = (difference >= settings.min_absolute_rise - 1e-12) & (relative >= settings.min_relative_rise - 1e-12)
+        return (q <= settings.alpha) & large
 
 
 def _trailing_sum(values: np.ndarray, k: int) -> np.ndarray:
@@ -103,8 +176,14 @@ def score_windows(
     settings: AlertSettings,
     *,
     with_intervals: bool = True,
+    family_size: int | None = None,
 ) -> WindowTests:
-    """Test every cell of a (series × window) matrix of final cohorts against its own baseline."""
+    """Test every cell of a (series × window) matrix of final cohorts against its own baseline.
+
+    All the series of the matrix form one BH family per window, unless ``family_size`` splits
+    the rows into consecutive families of that many series (the calibration's many independent
+    evaluations in one matrix).
+    """
     n = np.asarray(n_entrants, dtype=np.int64)
     d = np.asarray(n_events, dtype=np.int64)
     present = np.asarray(present, dtype=bool)
@@ -119,16 +198,14 @@ def score_windows(
         base_rate = np.where(base_n > 0, base_d / base_n, np.nan)
     expected = n * np.nan_to_num(base_rate)
     evaluated = present & (base_count == k) & (n >= settings.min_entrants) & (expected >= settings.min_expected_events)
-    # One-sided Fisher: P(X >= d) for X ~ Hypergeom(M = n + n0, K = d + d0, N = n).
     p = np.full(n.shape, np.nan)
     idx = np.nonzero(evaluated)
-    p[idx] = hypergeom.sf(d[idx] - 1, n[idx] + base_n[idx], d[idx] + base_d[idx], n[idx])
-    q = bh_qvalues(p)
+    p[idx] = fisher_greater(d[idx], n[idx], base_d[idx], base_n[idx])
+    q = bh_qvalues(p, family_size)
     difference = np.where(evaluated, rate - base_rate, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(evaluated, rate / base_rate - 1.0, np.nan)
-    large = (difference >= settings.min_absolute_rise - 1e-12) & (relative >= settings.min_relative_rise - 1e-12)
-    breach = evaluated & (q <= settings.alpha) & large
+    breach = breaches(q, difference, relative, settings)
     low = np.full(n.shape, np.nan)
     high = np.full(n.shape, np.nan)
     if with_intervals and idx[0].size:
