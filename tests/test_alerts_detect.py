@@ -98,15 +98,18 @@ def test_bh_qvalues_match_statsmodels_per_column_with_untested_cells() -> None:
 
 
 def test_bh_is_applied_across_the_series_of_one_window() -> None:
-    # Two series, same window: p = 0.008 alone would pass alpha 0.01, but with a second
-    # series at p = 0.5 its q-value is 0.016.
-    n, d, present = _matrix([[(500, 100)] * 4 + [(500, 131)], [(500, 100)] * 4 + [(500, 100)]])
+    # Two series, same window: p = 0.007 alone would pass alpha 0.01, but with a second
+    # series at p = 0.5 its q-value is 0.014.
+    n, d, present = _matrix([[(500, 100)] * 4 + [(500, 126)], [(500, 100)] * 4 + [(500, 100)]])
     t = score_windows(n, d, present, AlertSettings())
     p = t.p_value[:, 4]
-    assert 0.001 < p[0] < 0.01  # typed from scipy below
-    assert p[0] == pytest.approx(fisher_exact([[131, 369], [400, 1600]], alternative="greater").pvalue)
+    assert 0.005 < p[0] < 0.01
+    assert p[0] == pytest.approx(fisher_exact([[126, 374], [400, 1600]], alternative="greater").pvalue)
     assert t.q_value[0, 4] == pytest.approx(min(1.0, 2 * p[0]))
-    assert t.breach[0, 4] == (2 * p[0] <= 0.01)
+    assert not t.breach[0, 4]  # q = 2p > 0.01
+    # Per-series control spends alpha on each series' own p-value.
+    per_series = score_windows(n, d, present, AlertSettings(control="per_series"))
+    assert per_series.breach[:, 4].tolist() == [True, False]
 
 
 B, C, X = "B", "C", "-"  # breach, clear, not evaluated
@@ -155,6 +158,8 @@ def test_settings_errors_name_the_key() -> None:
         AlertSettings(baseline_windows=0)
     with pytest.raises(AlertSettingsError, match=r"alerts\.alpha"):
         AlertSettings(alpha=1.5)
+    with pytest.raises(AlertSettingsError, match=r"alerts\.control"):
+        AlertSettings(control="bonferroni")
     with pytest.raises(AlertSettingsError, match=r"alerts\.breakdowns"):
         AlertSettings(breakdowns=("overall", "region"))
 
@@ -177,3 +182,15 @@ def test_fisher_greater_matches_scipy_on_random_and_edge_tables() -> None:
     for i in (0, 1, 4000, 4001, 4002):
         table = [[d[i], n[i] - d[i]], [d0[i], n0[i] - d0[i]]]
         assert p[i] == pytest.approx(fisher_exact(table, alternative="greater").pvalue, rel=1e-8)
+
+
+def test_current_windows_pools_the_latest_cohorts_against_the_k_before_them() -> None:
+    settings = AlertSettings(current_windows=2)
+    n, d, present = _matrix([[(500, 100)] * 4 + [(500, 120), (500, 130)]])
+    t = score_windows(n, d, present, settings)
+    # Window 4 would need a baseline of windows -1..2: not tested. Window 5: 4-5 vs 0-3.
+    assert t.evaluated.tolist() == [[False] * 5 + [True]]
+    assert (t.n_entrants[0, 5], t.n_events[0, 5]) == (1000, 250)
+    assert (t.baseline_entrants[0, 5], t.baseline_events[0, 5]) == (2000, 400)
+    expected = fisher_exact([[250, 750], [400, 1600]], alternative="greater").pvalue
+    assert t.p_value[0, 5] == pytest.approx(expected, rel=1e-9)

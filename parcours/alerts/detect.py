@@ -3,21 +3,24 @@
 For every series (rule, stage, breakdown, breakdown_value) and every final cohort window w:
 
 1. **Baseline**: the K cohorts before w (``baseline_windows``, default 4) pooled — their
-   entrants and events summed. A window is tested only when all K are there.
+   entrants and events summed. A window is tested only when all K are there. With
+   ``current_windows`` c > 1 the current side pools cohorts w - c + 1 .. w and the baseline is
+   the K cohorts before those (a sustained rise is seen with c times the entrants).
 2. **Volume gates**: at least ``min_entrants`` entrants in w, and at least
    ``min_expected_events`` events expected at the baseline rate (n_w × p_baseline ≥ 10): below
    that no test has the power to tell a spike from noise, and the cell is *not evaluated*.
 3. **Significance**: the one-sided Fisher exact test of the 2×2 table (events / non-events ×
    current / baseline), P(X ≥ d_w) under the hypergeometric law of the events given both
    margins. Exact at every count (no normal approximation at the small end of the gate) and
-   conditional on the baseline's own total, so the baseline's sampling noise is in the p-value —
-   a binomial test against the baseline rate as if it were known alerts too often (the
-   calibration in docs/alerts.md measures it). It is computed for a whole matrix at once with
-   ``scipy.stats.hypergeom.sf``.
+   conditional on the baseline's own total, so the baseline's sampling noise is in the p-value
+   (a binomial test against the baseline rate treats that rate as known). Computed for a whole
+   matrix at once (``fisher_greater``, checked against ``scipy.stats.hypergeom.sf``).
 4. **False-alert control**: Benjamini–Hochberg q-values across every series tested on the same
    window (one evaluation's family: rules × stages × breakdowns); a cell breaches when
-   q ≤ ``alpha``. Under the complete null BH holds the chance of any false breach in the family
-   at alpha; when some series truly rise it controls the share of false ones among the breaches.
+   q ≤ ``alpha`` (``control="bh"``, the default), or when its own p ≤ ``alpha``
+   (``control="per_series"``, what a per-stage false-alert budget calls for). Under the
+   complete null BH holds the chance of any false breach in the family at alpha; when some
+   series truly rise it controls the share of false ones among the breaches.
 5. **Practical size**: the rise must also be worth waking someone for — relative rise
    ≥ ``min_relative_rise`` (20 %) and absolute ≥ ``min_absolute_rise`` (2 points), on the point
    estimates.
@@ -156,17 +159,21 @@ def fisher_greater(d: np.ndarray, n: np.ndarray, d0: np.ndarray, n0: np.ndarray)
 
 
 def breaches(q: np.ndarray, difference: np.ndarray, relative: np.ndarray, settings: AlertSettings) -> np.ndarray:
-    """Significant after BH and large enough to matter (NaN cells, not tested, never breach)."""
+    """Significant (``q`` is the BH q-value, or the p-value under per-series control) and large
+    enough to matter; NaN cells, not tested, never breach."""
     with np.errstate(invalid="ignore"):
         large = (difference >= settings.min_absolute_rise - 1e-12) & (relative >= settings.min_relative_rise - 1e-12)
         return (q <= settings.alpha) & large
 
 
-def _trailing_sum(values: np.ndarray, k: int) -> np.ndarray:
-    """Sum of the k columns before each column (not including it); zero-padded at the start."""
-    csum = np.concatenate([np.zeros((values.shape[0], 1), dtype=values.dtype), np.cumsum(values, axis=1)], axis=1)
-    shifted = np.concatenate([np.zeros((values.shape[0], k), dtype=values.dtype), csum[:, :-k]], axis=1)
-    return csum[:, :-1] - shifted[:, : values.shape[1]]
+def _block_sum(values: np.ndarray, lag: int, length: int) -> np.ndarray:
+    """For each column w, the sum of columns w - lag - length + 1 .. w - lag (missing ones count 0)."""
+    rows, cols = values.shape
+    pad = lag + length
+    # prefix[i] = sum of the columns before i - pad (exclusive prefix, shifted right by pad).
+    prefix = np.concatenate([np.zeros((rows, pad + 1), dtype=values.dtype), np.cumsum(values, axis=1)], axis=1)
+    w = np.arange(cols)
+    return prefix[:, w - lag + 1 + pad] - prefix[:, w - lag - length + 1 + pad]
 
 
 def score_windows(
@@ -189,15 +196,26 @@ def score_windows(
     present = np.asarray(present, dtype=bool)
     n = np.where(present, n, 0)
     d = np.where(present, d, 0)
-    k = settings.baseline_windows
-    base_n = _trailing_sum(n, k)
-    base_d = _trailing_sum(d, k)
-    base_count = _trailing_sum(present.astype(np.int64), k)
+    k, c = settings.baseline_windows, settings.current_windows
+    counted = present.astype(np.int64)
+    if c > 1:  # the latest c cohorts pooled into the current one
+        n, d, current_count = _block_sum(n, 0, c), _block_sum(d, 0, c), _block_sum(counted, 0, c)
+    else:
+        current_count = counted
+    base_n = _block_sum(np.where(present, np.asarray(n_entrants, dtype=np.int64), 0), c, k)
+    base_d = _block_sum(np.where(present, np.asarray(n_events, dtype=np.int64), 0), c, k)
+    base_count = _block_sum(counted, c, k)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(n > 0, d / n, np.nan)
         base_rate = np.where(base_n > 0, base_d / base_n, np.nan)
     expected = n * np.nan_to_num(base_rate)
-    evaluated = present & (base_count == k) & (n >= settings.min_entrants) & (expected >= settings.min_expected_events)
+    evaluated = (
+        present
+        & (current_count == c)
+        & (base_count == k)
+        & (n >= settings.min_entrants)
+        & (expected >= settings.min_expected_events)
+    )
     p = np.full(n.shape, np.nan)
     idx = np.nonzero(evaluated)
     p[idx] = fisher_greater(d[idx], n[idx], base_d[idx], base_n[idx])
@@ -205,7 +223,7 @@ def score_windows(
     difference = np.where(evaluated, rate - base_rate, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(evaluated, rate / base_rate - 1.0, np.nan)
-    breach = breaches(q, difference, relative, settings)
+    breach = breaches(p if settings.control == "per_series" else q, difference, relative, settings)
     low = np.full(n.shape, np.nan)
     high = np.full(n.shape, np.nan)
     if with_intervals and idx[0].size:

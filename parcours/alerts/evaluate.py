@@ -241,6 +241,7 @@ def _payload(
         "n_entrants": cell.get("n_entrants") if churn else None,
         "n_events": cell.get("n_events") if churn else None,
         "rate": cell.get("rate") if churn else None,
+        "current_windows": settings.current_windows,
         "baseline": {
             "windows": settings.baseline_windows,
             "n_entrants": cell["baseline_n_entrants"],

@@ -115,11 +115,15 @@ def summary(payload: Mapping[str, Any]) -> str:
     if payload["kind"] == "test":
         return "parcours alerts test notification: this sink receives alerts"
     verb = "FIRING" if payload["state"] == "firing" else "RESOLVED"
+    pooled = payload.get("current_windows", 1)
+    cohorts = f"the cohort of {payload['window_start'][:10]}"
+    if pooled > 1:
+        cohorts = f"the {pooled} cohorts up to {payload['window_start'][:10]}"
     ci = payload["difference_ci"]
     diff = payload["difference"]
     interval = "" if ci is None else f" [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
     return (
-        f"{verb}: {what} at {where} is {_pct(payload['rate'])} for the cohort of {payload['window_start'][:10]} "
+        f"{verb}: {what} at {where} is {_pct(payload['rate'])} for {cohorts} "
         f"(n={payload['n_entrants']}) vs {_pct(payload['baseline']['rate'])} baseline: "
         f"{100 * diff:+.1f} points{interval}, p={payload['p_value']:.2g}"
     )

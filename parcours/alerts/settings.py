@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 RULES = ("dropoff_rate", "explicit_churn_rate")
+# How alpha is spent: `bh` compares the Benjamini–Hochberg q-value across every series tested on
+# the window with alpha; `per_series` compares each series' own p-value with alpha (a per-series
+# budget: a stage with S series then has about S x alpha x the breach rate of false alerts).
+CONTROLS = ("bh", "per_series")
 # The breakdowns a series may be cut by; `overall` has the single value `all`.
 BREAKDOWNS = ("overall", "segment", "channel", "product_line")
 
@@ -30,14 +34,17 @@ class AlertSettings:
     """How a series is tested and how its state moves.
 
     alpha is the Benjamini–Hochberg level applied across every series tested on the same cohort
-    window (all rules × stages × breakdowns of one evaluation).
+    window (all rules × stages × breakdowns of one evaluation), or, with ``control="per_series"``,
+    each series' own level. docs/alerts.md shows what each costs in false alerts and detection.
     """
 
     window: timedelta = timedelta(days=7)
     baseline_windows: int = 4
+    current_windows: int = 1
     min_entrants: int = 100
     min_expected_events: float = 10.0
     alpha: float = 0.01
+    control: str = "bh"
     min_relative_rise: float = 0.20
     min_absolute_rise: float = 0.02
     fire_after: int = 2
@@ -52,7 +59,7 @@ class AlertSettings:
     def __post_init__(self) -> None:
         if self.window <= timedelta(0):
             self._fail("window", f"must be positive, got {self.window}")
-        for key in ("baseline_windows", "fire_after", "resolve_after"):
+        for key in ("baseline_windows", "current_windows", "fire_after", "resolve_after"):
             if int(getattr(self, key)) < 1:
                 self._fail(key, f"must be at least 1, got {getattr(self, key)}")
         if self.cooldown_windows < 0:
@@ -63,6 +70,8 @@ class AlertSettings:
             self._fail("min_expected_events", f"must be 0 or more, got {self.min_expected_events}")
         if not 0 < self.alpha < 1:
             self._fail("alpha", f"must be in (0, 1), got {self.alpha}")
+        if self.control not in CONTROLS:
+            self._fail("control", f"{self.control!r} is not one of {list(CONTROLS)}")
         if not 0 < self.ci_level < 1:
             self._fail("ci_level", f"must be in (0, 1), got {self.ci_level}")
         if self.min_relative_rise < 0 or self.min_absolute_rise < 0:

@@ -63,6 +63,13 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
+def _cohorts(p: Mapping[str, Any]) -> str:
+    pooled = p.get("current_windows", 1)
+    if pooled > 1:
+        return f"the {pooled} cohorts up to {p['window_start'][:10]}"
+    return f"cohort of {p['window_start'][:10]}"
+
+
 def _detail(p: Mapping[str, Any]) -> str:
     where = f"*{p['stage']}*" + ("" if p["breakdown"] == "overall" else f" ({p['breakdown']}={p['breakdown_value']})")
     what = p["rule"].replace("_", " ")
@@ -71,7 +78,7 @@ def _detail(p: Mapping[str, Any]) -> str:
     if p["kind"] == "churn":
         b = p["baseline"]
         lines.append(
-            f"cohort of {p['window_start'][:10]}: {_pct(p['rate'])} ({p['n_events']}/{p['n_entrants']}) vs baseline "
+            f"{_cohorts(p)}: {_pct(p['rate'])} ({p['n_events']}/{p['n_entrants']}) vs baseline "
             f"{_pct(b['rate'])} ({b['n_events']}/{b['n_entrants']}, {b['windows']} windows)"
         )
         ci = p["difference_ci"]
