@@ -264,6 +264,7 @@ def _payload(
         "q_value": cell.get("q_value") if churn else None,
         "test": TEST_NAME if churn else None,
         "alpha": settings.alpha,
+        "control": settings.control,
         "contributors": [],
         "watermark": iso(context["watermark"]),
         "finality_point": iso(context["finality_point"]),
