@@ -32,7 +32,7 @@ import numpy as np
 from scipy.stats import binomtest, chi2
 
 from parcours.alerts.detect import TO_FIRING, breaches, replay_states, score_windows
-from parcours.alerts.settings import AlertSettings
+from parcours.alerts.settings import RECOMMENDED, AlertSettings
 from parcours.config import load_config
 
 WINDOWS_PER_90_DAYS = 90 / 7
@@ -260,16 +260,17 @@ def run(quick: bool = False, seed: int = 20261201, out=sys.stdout) -> dict:
         }[meets[1], meets[m]]
         print(f"| {_label(v)} | {fa[0]} | {fa[1]} | {dt[0]} | {dt[1]} | {verdict} |", file=out)
 
-    print(f"\n## Detection delay per stage ({_label(base)})\n", file=out)
-    print(
-        "days from the first affected entry to the firing evaluation: window + horizon (= timeout) + timeout "
-        "+ (fire_after - 1) x window; a daily evaluation adds up to 1 day\n",
-        file=out,
-    )
-    print("| stage | timeout (days) | earliest firing (days) | within two windows (days) |", file=out)
-    print("| --- | --- | --- | --- |", file=out)
-    for stage, timeout, earliest, latest in detection_delays(base):
-        print(f"| {stage} | {timeout} | {earliest} | {latest} |", file=out)
+    for settings in (base, RECOMMENDED):
+        print(f"\n## Detection delay per stage ({_label(settings)})\n", file=out)
+        print(
+            "days from the first affected entry to the firing evaluation: window + horizon (= timeout) + timeout "
+            "+ (fire_after - 1) x window; a daily evaluation adds up to 1 day\n",
+            file=out,
+        )
+        print("| stage | timeout (days) | earliest firing (days) | within two windows (days) |", file=out)
+        print("| --- | --- | --- | --- |", file=out)
+        for stage, timeout, earliest, latest in detection_delays(settings):
+            print(f"| {stage} | {timeout} | {earliest} | {latest} |", file=out)
     return {"false_alerts": false_alerts, "detections": detections, "table": table, "variants": variants}
 
 
