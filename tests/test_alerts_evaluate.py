@@ -22,6 +22,7 @@ from parcours.alerts import (
     run_evaluation,
 )
 from parcours.alerts.payload import iso
+from parcours.alerts.settings import RECOMMENDED
 from parcours.alerts.sinks import SendResult
 from parcours.alerts.store import Pending
 from tests.alerts_helpers import cohort_table, evaluation_time, final_at, window
@@ -234,3 +235,26 @@ def test_only_final_cohorts_are_tested() -> None:
     report = run_evaluation(table, AlertSettings(), AlertStore(), [], evaluation_time(4))
     assert report.evaluation.matrix.window_start.size == 5
     assert report.history["state"].to_pylist() == ["pending"]
+
+
+def test_the_schema_is_valid_draft_2020_12() -> None:
+    jsonschema.Draft202012Validator.check_schema(_schema())
+
+
+def test_the_recommended_settings_pool_two_cohorts_and_spend_alpha_per_series() -> None:
+    # Nine windows at 20 %, then two at 25.6 %: with RECOMMENDED (K = 8, c = 2, per-series
+    # alpha 0.0075, fire_after 1) the second affected window fires on 256 of 1,000 vs 800 of 4,000.
+    counts = [(500, 100)] * 9 + [(500, 128), (500, 128)]
+    store, sink = AlertStore(), RecordingSink()
+    _run_weekly(counts, store, sink, upto=10, settings=RECOMMENDED)
+    p = fisher_exact([[256, 744], [800, 3200]], alternative="greater").pvalue
+    assert p < 0.0075
+    # The first affected window pools one clean cohort with it: 228 of 1,000, not enough.
+    assert fisher_exact([[228, 772], [800, 3200]], alternative="greater").pvalue > 0.0075
+    assert [(x["state"], x["window_start"]) for x in sink.payloads] == [("firing", iso(window(10)))]
+    payload = sink.payloads[0]
+    assert (payload["n_entrants"], payload["n_events"], payload["current_windows"]) == (1000, 256, 2)
+    assert payload["baseline"] == {"windows": 8, "n_entrants": 4000, "n_events": 800, "rate": 0.2}
+    assert payload["p_value"] == pytest.approx(p) and payload["control"] == "per_series"
+    assert "the 2 cohorts up to" in payload["summary"]
+    jsonschema.Draft202012Validator(_schema()).validate(payload)
