@@ -78,6 +78,24 @@ def _evaluate(store, sinks, i: int, days_later: int = 0):
     return run_evaluation(table, AlertSettings(), store, sinks, evaluation_time(i) + timedelta(days=days_later))
 
 
+def _read_alerts(settings: KafkaSettings, expected: int) -> list:
+    """The records on the alerts topic, polling until `expected` arrived (or 20 empty polls)."""
+    consumer = make_consumer(settings)
+    try:
+        partition = TopicPartition(settings.topics["alerts"], 0)
+        consumer.assign([partition])
+        records: list = []
+        for _ in range(20):
+            records += consumer.poll(timeout_ms=1000).get(partition, [])
+            if len(records) >= expected:
+                break
+        # One more short poll: a duplicate would show here.
+        records += consumer.poll(timeout_ms=500).get(partition, [])
+    finally:
+        consumer.close()
+    return records
+
+
 def _down_kafka() -> KafkaSink:
     (port,) = _free_ports(1)  # nothing listens there
     return KafkaSink(KafkaSettings(bootstrap=f"127.0.0.1:{port}"), bootstrap_timeout_ms=500)
@@ -195,17 +213,7 @@ def test_kafka_down_does_not_block_the_webhook_and_is_retried_next_evaluation(re
     # The broker is back: the next evaluation (same data) delivers to Kafka and nothing else.
     report = _evaluate(store, [KafkaSink(kafka_settings), webhook], 5, days_later=1)
     assert [d.delivered for d in report.deliveries] == [1, 0] and len(receiver.requests) == 1
-    consumer = make_consumer(kafka_settings)
-    try:
-        partition = TopicPartition(kafka_settings.topics["alerts"], 0)
-        consumer.assign([partition])
-        records = []
-        for _ in range(20):
-            records += consumer.poll(timeout_ms=1000).get(partition, [])
-            if records:
-                break
-    finally:
-        consumer.close()
+    records = _read_alerts(kafka_settings, expected=1)
     assert len(records) == 1
     record = records[0]
     assert record.key == sent["alert_id"].encode()
@@ -233,13 +241,7 @@ def test_the_webhook_url_and_token_appear_in_no_log_error_row_or_message(
     errors = [d.error or "" for r in reports for d in r.deliveries]
     assert "webhook answered HTTP 500: 'rollup_error'" in errors
     assert any(e.startswith("webhook unreachable (") for e in errors)
-    consumer = make_consumer(kafka_settings)
-    try:
-        partition = TopicPartition(kafka_settings.topics["alerts"], 0)
-        consumer.assign([partition])
-        messages = b"".join(r.value for r in consumer.poll(timeout_ms=5000).get(partition, []))
-    finally:
-        consumer.close()
+    messages = b"".join(r.value for r in _read_alerts(kafka_settings, expected=1))
     assert messages
     places = {
         "logs": caplog.text,
