@@ -112,8 +112,6 @@ def summary(payload: Mapping[str, Any]) -> str:
         last = payload["window_start"] or "never"
         verb = "NO DATA" if payload["state"] == "firing" else "data back"
         return f"{verb}: {what} at {where}: no new final cohort since {last}"
-    if payload["kind"] == "test":
-        return "parcours alerts test notification: this sink receives alerts"
     verb = "FIRING" if payload["state"] == "firing" else "RESOLVED"
     pooled = payload.get("current_windows", 1)
     cohorts = f"the cohort of {payload['window_start'][:10]}"
