@@ -1038,8 +1038,9 @@ class Warehouse:
           has no file, so BI tools and models still see its columns;
         * the models of `sql_dir` (default: the `parcours.sql` package), folder by folder
           (staging, intermediate, marts), each file a `create view`. The view is named after the
-          file unless a header line says `-- view: <name>`. A model that reads a model of the
-          same folder sorting after it is retried once the others exist;
+          file unless a header line says `-- view: <name>`. Each is created after the models it
+          reads, found in its text (`model_references`): a cycle, or a model reading a later
+          layer, fails the build with the files named;
         * `parcours_meta`: the root the views were built for, when, and from which manifests.
 
         The file is written in DuckDB's v1.0.0 storage format so DuckDB 1.x clients can open it.
@@ -1091,7 +1092,7 @@ class Warehouse:
     def _create_views(
         self,
         con: duckdb.DuckDBPyConnection,
-        models: list[list[_Model]],
+        models: list[_Model],
         settings: dict[str, Any],
         adding: tuple[PublishedFile, ...] = (),
     ) -> None:
@@ -1181,22 +1182,27 @@ class _Model:
     name: str
     source: str  # "staging/stg_x.sql", for error messages
     body: str
+    layer: int  # position of its folder in MODEL_LAYERS
+    reads: frozenset[str] = frozenset()  # the other models it reads, found in its text
 
 
-def _read_models(sql_dir: Traversable) -> list[list[_Model]]:
-    """Read and check every model before anything is built, so a bad file fails the build early."""
-    layers: list[list[_Model]] = []
+def _read_models(sql_dir: Traversable) -> list[_Model]:
+    """Read and check every model before anything is built, so a bad file fails the build early.
+
+    Returned in the order to create them: each model after the models it reads. What a model
+    reads is found in its own text (`model_references`), so the order never depends on file
+    names and a model reading a later layer, or a cycle, is an error naming the files.
+    """
+    models: list[_Model] = []
     names: dict[str, str] = {f"raw_{name}": "a raw dataset view" for name in DATASETS}
     names[META_VIEW] = "the metadata view"
     names[SETTINGS_VIEW] = names[STAGES_VIEW] = "the settings views"
-    for layer in MODEL_LAYERS:
-        folder = sql_dir.joinpath(layer)
+    for layer, folder_name in enumerate(MODEL_LAYERS):
+        folder = sql_dir.joinpath(folder_name)
         if not folder.is_dir():
-            layers.append([])
             continue
-        models = []
         for entry in sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name):
-            source = f"{layer}/{entry.name}"
+            source = f"{folder_name}/{entry.name}"
             text = entry.read_text(encoding="utf-8")
             name = _declared_view_name(text) or entry.name.removesuffix(".sql")
             if not _IDENTIFIER.match(name):
@@ -1207,9 +1213,65 @@ def _read_models(sql_dir: Traversable) -> list[list[_Model]]:
             body = text.rstrip().removesuffix(";").rstrip()
             if not body:
                 raise ValueError(f"{source}: empty model")
-            models.append(_Model(name, source, body))
-        layers.append(models)
-    return layers
+            models.append(_Model(name, source, body, layer))
+    return _in_dependency_order(models)
+
+
+_SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_SQL_STRING = re.compile(r"'(?:[^']|'')*'")
+_SQL_WORD = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_]*)')
+_CTE_NAME = re.compile(
+    r'(?:\bwith|,)\s*(?:recursive\s+)?"?([A-Za-z_][A-Za-z0-9_]*)"?\s+as\s*(?:not\s+)?(?:materialized\s+)?\(', re.I
+)
+
+
+_SQL_ALIAS = re.compile(r'\bas\s+"?([A-Za-z_][A-Za-z0-9_]*)"?(?!\s*\()', re.I)
+
+
+def model_references(body: str, known: Iterable[str]) -> frozenset[str]:
+    """The names of `known` that the SQL text `body` reads: words outside comments and string
+    literals, less the names it gives itself (CTEs, and aliases after `as`), which shadow a
+    model of the same name."""
+    text = _SQL_STRING.sub("''", _SQL_COMMENT.sub(" ", body))
+    ctes = {match.group(1).lower() for match in _CTE_NAME.finditer(text)}
+    ctes |= {alias.lower() for alias in _SQL_ALIAS.findall(text)}
+    words = {(quoted.replace('""', '"') if quoted else plain).lower() for quoted, plain in _SQL_WORD.findall(text)}
+    return frozenset(name for name in known if name.lower() in words - ctes)
+
+
+def _in_dependency_order(models: list[_Model]) -> list[_Model]:
+    by_name = {model.name: model for model in models}
+    with_reads = []
+    for model in models:
+        reads = model_references(model.body, by_name.keys() - {model.name})
+        later = sorted(name for name in reads if by_name[name].layer > model.layer)
+        if later:
+            raise ValueError(
+                f"{model.source} reads {', '.join(by_name[name].source for name in later)}, of a later layer "
+                f"(layers: {' -> '.join(MODEL_LAYERS)})"
+            )
+        with_reads.append(_Model(model.name, model.source, model.body, model.layer, reads))
+    final = {model.name: model for model in with_reads}
+    order: list[_Model] = []
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:  # depth first: a model right after the models it reads
+        if name in done:
+            return
+        if name in visiting:
+            cycle = [*visiting[visiting.index(name) :], name]
+            raise ValueError(f"SQL models read each other in a cycle: {' -> '.join(by_name[n].source for n in cycle)}")
+        visiting.append(name)
+        for read in sorted(final[name].reads, key=lambda n: (by_name[n].layer, by_name[n].source)):
+            visit(read)
+        visiting.pop()
+        done.add(name)
+        order.append(final[name])
+
+    for model in with_reads:  # in layer then file order, so the order reads like the folders
+        visit(model.name)
+    return order
 
 
 def _declared_view_name(text: str) -> str | None:
@@ -1225,24 +1287,13 @@ def _declared_view_name(text: str) -> str | None:
     return None
 
 
-def _create_models(con: duckdb.DuckDBPyConnection, layers: list[list[_Model]]) -> None:
-    for models in layers:
-        pending = models
-        while pending:
-            failed: list[tuple[_Model, duckdb.Error]] = []
-            for model in pending:
-                try:
-                    con.execute(f"create view {_quote(model.name)} as\n{model.body}\n")
-                except duckdb.CatalogException as exc:  # most likely reads a model not created yet
-                    failed.append((model, exc))
-                except duckdb.Error as exc:
-                    exc.add_note(f"in SQL model {model.source}")
-                    raise
-            if len(failed) == len(pending):
-                model, exc = failed[0]
-                exc.add_note(f"in SQL model {model.source}")
-                raise exc
-            pending = [model for model, _exc in failed]
+def _create_models(con: duckdb.DuckDBPyConnection, models: list[_Model]) -> None:
+    for model in models:  # in dependency order: every model it reads exists already
+        try:
+            con.execute(f"create view {_quote(model.name)} as\n{model.body}\n")
+        except duckdb.Error as exc:
+            exc.add_note(f"in SQL model {model.source}")
+            raise
 
 
 def _conform(spec: DatasetSpec, table: pa.Table) -> pa.Table:
