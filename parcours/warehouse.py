@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -76,7 +77,6 @@ _PART = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VIEW_HEADER = re.compile(r"^--\s*view:\s*(\S+)\s*$")
 _BUILD_ALIAS = "parcours_build"
-DEFAULT_PATH_SUMMARY_STEPS = 6  # config.PathCleaning.summary_steps' default
 
 
 @dataclass(frozen=True, slots=True)
@@ -1142,39 +1142,61 @@ def model_sql(layer: str, name: str) -> str:
 def settings_views_sql(settings: dict[str, Any], *, temporary: bool = False) -> list[str]:
     """`parcours_settings` (one row) and `parcours_stages` (one row per lifecycle stage), from a
     `JourneyConfig.settings_record()`. Shared by the views file and by the pipeline's refresh of
-    the marts, which runs the same models."""
+    the marts, which runs the same models.
+
+    Generated from the record, not listed by hand: a key ending in `_in_s` is an INTERVAL column
+    without the suffix, a list of strings a VARCHAR[], a mapping keyed by stage (named in the
+    plural) a column of `parcours_stages` in the singular (`drop_off_timeouts_in_s` ->
+    `drop_off_timeout`). The types and the key
+    order come from the default configuration's record, so a record written by an older
+    parcours that lacks a key gets the default's value for it.
+    """
     create = "create or replace temp view" if temporary else "create view"
-
-    def interval(seconds: int | None) -> str:
-        return "cast(null as INTERVAL)" if seconds is None else f"to_seconds(cast({int(seconds)} as BIGINT))"
-
-    def strings(values: list[str]) -> str:
-        return "cast([" + ", ".join(_literal(v) for v in values) + "] as VARCHAR[])"
-
-    row = ", ".join(
-        [
-            f"cast({int(settings['config_version'])} as INTEGER) as config_version",
-            f"{_literal(settings['config_fingerprint'])} as config_fingerprint",
-            f"{interval(settings['inactivity_gap_in_s'])} as inactivity_gap",
-            f"{interval(settings['max_duration_in_s'])} as max_duration",
-            f"{interval(settings['allowed_lateness_in_s'])} as allowed_lateness",
-            f"{interval(settings['attachment_window_in_s'])} as attachment_window",
-            f"{strings(settings['churn_outcomes'])} as churn_outcomes",
-            f"{interval(settings['churn_inactivity_in_s'])} as churn_inactivity",
-            f"{'true' if settings['collapse_repeats'] else 'false'} as collapse_repeats",
-            f"{strings(settings['ignore_touchpoints'])} as ignore_touchpoints",
-            f"cast({int(settings['max_path_length'])} as INTEGER) as max_path_length",
-            # Absent from the settings of manifests written before it existed.
-            f"cast({int(settings.get('path_summary_steps', DEFAULT_PATH_SUMMARY_STEPS))} as INTEGER) "
-            "as path_summary_steps",
+    default = _default_settings()
+    stages = settings["stages"]
+    row: list[str] = []
+    per_stage: list[tuple[str, str, dict]] = []
+    for key, template in default.items():
+        value = settings.get(key, template)
+        if key == "stages":
+            continue
+        if isinstance(template, dict):  # keyed by stage
+            name = key.removesuffix("_in_s").removesuffix("s")  # named in the plural: one per stage
+            per_stage.append((key, name, value))
+            continue
+        row.append(f"{_setting_literal(key, template, value)} as {_quote(key.removesuffix('_in_s'))}")
+    stage_rows = []
+    for rank, stage in enumerate(stages):
+        columns = [f"{_literal(stage)} as stage", f"cast({rank} as INTEGER) as stage_rank"]
+        columns += [
+            f"{_setting_literal(key, next(iter(default[key].values())), value.get(stage))} as {_quote(name)}"
+            for key, name, value in per_stage
         ]
-    )
-    stages = " union all ".join(
-        f"select {_literal(stage)} as stage, cast({rank} as INTEGER) as stage_rank, "
-        f"{interval(settings['drop_off_timeouts_in_s'][stage])} as drop_off_timeout"
-        for rank, stage in enumerate(settings["stages"])
-    )
-    return [f"{create} {SETTINGS_VIEW} as select {row}", f"{create} {STAGES_VIEW} as {stages}"]
+        stage_rows.append("select " + ", ".join(columns))
+    return [
+        f"{create} {SETTINGS_VIEW} as select {', '.join(row)}",
+        f"{create} {STAGES_VIEW} as {' union all '.join(stage_rows)}",
+    ]
+
+
+@functools.cache
+def _default_settings() -> dict[str, Any]:
+    from parcours.config import load_config
+
+    return load_config().settings_record()
+
+
+def _setting_literal(key: str, template: Any, value: Any) -> str:
+    """One setting as a typed SQL literal; the type is the default record's (`template`)."""
+    if key.endswith("_in_s"):
+        return "cast(null as INTERVAL)" if value is None else f"to_seconds(cast({int(value)} as BIGINT))"
+    if isinstance(template, bool):
+        return "cast(null as BOOLEAN)" if value is None else ("true" if value else "false")
+    if isinstance(template, int):
+        return "cast(null as INTEGER)" if value is None else f"cast({int(value)} as INTEGER)"
+    if isinstance(template, list):
+        return "cast([" + ", ".join(_literal(str(v)) for v in value or []) + "] as VARCHAR[])"
+    return "cast(null as VARCHAR)" if value is None else _literal(str(value))
 
 
 @dataclass(frozen=True, slots=True)
