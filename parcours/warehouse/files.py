@@ -206,7 +206,11 @@ class Files:
         if not self.data_dir.is_dir():
             return []
         state = self._state()
-        listed = [*state.live, *(path for removal in state.removals for path in removal.paths)]
+        listed = [
+            *state.live,
+            *(path for removal in state.removals for path in removal.paths),
+            *(f.path for quarantine in state.quarantined.values() for f in quarantine.files),
+        ]
         published = {self.root / path for path in listed}
         return sorted(
             path

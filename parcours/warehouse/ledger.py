@@ -49,6 +49,12 @@ class Manifest:
     # Paths of earlier files this commit takes out of the warehouse (a compaction replaced them).
     # They stay on disk for readers of older views until `delete_removed` after a grace period.
     removed: tuple[str, ...] = ()
+    # What the commit is (KINDS); "" in manifests written before kinds were stated, read by `kind_of`.
+    kind: str = ""
+    # A quarantine's files: kept on disk and listed here, read by no view and no refresh.
+    quarantined: tuple[PublishedFile, ...] = ()
+    settles: int | None = None  # release / drop: the seq of the quarantine it settles
+    reason: str = ""  # quarantine: why the gate refused the batch; drop: why it was dropped
 
     def to_json(self) -> bytes:
         # Indented: manifests are the first thing a person reads when a number looks wrong.
@@ -58,6 +64,37 @@ class Manifest:
     def from_json(cls, data: bytes | str) -> Manifest:
         """Decode and type-check (int partition keys, [start, end) pairs) in one pass."""
         return msgspec.json.decode(data, type=cls)
+
+
+INGEST, REFRESH, COMPACTION, QUARANTINE, RELEASE, DROP = (
+    "ingest",
+    "refresh",
+    "compaction",
+    "quarantine",
+    "release",
+    "drop",
+)
+KINDS = (INGEST, REFRESH, COMPACTION, QUARANTINE, RELEASE, DROP)
+
+
+def kind_of(manifest: Manifest) -> str:
+    """The manifest's kind; for one written before kinds were stated, what its counts say."""
+    if manifest.kind:
+        return manifest.kind
+    if MARTS_THROUGH in manifest.counts:
+        return COMPACTION if "compacted_files_in" in manifest.counts else REFRESH
+    return INGEST
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """A batch the gate refused: its files kept, its offsets consumed, nothing of it published."""
+
+    seq: int
+    created_at: str
+    reason: str
+    files: tuple[PublishedFile, ...]
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class WarehouseBusy(RuntimeError):
@@ -75,7 +112,9 @@ class ManifestExists(FileExistsError):
 
 # -- checkpoints ---------------------------------------------------------------------------
 
-CHECKPOINT_FORMAT = 1  # raised on any change that a reader of the previous format would misread
+CHECKPOINT_FORMAT = 2  # raised on any change that a reader of the previous format would misread
+# Formats this parcours reads: 1 is 2 without quarantines, which did not exist then.
+READABLE_CHECKPOINT_FORMATS = (1, 2)
 log = logging.getLogger(__name__)
 
 
@@ -115,6 +154,7 @@ class Checkpoint:
     # Batches the sessions and journeys marts do not summarise yet, read from their manifests
     # when asked for. None after a compaction, which needs the marts current.
     marts_pending: tuple[int, ...]
+    quarantined: tuple[Quarantine, ...] = ()  # open quarantines, neither released nor dropped
 
     def to_json(self) -> bytes:
         state = msgspec.json.encode(self)
@@ -133,10 +173,11 @@ class Checkpoint:
             written_format = msgspec.json.decode(data, type=_CheckpointFormat).format
         except msgspec.DecodeError as exc:
             raise CorruptCheckpoint(f"checkpoint {source} is damaged ({exc})") from None
-        if written_format != CHECKPOINT_FORMAT:
+        if written_format not in READABLE_CHECKPOINT_FORMATS:
             raise CheckpointError(
                 f"checkpoint {source} is in format {written_format}, but this parcours reads format "
-                f"{CHECKPOINT_FORMAT} only: it was written by another version of parcours. Run that "
+                f"{' or '.join(map(str, READABLE_CHECKPOINT_FORMATS))} only: it was written by another version of "
+                "parcours. Run that "
                 "version, or move the _checkpoints folder aside to read the manifests instead "
                 "(slower, and only if none was archived)"
             )
@@ -188,6 +229,7 @@ class _State:
     removals: list[Removal] = field(default_factory=list)
     file_progress: dict[str, int] = field(default_factory=dict)
     marts_pending: list[int] = field(default_factory=list)
+    quarantined: dict[int, Quarantine] = field(default_factory=dict)
 
     @classmethod
     def starting_at(cls, checkpoint: Checkpoint) -> _State:
@@ -204,6 +246,7 @@ class _State:
             removals=list(checkpoint.removals),
             file_progress=dict(checkpoint.file_progress),
             marts_pending=list(checkpoint.marts_pending),
+            quarantined={q.seq: q for q in checkpoint.quarantined},
         )
 
     def add(self, manifest: Manifest) -> None:
@@ -229,7 +272,16 @@ class _State:
             key = source.get("key")
             if key:
                 self.file_progress[key] = max(self.file_progress.get(key, 0), source["range"][1])
-        if MARTS_THROUGH in manifest.counts:
+        kind = kind_of(manifest)
+        if kind == QUARANTINE:
+            self.quarantined[manifest.seq] = Quarantine(
+                manifest.seq, manifest.created_at, manifest.reason, manifest.quarantined, manifest.counts
+            )
+        elif kind in (RELEASE, DROP) and manifest.settles is not None:
+            settled = self.quarantined.pop(manifest.settles, None)
+            if kind == DROP and settled is not None:
+                self.removals.append(Removal(manifest.seq, manifest.created_at, tuple(f.path for f in settled.files)))
+        if kind in (REFRESH, COMPACTION):
             self.marts_pending = []
         elif any(published.dataset in ("touchpoints", "rewrites") for published in manifest.files):
             self.marts_pending.append(manifest.seq)
@@ -252,6 +304,7 @@ class _State:
             removals=tuple(removals),
             file_progress=self.file_progress,
             marts_pending=tuple(self.marts_pending),
+            quarantined=tuple(self.quarantined.values()),
         )
 
 
@@ -454,7 +507,15 @@ class Ledger:
         if manifest.seq < 1:
             raise ValueError(f"manifest seq must be >= 1, got {manifest.seq}")
         problems = []
-        for published in manifest.files:
+        kind = kind_of(manifest)
+        if kind not in KINDS:
+            problems.append(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        if kind in (RELEASE, DROP) and manifest.settles not in self._state().quarantined:
+            # Exactly once: a quarantine is released or dropped by one commit, never two.
+            problems.append(f"{kind} of batch {manifest.settles}, which is no open quarantine")
+        if manifest.quarantined and kind != QUARANTINE:
+            problems.append(f"a {kind} commit lists quarantined files")
+        for published in (*manifest.files, *manifest.quarantined):
             path = self.root / published.path
             try:
                 size = path.stat().st_size
@@ -468,7 +529,7 @@ class Ledger:
             problems += [f"{path}: removed, but not a live file" for path in manifest.removed if path not in live]
         if problems:
             listed = "; ".join(problems)
-            raise ValueError(f"manifest {manifest.seq} lists files that are not as written: {listed}")
+            raise ValueError(f"manifest {manifest.seq} cannot be committed: {listed}")
         self.manifest_dir.mkdir(parents=True, exist_ok=True)
         final = self.manifest_dir / f"{manifest.seq:0{_SEQ_DIGITS}d}.json"
         tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
@@ -505,6 +566,10 @@ class Ledger:
         """Relative paths of the dataset's live files (committed, not removed since), in commit order."""
         _spec(dataset)
         return [path for path, published in self._live_files().items() if published.dataset == dataset]
+
+    def quarantines(self) -> list[Quarantine]:
+        """The open quarantines (neither released nor dropped), oldest first."""
+        return sorted(self._state().quarantined.values(), key=lambda q: q.seq)
 
     def _live_files(self) -> dict[str, PublishedFile]:
         return dict(self._state().live)
