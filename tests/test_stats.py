@@ -169,6 +169,27 @@ def test_fisher_matches_the_tea_tasting_example_and_is_chosen_for_small_cells():
     assert one_sided.exact and round(float(one_sided.p_value), 3) == 0.243
 
 
+@pytest.mark.parametrize("alternative", ["two-sided", "larger", "smaller"])
+def test_fisher_on_arrays_equals_scipy_table_by_table(alternative):
+    # tables from 1 to 3000 a cell, with zero cells, empty margins and symmetric ties
+    rng = np.random.default_rng(17)
+    size = rng.choice([1, 3, 10, 40, 300, 3000], 150)
+    a, b, c, d = (rng.integers(0, size + 1) for _ in range(4))
+    a[:20], b[:10], c[5:15] = 0, 0, 0
+    a[30:40], c[30:40] = b[30:40], d[30:40]
+    a[40:45], b[40:45] = 0, 0
+    got = st.two_proportion_p_value(a, a + b, c, c + d, alternative=alternative, min_expected=np.inf)
+    ok = (a + b > 0) & (c + d > 0)
+    assert got.exact[ok].all()
+    scipy_alt = {"two-sided": "two-sided", "larger": "greater", "smaller": "less"}[alternative]
+    ref = [sps.fisher_exact([[a[i], b[i]], [c[i], d[i]]], alternative=scipy_alt).pvalue for i in np.flatnonzero(ok)]
+    np.testing.assert_allclose(got.p_value[ok], ref, rtol=1e-12, atol=1e-300)
+    two_sided = st.odds_ratio(a, b, c, d).p_fisher
+    full = ok & (a + c > 0) & (b + d > 0)
+    if alternative == "two-sided":
+        np.testing.assert_allclose(two_sided[full], got.p_value[full], rtol=1e-12, atol=1e-300)
+
+
 def test_odds_ratio_zero_cell_uses_the_half_correction_by_hand():
     res = st.odds_ratio(0, 20, 6, 14)
     a, b, c, d = 0.5, 20.5, 6.5, 14.5
@@ -197,6 +218,8 @@ def test_odds_ratio_vectorised_nan_for_empty_margins_and_empty_input():
     assert all(x.shape == (0,) for x in empty)
     with pytest.raises(ValueError):
         st.odds_ratio(-1, 2, 3, 4)
+    with pytest.raises(ValueError, match="whole counts"):
+        st.odds_ratio(1.5, 2, 3, 4)
 
 
 def test_relative_risk_matches_agresti_and_scipy():
@@ -400,6 +423,43 @@ def test_bootstrap_zero_inflated_paired_degenerate_and_empty():
     zeros = st.bootstrap_interval(np.zeros(50), statistic=np.mean, seed=1)
     assert (zeros.value, zeros.low, zeros.high) == (0.0, 0.0, 0.0)
     assert np.isnan(st.bootstrap_interval(np.array([]), statistic=np.mean, seed=1).value)
+
+
+def test_bootstrap_of_the_cumulative_effect_resamples_customers_together():
+    # per customer: left after the first bad experience; had a second (having stayed); left after it
+    rng = np.random.default_rng(13)
+    left1 = rng.random(400) < 0.32
+    second = ~left1 & (rng.random(400) < 0.5)
+    left2 = second & (rng.random(400) < 0.4)
+
+    def cumulative(l1, s2, l2, axis=-1):
+        h1 = l1.mean(axis=axis)
+        h2 = l2.sum(axis=axis) / s2.sum(axis=axis)
+        return 1 - (1 - h1) * (1 - h2)
+
+    est = st.bootstrap_interval(left1, second, left2, statistic=cumulative, seed=4, n_resamples=2000, paired=True)
+    h1, h2 = left1.mean(), left2.sum() / second.sum()
+    assert float(est.value) == pytest.approx(1 - (1 - h1) * (1 - h2))
+    assert est.low < est.value < est.high
+
+
+def test_bootstrap_by_group_is_reproducible_and_independent_of_other_groups():
+    rng = np.random.default_rng(21)
+    revenue = np.where(rng.random(600) < 0.7, 0.0, rng.gamma(2.0, 50.0, 600))
+    category = rng.choice(np.array(["detractor", "passive", "promoter"]), 600)
+    keys, est = st.bootstrap_by_group(revenue, category, seed=9, n_resamples=1000)
+    assert list(keys) == ["detractor", "passive", "promoter"]
+    for i, key in enumerate(keys):
+        assert est.value[i] == pytest.approx(revenue[category == key].mean())
+        assert est.low[i] < est.value[i] < est.high[i]
+    again = st.bootstrap_by_group(revenue, category, seed=9, n_resamples=1000)[1]
+    np.testing.assert_array_equal(again.low, est.low)
+    keep = category != "passive"
+    keys2, est2 = st.bootstrap_by_group(revenue[keep], category[keep], seed=9, n_resamples=1000)
+    assert list(keys2) == ["detractor", "promoter"]
+    np.testing.assert_array_equal(est2.low, est.low[[0, 2]])
+    np.testing.assert_array_equal(est2.high, est.high[[0, 2]])
+    assert st.bootstrap_by_group([], [], seed=1)[0].shape == (0,)
 
 
 # --------------------------------------------------------------------------- Kaplan-Meier

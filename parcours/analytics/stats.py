@@ -22,7 +22,8 @@ Conventions, the same in every function:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -233,19 +234,90 @@ def katz_ratio_interval(
 # --------------------------------------------------------------------------- 2x2 tables
 
 
+def _search(fn: Callable[[NDArray], NDArray], target: NDArray, lo: NDArray, hi: NDArray) -> NDArray[np.int64]:
+    """scipy's binary search of ``fisher_exact``, on arrays: for ``fn`` ascending on [lo, hi],
+    the index i with fn(i) <= target < fn(i + 1)."""
+    lo, hi = lo.copy(), hi.copy()
+    active = lo < hi
+    while active.any():
+        mid = lo + (hi - lo) // 2
+        val = np.where(active, fn(mid), 0.0)
+        below, above = active & (val < target), active & (val > target)
+        equal = active & ~below & ~above
+        lo = np.where(below, mid + 1, np.where(equal, mid, lo))
+        hi = np.where(above, mid - 1, np.where(equal, mid, hi))
+        active = lo < hi
+    return np.where(fn(lo) <= target, lo, lo - 1)
+
+
+def _log_choose(n: NDArray, k: NDArray) -> NDArray[np.float64]:
+    return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+
+
 def _fisher(a: NDArray, b: NDArray, c: NDArray, d: NDArray, alternative: str) -> NDArray[np.float64]:
-    """scipy's Fisher exact p-value for each table; scipy takes one table a call, so the distinct
-    tables are computed once each (aggregate rows repeat the same small tables often)."""
-    out = np.full(a.shape, np.nan)
-    if a.size == 0:
-        return out
-    tables = np.stack([a.ravel(), b.ravel(), c.ravel(), d.ravel()], axis=1)
+    """Fisher's exact p-value of each table [[a, b], [c, d]], run on arrays.
+
+    scipy's ``fisher_exact`` takes one table a call (milliseconds each, which thousands of rows
+    a refresh cannot afford), so its algorithm is run here on arrays: the hypergeometric tails
+    of ``scipy.stats.hypergeom`` and, for the two-sided test, the tail beyond the mode whose
+    probabilities do not exceed the observed one, found by binary search on the log pmf
+    (closed form by ``gammaln``), with the relative tolerance 1e-7 of R's ``fisher.test``.
+    The tests check it against scipy's on random tables.
+    """
+    shape = np.broadcast(a, b, c, d).shape
+    out = np.full(shape, np.nan)
+    tables = np.stack([np.ravel(a), np.ravel(b), np.ravel(c), np.ravel(d)], axis=1).astype(np.float64)
     finite = np.isfinite(tables).all(axis=1)
-    flat = out.reshape(-1)
-    if finite.any():
-        unique, inverse = np.unique(tables[finite].astype(np.int64), axis=0, return_inverse=True)
-        p = np.array([sps.fisher_exact([[t[0], t[1]], [t[2], t[3]]], alternative=alternative).pvalue for t in unique])
-        flat[finite] = p[inverse.reshape(-1)]
+    if np.any(tables[finite] != np.round(tables[finite])):
+        raise ValueError("Fisher's exact test needs whole counts in every cell")
+    if not finite.any():
+        return out
+    x, y, u, v = (tables[finite, i] for i in range(4))
+    n1, n2, n = x + y, u + v, x + u
+    total = n1 + n2
+    hyper = sps.hypergeom
+    if alternative == "less":
+        p = hyper.cdf(x, total, n1, n)
+    elif alternative == "greater":
+        p = hyper.sf(x - 1, total, n1, n)
+    else:
+        tol = np.log1p(1e-7)
+        mode = np.floor((n + 1) * (n1 + 1) / (total + 2))
+        lo_support, hi_support = np.maximum(0.0, n - n2), np.minimum(n, n1)
+
+        def log_pmf(k: NDArray, m1: NDArray, m2: NDArray, draws: NDArray) -> NDArray:
+            inside = (k >= np.maximum(0.0, draws - m2)) & (k <= np.minimum(draws, m1))
+            kk = np.where(inside, k, 0.0)
+            value = _log_choose(m1, kk) + _log_choose(m2, draws - kk) - _log_choose(m1 + m2, draws)
+            return np.where(inside, value, -np.inf)
+
+        observed = log_pmf(x, n1, n2, n)
+        at_mode = observed >= log_pmf(mode, n1, n2, n) - tol
+        p = np.ones(x.shape)
+        below = ~at_mode & (x < mode)  # the other tail lies above the mode
+        if below.any():
+            m1, m2, dr, lp = n1[below], n2[below], n[below], observed[below]
+            # first k above the mode whose probability is at most the observed one
+            k_lo, k_hi = mode[below], hi_support[below] + 1.0
+            while np.any(k_lo < k_hi):
+                mid = np.floor((k_lo + k_hi) / 2.0)
+                small = log_pmf(mid, m1, m2, dr) <= lp + tol
+                k_hi, k_lo = np.where(small, mid, k_hi), np.where(small, k_lo, mid + 1.0)
+            p[below] = hyper.cdf(x[below], m1 + m2, m1, dr) + hyper.sf(k_lo - 1.0, m1 + m2, m1, dr)
+        above = ~at_mode & (x > mode)  # the other tail lies below the mode
+        if above.any():
+            m1, m2, dr, lp = n1[above], n2[above], n[above], observed[above]
+            # last k below the mode whose probability is at most the observed one
+            k_lo, k_hi = lo_support[above] - 1.0, mode[above]
+            while np.any(k_lo < k_hi):
+                mid = np.ceil((k_lo + k_hi) / 2.0)
+                small = log_pmf(mid, m1, m2, dr) <= lp + tol
+                k_lo, k_hi = np.where(small, mid, k_lo), np.where(small, k_hi, mid - 1.0)
+            p[above] = hyper.sf(x[above] - 1.0, m1 + m2, m1, dr) + hyper.cdf(k_lo, m1 + m2, m1, dr)
+        p = np.minimum(p, 1.0)
+    # a table with an empty row or column has a single arrangement: p = 1, as scipy says
+    p = np.where((n1 == 0) | (n2 == 0) | (n == 0) | (total - n == 0), 1.0, p)
+    out.reshape(-1)[finite] = p
     return out
 
 
@@ -508,7 +580,7 @@ def bootstrap_interval(
     *samples: ArrayLike,
     statistic: Callable[..., float | NDArray],
     confidence: float = 0.95,
-    seed: int,
+    seed: int | Sequence[int],
     n_resamples: int = 9999,
     method: Literal["BCa", "percentile", "basic"] = "BCa",
     paired: bool = False,
@@ -548,6 +620,50 @@ def bootstrap_interval(
         return Estimate(value, np.float64(dist.flat[0]), np.float64(dist.flat[0]))
     ci = result.confidence_interval
     return Estimate(value, np.float64(ci.low), np.float64(ci.high))
+
+
+def _group_seed(seed: int, key: object) -> list[int]:
+    """A group's own stream: the seed with a stable hash of the key (not its position), so a
+    group's interval does not move when another group appears in a later refresh."""
+    return [int(seed), zlib.crc32(str(key).encode("utf-8"))]
+
+
+def bootstrap_by_group(
+    values: ArrayLike,
+    groups: ArrayLike,
+    statistic: Callable[..., float | NDArray] = np.mean,
+    confidence: float = 0.95,
+    *,
+    seed: int,
+    n_resamples: int = 9999,
+    method: Literal["BCa", "percentile", "basic"] = "BCa",
+) -> tuple[NDArray, Estimate]:
+    """:func:`bootstrap_interval` of one value per unit (revenue per customer) for each group
+    (NPS category, segment), in ``np.unique(groups)`` order: the keys and one Estimate of arrays.
+
+    Each group draws from its own stream seeded by ``seed`` and the group's key, so results are
+    reproducible and a group's interval does not depend on which other groups are present.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    g = np.asarray(groups).ravel()
+    if v.shape != g.shape:
+        raise ValueError("values and groups must have the same length")
+    keys, inverse = np.unique(g, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(keys.size + 1))
+    value, low, high = _nan(keys.shape), _nan(keys.shape), _nan(keys.shape)
+    for i, key in enumerate(keys):
+        sample = v[order[bounds[i] : bounds[i + 1]]]
+        est = bootstrap_interval(
+            sample,
+            statistic=statistic,
+            confidence=confidence,
+            seed=_group_seed(seed, key),
+            n_resamples=n_resamples,
+            method=method,
+        )
+        value[i], low[i], high[i] = est
+    return keys, Estimate(value, low, high)
 
 
 def kaplan_meier(
@@ -686,6 +802,7 @@ __all__ = [
     "OddsRatio",
     "TestResult",
     "benjamini_hochberg",
+    "bootstrap_by_group",
     "bootstrap_interval",
     "fong_distinguishable",
     "g2_keyness",
