@@ -11,7 +11,8 @@ Published examples typed in (each test names its source):
   "Categorical Data Analysis", the Physicians' Health Study aspirin table (placebo 189 MI of
   11034, aspirin 104 of 11037): OR 1.83 with Woolf interval (1.44, 2.33), RR 1.82.
 - Fisher's exact test: Fisher's tea-tasting table [[3, 1], [1, 3]] (Agresti, Categorical Data
-  Analysis, §3.5): one-sided P = 0.243, two-sided P = 0.486.
+  Analysis, §3.5): one-sided P = 0.243, two-sided P = 0.486; and the array implementation equal
+  to ``scipy.stats.fisher_exact`` table by table on random tables.
 - Kaplan-Meier: the 6-MP arm of the Freireich et al. (1963) leukaemia remission trial (Gehan
   1965), whose product-limit table is printed in Kleinbaum & Klein, "Survival Analysis: A
   Self-Learning Text", ch. 2: S = 0.857, 0.807, 0.753, 0.690, 0.627, 0.538, 0.448.

@@ -13,9 +13,10 @@ Conventions, the same in every function:
 - ``confidence`` is the two-sided level, ``0.95`` by default; each docstring names its method
   and its source.
 - The work is done by scipy and statsmodels wherever they have the method; the few methods they
-  lack (Mantel-Haenszel risk difference, the Rocks NPS interval, Woolf's interval with the zero
-  cell correction, G² keyness, Fong's test, the t interval from additive components) are
-  written here from the published formula, say so, and are checked in ``tests/test_stats.py``
+  lack, or have only one table at a time (Mantel-Haenszel risk difference, the Rocks NPS
+  interval, Woolf's and Katz's intervals with the zero-cell correction, Fisher's exact test on
+  arrays, G² keyness, Fong's test, the t interval from additive components), are written here
+  from the published formula, say so, and are checked in ``tests/test_stats.py``
   against published worked examples where the publication has one, else against a direct
   computation that does not share this code.
 """
@@ -69,7 +70,7 @@ class OddsRatio(NamedTuple):
     exact: NDArray[np.bool_]
 
 
-class TestResult(NamedTuple):
+class TwoProportionTest(NamedTuple):
     p_value: NDArray[np.float64]
     #: the pooled z statistic (nan where the exact test was used or the test is undefined)
     statistic: NDArray[np.float64]
@@ -234,22 +235,6 @@ def katz_ratio_interval(
 # --------------------------------------------------------------------------- 2x2 tables
 
 
-def _search(fn: Callable[[NDArray], NDArray], target: NDArray, lo: NDArray, hi: NDArray) -> NDArray[np.int64]:
-    """scipy's binary search of ``fisher_exact``, on arrays: for ``fn`` ascending on [lo, hi],
-    the index i with fn(i) <= target < fn(i + 1)."""
-    lo, hi = lo.copy(), hi.copy()
-    active = lo < hi
-    while active.any():
-        mid = lo + (hi - lo) // 2
-        val = np.where(active, fn(mid), 0.0)
-        below, above = active & (val < target), active & (val > target)
-        equal = active & ~below & ~above
-        lo = np.where(below, mid + 1, np.where(equal, mid, lo))
-        hi = np.where(above, mid - 1, np.where(equal, mid, hi))
-        active = lo < hi
-    return np.where(fn(lo) <= target, lo, lo - 1)
-
-
 def _log_choose(n: NDArray, k: NDArray) -> NDArray[np.float64]:
     return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
 
@@ -352,12 +337,12 @@ def use_exact_test(
 def odds_ratio(a: ArrayLike, b: ArrayLike, c: ArrayLike, d: ArrayLike, confidence: float = 0.95) -> OddsRatio:
     """Odds ratio ad / bc of the table [[a, b], [c, d]] (a, b: exposed with / without the outcome;
     c, d: unexposed with / without) with Woolf's logit interval exp(ln OR ± z·sqrt(1/a + 1/b +
-    1/c + 1/d)) (Woolf 1955; Agresti, Categorical Data Analysis, 3rd ed., §3.1.1).
+    1/c + 1/d)) (Woolf 1955, Ann Hum Genet 19:251; Agresti, Categorical Data Analysis, ch. 3).
 
     When a cell is 0, 0.5 is added to all four cells of that table (Haldane-Anscombe) for the
     estimate and its interval, so a feature seen only among leavers still gets a finite,
-    honest-width interval. Both p-values are given: Fisher's exact (two-sided, by
-    ``scipy.stats.fisher_exact``) and Pearson's chi-square; ``p_value`` picks one by
+    honest-width interval. Both p-values are given: Fisher's exact (two-sided, scipy's
+    algorithm run on arrays, equal to ``scipy.stats.fisher_exact``) and Pearson's chi-square; ``p_value`` picks one by
     :func:`use_exact_test`. Everything is nan where a row or column of the table is empty (no
     odds ratio is estimable). Woolf's interval is written here: statsmodels has it only for one
     table at a time (``Table2x2``) and without the zero-cell rule.
@@ -391,16 +376,16 @@ def two_proportion_p_value(
     n2: ArrayLike,
     alternative: Alternative = "two-sided",
     min_expected: float = MIN_EXPECTED_COUNT,
-) -> TestResult:
+) -> TwoProportionTest:
     """p-value of H0: p1 = p2 against ``alternative`` ("larger": p1 > p2, "smaller": p1 < p2).
 
     Rule (Cochran's): with the pooled rate p̄ = (k1 + k2) / (n1 + n2), the expected counts under
     H0 are n_i·p̄ and n_i·(1 - p̄); when the smallest of the four is below ``min_expected`` (5),
-    Fisher's exact test (``scipy.stats.fisher_exact``, conditional on the margins, same
-    alternative) is used; otherwise the pooled z test z = (p1 - p2) / sqrt(p̄(1 - p̄)(1/n1 +
-    1/n2)) by ``statsmodels.stats.proportion.test_proportions_2indep(method="score",
-    correction=False)`` (the score test, whose null variance is the pooled one). nan where an
-    arm is empty.
+    Fisher's exact test (conditional on the margins, same alternative; scipy's algorithm run on
+    arrays, equal to ``scipy.stats.fisher_exact``) is used; otherwise the pooled z test
+    z = (p1 - p2) / sqrt(p̄(1 - p̄)(1/n1 + 1/n2)) by
+    ``statsmodels.stats.proportion.test_proportions_2indep(method="score", correction=False)``
+    (the score test, whose null variance is the pooled one). nan where an arm is empty.
     """
     if alternative not in ("two-sided", "larger", "smaller"):
         raise ValueError(f"alternative must be 'two-sided', 'larger' or 'smaller', got {alternative!r}")
@@ -433,7 +418,7 @@ def two_proportion_p_value(
                 return_results=True,
             )
             p.flat[z], stat.flat[z] = res.pvalue, res.statistic
-    return TestResult(_ret(p), _ret(stat), _ret(exact))
+    return TwoProportionTest(_ret(p), _ret(stat), _ret(exact))
 
 
 # --------------------------------------------------------------------------- many tests
@@ -680,9 +665,10 @@ def kaplan_meier(
 
     ``observed`` is True where the event (churn) happened at ``durations``, False where the
     customer was still there. ``times`` defaults to the distinct event times; ``tau`` to the
-    longest duration. The restricted mean integrates the step function exactly; it is the
-    "remaining lifetime" of revenue at risk, honest about not extrapolating beyond ``tau``.
-    nan everywhere when there is no duration.
+    longest duration. The restricted mean integrates the step function exactly up to ``tau``;
+    it is the "remaining lifetime" of revenue at risk, and says nothing of life beyond ``tau``
+    (a ``tau`` past the longest duration would carry the last level on unobserved: keep it within
+    the follow-up). nan everywhere when there is no duration.
     """
     _z(confidence)
     x = np.asarray(durations, dtype=np.float64).ravel()
@@ -696,6 +682,8 @@ def kaplan_meier(
         nan_t = _nan(t.shape)
         return KaplanMeier(t, nan_t, nan_t.copy(), nan_t.copy(), float("nan"), float("nan"))
     horizon = float(x.max()) if tau is None else float(tau)
+    if horizon < 0:
+        raise ValueError(f"tau must be >= 0, got {tau!r}")
     if not ev.any():
         ones = np.where(t >= 0, 1.0, np.nan)
         return KaplanMeier(t, ones, ones.copy(), ones.copy(), horizon, horizon)
@@ -800,7 +788,7 @@ __all__ = [
     "Keyness",
     "MantelHaenszel",
     "OddsRatio",
-    "TestResult",
+    "TwoProportionTest",
     "benjamini_hochberg",
     "bootstrap_by_group",
     "bootstrap_interval",
