@@ -46,7 +46,8 @@ _EMAIL = re.compile(
 )
 # An IBAN candidate: country, check digits, then letters and digits, possibly in space-separated groups.
 # The run may swallow a following capitalised word or number: `_iban_spans` tries the shorter prefixes.
-_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,40}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,40}\b", re.IGNORECASE)
+_IBAN_GROUP = re.compile(r"[A-Z0-9]+", re.IGNORECASE)
 # A card candidate: a run of digits with single spaces or dashes between them, 13 digits at least.
 _DIGIT_RUN = re.compile(r"(?<![\w-])[0-9]+(?:[ -][0-9]+)+(?![\w-])|(?<!\w)[0-9]{13,19}(?!\w)")
 _GROUP = re.compile(r"[0-9]+")
@@ -79,7 +80,7 @@ def luhn_is_valid(digits: str) -> bool:
 def _iban_spans(text: str) -> Iterator[tuple[int, int]]:
     for match in _IBAN.finditer(text):
         # Candidate ends: the end of each space-separated group, longest first.
-        ends = [m.end() + match.start() for m in re.finditer(r"[A-Z0-9]+", match.group())]
+        ends = [m.end() + match.start() for m in _IBAN_GROUP.finditer(match.group())]
         for end in reversed(ends):
             if iban_is_valid(text[match.start() : end]):
                 yield match.start(), end

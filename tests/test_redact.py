@@ -116,6 +116,11 @@ def test_ibans_with_a_wrong_checksum_stay(iban: str) -> None:
     assert "[iban]" not in text
 
 
+def test_an_iban_typed_in_lower_case_before_other_words() -> None:
+    assert redact_text("iban fr76 3000 6000 0112 3456 7890 189 merci")[0] == "iban [iban] merci"
+    assert redact_text("IBAN FR76 3000 6000 0112 3456 7890 189 OK MERCI")[0] == "IBAN [iban] OK MERCI"
+
+
 def test_iban_checksum_by_hand() -> None:
     # GB82WEST12345698765432 -> WEST12345698765432GB82 -> 3214282912345698765432161182, mod 97 = 1.
     assert int("3214282912345698765432161182") % 97 == 1

@@ -246,3 +246,33 @@ def test_false_alarms_without_a_planted_term_are_rare(exact: bool, bound: float)
 def test_false_alarms_over_twenty_seeds(exact: bool, bound: float) -> None:
     flagged, evaluated = _false_alarm_days(range(100, 120), exact)
     assert flagged <= bound * evaluated
+
+
+@pytest.mark.slow
+def test_a_planted_phrase_in_text_is_flagged_through_the_text_pipeline() -> None:
+    """The same story from verbatim strings: terms (unigrams and bigrams) counted by `count_documents`."""
+    from parcours.analytics import text
+
+    rng = np.random.default_rng(5)
+    weights = 1.0 / np.arange(1, VOCABULARY + 1)
+    weights /= weights.sum()
+    lemmas = np.array([_lemma(r) for r in range(1, VOCABULARY + 1)], dtype=object)
+    n_answers, days, texts = 300, [], []
+    for day in range(PLANT_DAY + 7):
+        words = lemmas[rng.choice(VOCABULARY, size=(n_answers, WORDS_PER_ANSWER), p=weights)]
+        share = PLANT_SHARE * min(1.0, (day - PLANT_DAY + 1) / RAMP_DAYS) if day >= PLANT_DAY else 0.0
+        planted = rng.random(n_answers) < share
+        for k in range(n_answers):
+            sentence = " ".join(words[k])
+            texts.append(f"{sentence}, appli bloquée" if planted[k] else sentence)
+            days.append(START + dt.timedelta(days=day))
+    term_docs, day_docs = text.count_documents(
+        pa.array(days, pa.date32()), pa.array(["fr"] * len(texts)), pa.array(texts)
+    )
+    out = signals.emerging_terms_between(term_docs, day_docs, START, START + dt.timedelta(days=PLANT_DAY + 6))
+    flagged = out.filter(out.column("is_emerging")).to_pylist()
+    first = {}
+    for row in flagged:
+        first.setdefault(row["term"], (row["period_start"] - START).days + signals.FOCUS_DAYS - 1)
+    assert {"appli bloqué", "appli", "bloqué"} <= set(first), first
+    assert all(PLANT_DAY <= first[t] <= PLANT_DAY + 6 for t in ("appli bloqué", "appli", "bloqué"))
