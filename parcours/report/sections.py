@@ -404,11 +404,7 @@ def _answers_by_stage(ctx: Context) -> list[Chart | Table | Message]:
 
 def latest_ingestion(views: Views) -> datetime | None:
     """When the newest row reached the warehouse: the data's freshness until a finality point exists."""
-    stamps = [
-        views.scalar(f"select max(ingested_at) from {view}")
-        for view in ("touchpoints", "survey_answers")
-        if views.has(view, "ingested_at")
-    ]
+    stamps = [views.ingestion(view)[0] for view in ("touchpoints", "survey_answers") if views.has(view, "ingested_at")]
     stamps = [s for s in stamps if s is not None]
     return max(stamps) if stamps else None
 
@@ -429,8 +425,8 @@ def _freshness(ctx: Context) -> Table | Message:
     rows = []
     for view in ("touchpoints", "survey_answers", "dead_letters"):
         if ctx.views.has(view, "ingested_at"):
-            latest, n = ctx.views.rows(f"select max(ingested_at), count(*) from {view}")[0]
-            rows.append([view, cell(latest), int(n)])
+            latest, n = ctx.views.ingestion(view)
+            rows.append([view, cell(latest), n])
     if not rows:
         return ctx.missing("touchpoints")
     return Table(
@@ -466,7 +462,9 @@ def _events_daily(ctx: Context) -> Chart | Message:
 def _dead_letters(ctx: Context) -> list[Chart | Table | Message]:
     if not ctx.views.exists("dead_letters"):
         return [ctx.missing("dead_letters")]
-    applied = ctx.views.where("dead_letters", ctx.filters, date_column="ingested_date")
+    # Rejected records are counted whatever the event period asked for: a rejection is about
+    # ingestion, and a record that could not be read has no trustworthy event time.
+    applied = ctx.views.where("dead_letters", ctx.filters, date_column=None)
     rows = ctx.views.rows(
         f"select reason, count(*)::BIGINT from dead_letters {applied.sql} group by 1 order by 2 desc, 1",
         applied.params,

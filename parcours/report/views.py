@@ -51,6 +51,7 @@ class Views:
             "where table_schema = 'main' order by table_name, ordinal_position"
         ).fetchall()
         self._columns: dict[str, list[str]] = {}
+        self._ingestion: dict[str, tuple[datetime | None, int]] = {}
         for table, column in rows:
             self._columns.setdefault(table, []).append(column)
 
@@ -113,6 +114,14 @@ class Views:
             [view, column],
         )
         return kind == "DATE"
+
+    def ingestion(self, view: str) -> tuple[datetime | None, int]:
+        """The latest `ingested_at` of `view` and its row count, read once per report (on
+        `survey_answers` it costs the attachment join over every touchpoint)."""
+        if view not in self._ingestion:
+            latest, n = self.con.execute(f'select max(ingested_at), count(*) from "{view}"').fetchone()
+            self._ingestion[view] = (latest, int(n))
+        return self._ingestion[view]
 
     def built_at(self) -> datetime | None:
         if not self.exists("parcours_meta"):
