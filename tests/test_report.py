@@ -15,6 +15,7 @@ import shutil
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 import pytest
@@ -211,6 +212,19 @@ def test_report_plots_the_views_rows_offline(warehouse, browser, tmp_path):
     assert all("all segments" in s and "all time" in s for s in page["subtitles"].values() if "n =" in s)
     assert page["banner"] is None  # just ingested
 
+    # Each table exports as CSV from the page: the dead letters' table, as the link it builds.
+    csv_url = browser.execute_script(
+        "let href = null; const click = HTMLAnchorElement.prototype.click;"
+        "HTMLAnchorElement.prototype.click = function () { href = this.href; };"
+        "document.querySelector('button.csv[data-table=\"dead-letters-table\"]').click();"
+        "HTMLAnchorElement.prototype.click = click; return href;"
+    )
+    prefix = "data:text/csv;charset=utf-8,"
+    assert csv_url.startswith(prefix)
+    lines = unquote(csv_url[len(prefix) :]).split("\r\n")
+    assert lines[0] == "reason,n" and lines[-1] == ""
+    assert {line.split(",")[0]: int(line.split(",")[1]) for line in lines[1:-1]} == letters
+
     shot = tmp_path / "report.png"
     browser.set_window_size(1280, 1000)
     browser.save_screenshot(str(shot))
@@ -344,6 +358,24 @@ def test_write_is_atomic_and_keeps_the_previous_report(warehouse, tmp_path):
     assert second.previous.read_bytes() == old
     assert b'lang="en"' in out.read_bytes()
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.html", "report.previous.html"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--lang", "de"), "--lang must be fr or en"),
+        (("--since", "2026-13-01"), "--since must be a date"),
+        (("--since", "2026-03-01", "--until", "2026-02-01"), "is after --until"),
+    ],
+)
+def test_bad_options_are_refused_with_one_line(tmp_path, args, says):
+    done = parcours("report", "--warehouse", str(tmp_path / "none"), *args)
+    assert done.returncode == 2 and says in done.stderr
+
+
+def test_a_missing_warehouse_is_named(tmp_path):
+    done = parcours("report", "--warehouse", str(tmp_path / "none"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
 
 
 def test_embedded_json_cannot_close_its_script_element():
