@@ -381,7 +381,7 @@ def _answers_by_stage(ctx: Context) -> list[Chart | Table | Message]:
     applied = ctx.views.where("survey_answers", ctx.filters, date_column="answered_at")
     rows = ctx.views.rows(
         "select survey, coalesce(stage, 'unattached') as stage, count(*)::BIGINT, count(distinct customer_id)::BIGINT "
-        f"from survey_answers {applied.sql} group by all order by survey, stage",
+        f"from {ctx.views.source('survey_answers')} {applied.sql} group by all order by survey, stage",
         applied.params,
     )
     if not rows:

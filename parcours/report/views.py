@@ -40,18 +40,28 @@ class Applied:
     period: bool
 
 
+# Views that cost a join over every touchpoint on each query (the attachment of survey answers):
+# the columns the report reads are copied once into a temporary table of the read-only
+# connection, which every section then reads.
+READ_ONCE: dict[str, list[str]] = {
+    "survey_answers": ["survey", "question_id", "stage", "customer_id", "answered_at", "ingested_at"],
+}
+
+
 class Views:
     """A read-only connection to the views file, with the few questions the sections ask."""
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
         self.con = duckdb.connect(str(db_path), read_only=True)
+        self.con.execute("set enable_progress_bar = false")
         rows = self.con.execute(
             "select table_name, column_name from information_schema.columns "
             "where table_schema = 'main' order by table_name, ordinal_position"
         ).fetchall()
         self._columns: dict[str, list[str]] = {}
         self._ingestion: dict[str, tuple[datetime | None, int]] = {}
+        self._copied: set[str] = set()
         for table, column in rows:
             self._columns.setdefault(table, []).append(column)
 
@@ -115,11 +125,22 @@ class Views:
         )
         return kind == "DATE"
 
+    def source(self, view: str) -> str:
+        """What to select from for `view`: the view itself, or its read-once copy."""
+        if view not in READ_ONCE or not self.has(view, *READ_ONCE[view]):
+            return f'"{view}"'
+        local = f'"report_{view}"'
+        if view not in self._copied:
+            columns = ", ".join(f'"{c}"' for c in READ_ONCE[view])
+            self.con.execute(f'create temp table {local} as select {columns} from "{view}"')
+            self._copied.add(view)
+        return local
+
     def ingestion(self, view: str) -> tuple[datetime | None, int]:
         """The latest `ingested_at` of `view` and its row count, read once per report (on
         `survey_answers` it costs the attachment join over every touchpoint)."""
         if view not in self._ingestion:
-            latest, n = self.con.execute(f'select max(ingested_at), count(*) from "{view}"').fetchone()
+            latest, n = self.con.execute(f"select max(ingested_at), count(*) from {self.source(view)}").fetchone()
             self._ingestion[view] = (latest, int(n))
         return self._ingestion[view]
 
