@@ -331,7 +331,9 @@ def _stages_reached(ctx: Context) -> list[Chart | Table | Message]:
 # -- sections whose views come later: a table of the view's rows until they are charted ----------
 
 
-def view_table(ctx: Context, view: str, *, date_column: str | None = "period_start") -> Table | Message:
+def view_table(
+    ctx: Context, view: str, *, date_column: str | None = "period_start", title: str | None = None
+) -> Table | Message:
     """The rows of `view` (filtered where it carries the dimensions), or the message naming it."""
     if not ctx.views.exists(view):
         return ctx.missing(view)
@@ -342,8 +344,10 @@ def view_table(ctx: Context, view: str, *, date_column: str | None = "period_sta
     cursor = ctx.views.con.execute(f'select * from "{view}" {applied.sql} limit {TABLE_ROWS}', applied.params)
     columns = [d[0] for d in cursor.description]
     rows = [[cell(v) for v in row] for row in cursor.fetchall()]
-    note = ctx.t("table_note") + (f" ({len(rows):,} / {n:,})" if n > len(rows) else "")
-    return Table(f"table-{view}", ctx.t("table_of", view=view), columns, rows, ctx.subtitle(view, n, applied), note)
+    note = "" if title else ctx.t("table_note")  # a titled table is the panel's own, not a stand-in
+    note += f" ({len(rows):,} / {n:,})" if n > len(rows) else ""
+    title = f"{title} ({view})" if title else ctx.t("table_of", view=view)
+    return Table(f"table-{view}", title, columns, rows, ctx.subtitle(view, n, applied), note)
 
 
 def _tables(section_id: str, title_key: str, views: list[str]) -> Callable[[Context], Section]:
@@ -412,12 +416,12 @@ def latest_ingestion(views: Views) -> datetime | None:
 def data_panel(ctx: Context) -> Section:
     items: list[Chart | Table | Message] = [_freshness(ctx)]
     if ctx.views.exists("parcours_meta"):
-        items.append(view_table(ctx, "parcours_meta", date_column=None))
+        items.append(view_table(ctx, "parcours_meta", date_column=None, title=ctx.t("build")))
     items.append(_events_daily(ctx))
     items.extend(_dead_letters(ctx))
-    items.append(view_table(ctx, "parcours_watermark", date_column=None))
-    items.append(view_table(ctx, "quality_results", date_column=None))
-    items.append(view_table(ctx, "parcours_datasets", date_column=None))
+    items.append(view_table(ctx, "parcours_watermark", date_column=None, title=ctx.t("finality")))
+    items.append(view_table(ctx, "quality_results", date_column=None, title=ctx.t("quarantine")))
+    items.append(view_table(ctx, "parcours_datasets", date_column=None, title=ctx.t("datasets")))
     return Section("data", ctx.t("sec_data"), items)
 
 
