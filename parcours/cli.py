@@ -405,6 +405,41 @@ def sql(
         fail(str(exc))
 
 
+@app.command()
+def report(
+    warehouse: WarehouseOption = Path("warehouse"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write (the previous one is kept).")] = Path(
+        "report.html"
+    ),
+    since: Annotated[str | None, typer.Option(help="First day shown (UTC date, YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day shown (UTC date, YYYY-MM-DD).")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only this customer segment, where a view has one.")] = None,
+    lang: Annotated[str, typer.Option(help="Language of the labels: fr or en.")] = "fr",
+) -> None:
+    """Write the journey report: one self-contained HTML file, read from the views read-only."""
+    from parcours.report import Filters, write_report
+    from parcours.warehouse import Warehouse
+
+    if lang not in ("fr", "en"):
+        fail(f"--lang must be fr or en, not {lang!r}")
+    days = {}
+    for name, value in (("since", since), ("until", until)):
+        try:
+            days[name] = date.fromisoformat(value) if value else None
+        except ValueError:
+            fail(f"--{name} must be a date YYYY-MM-DD, not {value!r}")
+    if days["since"] and days["until"] and days["since"] > days["until"]:
+        fail(f"--since {since} is after --until {until}")
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        fail(f"{wh.db_path} does not exist: run `parcours run --warehouse {warehouse}` first")
+    if wh.views_outdated():  # moved folder, or a run that died between commit and rebuild
+        wh.rebuild_views()
+    result = write_report(wh.db_path, out, Filters(segment, days["since"], days["until"]), lang)
+    kept = f" (previous kept as {result.previous})" if result.previous else ""
+    console.print(f"report: {escape(str(result.path))}, {result.bytes / 1e6:.2f} MB{escape(kept)}", soft_wrap=True)
+
+
 def _broker(action: str) -> None:
     script = REPO_ROOT / "infra" / "kafka.sh"
     if not script.exists():
