@@ -355,6 +355,7 @@ render_config() {
         -e "s|\${PARCOURS_KAFKA_CONTROLLER_PORT}|$controller_port|g" \
         -e "s|\${PARCOURS_KAFKA_DATA_DIR}|$(sed_value "$data")|g" \
         -e "s|\${PARCOURS_KAFKA_EXTRA_LISTENERS}|$(extra_listeners)|g" \
+        -e "s|\${PARCOURS_KAFKA_EXTRA_PROTOCOLS}|$(extra_listeners | sed -E 's|([A-Z_]+)://[^,]*|\1:\1|g')|g" \
         "$infra/server.properties.template"
     if [[ -n "$(extra_listeners)" ]]; then
       printf '\n'

@@ -333,10 +333,11 @@ def _connect(client: type[Client], settings: KafkaSettings, config: dict[str, An
     # then raises the same timeout as for a stopped broker: its connections are watched to tell
     # them apart.
     rejections: list[Exception] = []
-    if settings.security_protocol != "PLAINTEXT":
+    secured = settings.security_protocol != "PLAINTEXT"
+    if secured:
         config = {"kafka_client": functools.partial(_watched_client, rejections), **config}
     try:
-        with _quiet_bootstrap():
+        with _quiet_bootstrap() if secured else contextlib.nullcontext():
             return client(**config)
     except kafka_errors.SaslAuthenticationFailedError as exc:
         raise AuthenticationFailed(settings, _broker_message(exc)) from None
@@ -361,11 +362,11 @@ _kafka_log_level = logging.NOTSET
 
 @contextlib.contextmanager
 def _quiet_bootstrap() -> Iterator[None]:
-    """kafka-python's own log lines off while a client bootstraps (in any thread).
+    """kafka-python's own log lines off while a secured client bootstraps (in any thread).
 
-    It logs each failed attempt of its bootstrap loop (a broker still starting, a rejected
-    login, a slow event loop) as warnings and errors; the outcome is what counts, and it is
-    reported once: the client, or BrokerUnavailable / AuthenticationFailed / TlsHandshakeFailed.
+    It logs each failed attempt of its bootstrap loop (a rejected login, a refused certificate,
+    a slow event loop) as warnings and errors; the outcome is what counts, and it is reported
+    once: the client, or AuthenticationFailed / TlsHandshakeFailed / BrokerUnavailable.
     """
     global _quiet_depth, _kafka_log_level
     with _quiet_lock:

@@ -418,3 +418,39 @@ def test_bad_tls_settings_name_the_variable(tmp_path: Path, environ: dict[str, s
 
     with pytest.raises(KafkaSettingsError, match=named):
         KafkaSettings.from_env({k: paths.get(v, v) for k, v in environ.items()})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "PARCOURS_KAFKA_BROKER_KEYSTORE is required with a SASL_SSL or SSL listener"),
+        ({"PARCOURS_KAFKA_BROKER_KEYSTORE": "{keystore}"}, "PARCOURS_KAFKA_BROKER_KEYSTORE_PASSWORD is required"),
+        ({"PARCOURS_KAFKA_BROKER_KEYSTORE": "{missing}"}, "PARCOURS_KAFKA_BROKER_KEYSTORE: no readable file at"),
+        (
+            {
+                "PARCOURS_KAFKA_BROKER_KEYSTORE": "{keystore}",
+                "PARCOURS_KAFKA_BROKER_KEYSTORE_PASSWORD": "kept-to-itself",
+                "PARCOURS_KAFKA_BROKER_SCRAM_USERNAME": "u",
+            },
+            "PARCOURS_KAFKA_BROKER_SCRAM_PASSWORD is required with PARCOURS_KAFKA_BROKER_SCRAM_USERNAME",
+        ),
+    ],
+)
+def test_kafka_sh_refuses_a_secured_listener_it_cannot_serve_before_starting_anything(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    (tmp_path / "broker.p12").write_bytes(b"not read before the checks pass")
+    paths = {"{keystore}": str(tmp_path / "broker.p12"), "{missing}": str(tmp_path / "nowhere.p12")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "PARCOURS_KAFKA_HOME": str(tmp_path / "home"),
+        "PARCOURS_KAFKA_SASL_SSL_PORT": str(_free_ports(1)[0]),
+        **{k: paths.get(v, v) for k, v in environ.items()},
+    }
+
+    result = _kafka_sh(env, "start")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"kafka.sh: error: {message}")
+    assert "kept-to-itself" not in result.stdout + result.stderr
+    assert not (tmp_path / "home").exists()  # refused before the run dir was made
