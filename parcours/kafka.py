@@ -354,6 +354,25 @@ def _connect(client: type[Client], settings: KafkaSettings, config: dict[str, An
         raise BrokerUnavailable(settings.bootstrap, config.get("bootstrap_timeout_ms")) from exc
 
 
+class _RedactSecrets(logging.Filter):
+    """Masks the passwords in kafka-python's admin client's DEBUG line of its whole configuration."""
+
+    KEYS = ("sasl_plain_password", "ssl_password")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):  # logging unpacks a lone dict argument to record.args
+            record.args = self._redacted(record.args)
+        elif isinstance(record.args, tuple):
+            record.args = tuple(self._redacted(a) if isinstance(a, Mapping) else a for a in record.args)
+        return True
+
+    def _redacted(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: "***" if k in self.KEYS and v else v for k, v in values.items()}
+
+
+# A logger's filters see only the records of that very logger: this is the one that dumps configs.
+logging.getLogger("kafka.admin.client").addFilter(_RedactSecrets())
+
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
 _kafka_log = logging.getLogger("kafka")

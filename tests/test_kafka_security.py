@@ -10,6 +10,7 @@ every byte the run left behind (outputs, logs, manifests, Parquet, the views fil
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import secrets
 import shutil
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
+from kafka import errors as kafka_errors
 
 from parcours.kafka import (
     AuthenticationFailed,
@@ -454,3 +456,25 @@ def test_kafka_sh_refuses_a_secured_listener_it_cannot_serve_before_starting_any
     assert result.stderr.startswith(f"kafka.sh: error: {message}")
     assert "kept-to-itself" not in result.stdout + result.stderr
     assert not (tmp_path / "home").exists()  # refused before the run dir was made
+
+
+def test_kafka_pythons_debug_line_of_the_admin_configuration_holds_no_password(caplog) -> None:
+    """kafka-python's admin client logs its whole configuration at DEBUG; parcours masks the passwords."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    settings = KafkaSettings(
+        bootstrap=f"127.0.0.1:{closed}",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="u",
+        sasl_password="debug-line-secret",
+    )
+
+    with caplog.at_level(logging.DEBUG, logger="kafka"), pytest.raises(kafka_errors.KafkaTimeoutError):
+        # Straight to kafka-python, so that the line is logged (make_admin quiets the bootstrap).
+        KafkaAdminClient(**settings.client_config() | {"bootstrap_timeout_ms": 200})
+
+    assert "Starting KafkaAdminClient with configuration" in caplog.text
+    assert "'sasl_plain_password': '***'" in caplog.text
+    assert "debug-line-secret" not in caplog.text
