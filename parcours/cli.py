@@ -164,7 +164,7 @@ def produce(
     data_dir: Annotated[Path, typer.Argument(help="Folder with touchpoints.jsonl and surveys.jsonl.")],
 ) -> None:
     """Send the JSONL files of a folder to Kafka, keyed by customer_id (bad lines included)."""
-    from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError, ensure_topics
+    from parcours.kafka import BrokerUnavailable, KafkaSecurityError, KafkaSettings, KafkaSettingsError, ensure_topics
     from parcours.produce import FILES, count_lines, produce_dir
 
     try:
@@ -180,7 +180,7 @@ def produce(
         with _progress() as bar:
             task = bar.add_task("producing", total=total)
             summary = produce_dir(data_dir, settings, progress=lambda n: bar.advance(task, n))
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, KafkaSecurityError) as exc:
         fail(str(exc))
     for topic, sent in summary.sent.items():
         console.print(f"{topic}: {sent:,} sent, {summary.failed[topic]:,} failed")
@@ -222,7 +222,7 @@ def run(
     from parcours.pipelines import import_beam_quietly
 
     import_beam_quietly()
-    from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
+    from parcours.kafka import BrokerUnavailable, KafkaSecurityError, KafkaSettings, KafkaSettingsError
     from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner, WorkersNeedKeyedTopics
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
     from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
@@ -257,6 +257,7 @@ def run(
         WarehouseBusy,
         CheckpointError,
         BrokerUnavailable,
+        KafkaSecurityError,
         OffsetOutOfRetention,
         SourceStalled,
         CountsDoNotAddUp,
