@@ -39,9 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
-from statsmodels.stats.proportion import confint_proportions_2indep
 
 from parcours.alerts.settings import AlertSettings
+from parcours.analytics.stats import benjamini_hochberg, newcombe_difference_interval
 
 # State codes of a series after a window, and transition codes of a window.
 NORMAL, PENDING, FIRING = 0, 1, 2
@@ -72,31 +72,23 @@ class WindowTests:
 def bh_qvalues(p: np.ndarray, family_size: int | None = None) -> np.ndarray:
     """Benjamini–Hochberg q-values down axis 0 (one family per column); NaN cells are not tested.
 
-    Vectorised over columns, where statsmodels' ``multipletests`` takes one family at a time;
-    the tests check it against ``multipletests(method="fdr_bh")`` column by column. With
-    ``family_size``, consecutive blocks of that many rows are separate families.
+    Each family goes through the project's one BH (``parcours.analytics.stats``). With
+    ``family_size``, consecutive blocks of that many rows are separate families (the
+    calibration's many independent evaluations in one matrix).
     """
     p = np.asarray(p, dtype=float)
     if p.ndim == 1:
         return bh_qvalues(p[:, None])[:, 0]
-    if family_size is not None and family_size != p.shape[0]:
-        rows, cols = p.shape
+    rows, cols = p.shape
+    if family_size is not None and family_size != rows:
         if rows % family_size:
             raise ValueError(f"{rows} rows do not split into families of {family_size}")
         blocks = p.reshape(rows // family_size, family_size, cols).transpose(1, 0, 2).reshape(family_size, -1)
         q = bh_qvalues(blocks)
         return q.reshape(family_size, rows // family_size, cols).transpose(1, 0, 2).reshape(rows, cols)
-    tested = ~np.isnan(p)
-    m = tested.sum(axis=0, keepdims=True)
-    order = np.argsort(np.where(tested, p, np.inf), axis=0, kind="stable")
-    ranked = np.take_along_axis(np.where(tested, p, np.nan), order, axis=0)
-    rank = np.arange(1, p.shape[0] + 1)[:, None]
-    scaled = np.where(rank <= m, ranked * m / rank, np.nan)
-    # Step-up: the running minimum from the largest rank down (NaN tail kept out with +inf).
-    q_sorted = np.minimum.accumulate(np.where(np.isnan(scaled), np.inf, scaled)[::-1], axis=0)[::-1]
-    q_sorted = np.where(rank <= m, np.minimum(q_sorted, 1.0), np.nan)
-    q = np.empty_like(q_sorted)
-    np.put_along_axis(q, order, q_sorted, axis=0)
+    q = np.full(p.shape, np.nan)
+    for col in np.flatnonzero(~np.isnan(p).all(axis=0)):
+        q[:, col] = benjamini_hochberg(p[:, col])
     return q
 
 
@@ -227,10 +219,8 @@ def score_windows(
     low = np.full(n.shape, np.nan)
     high = np.full(n.shape, np.nan)
     if with_intervals and idx[0].size:
-        lo, hi = confint_proportions_2indep(
-            d[idx], n[idx], base_d[idx], base_n[idx], method="newcomb", compare="diff", alpha=1 - settings.ci_level
-        )
-        low[idx], high[idx] = lo, hi
+        interval = newcombe_difference_interval(d[idx], n[idx], base_d[idx], base_n[idx], settings.ci_level)
+        low[idx], high[idx] = interval.low, interval.high
     return WindowTests(
         n_entrants=n,
         n_events=d,
