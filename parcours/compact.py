@@ -40,6 +40,7 @@ from pathlib import Path
 import duckdb
 
 from parcours.warehouse import (
+    COMPACTION,
     DATASETS,
     ID_INDEX,
     MARKER_DATASETS,
@@ -51,6 +52,7 @@ from parcours.warehouse import (
     model_sql,
     raw_view_sql,
 )
+from parcours.warehouse.publish import publish
 
 DEFAULT_GRACE = timedelta(hours=24)
 DEFAULT_ID_RETENTION = timedelta(days=400)  # config.IngestRules.id_retention's default
@@ -147,7 +149,8 @@ def compact(
     if os.environ.get(CRASH_ENV) == "compact_before_manifest":
         os._exit(137)
     latest = manifests[-1]
-    warehouse.commit(
+    publish(
+        warehouse,
         Manifest(
             seq=seq,
             created_at=now.isoformat(),
@@ -164,7 +167,9 @@ def compact(
             },
             settings=latest.settings,
             removed=tuple(removed),
-        )
+            kind=COMPACTION,
+        ),
+        rebuild_views=False,  # after the checkpoint, below
     )
     if os.environ.get(CRASH_ENV) == "compact_before_checkpoint":
         os._exit(137)
