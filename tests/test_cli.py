@@ -25,8 +25,8 @@ from kafka.partitioner.default import murmur2
 
 from parcours.cli import app
 from parcours.config import load_config
-from parcours.generator import generate_dataset
 from parcours.kafka import KafkaSettings
+from parcours.synthetic import generate_dataset
 
 DATA_FILES = ("touchpoints.jsonl", "surveys.jsonl", "truth.json")
 
@@ -110,7 +110,8 @@ def test_generate_writes_the_three_files_and_the_same_seed_gives_the_same_bytes(
         assert first, name
         assert (tmp_path / "again" / name).read_bytes() == first, name
         assert (tmp_path / "other" / name).read_bytes() != first, name
-    assert sorted(p.name for p in (tmp_path / "first").iterdir()) == sorted(DATA_FILES)  # no spill left over
+    leftover = sorted(p.name for p in (tmp_path / "first").iterdir())
+    assert leftover == sorted((*DATA_FILES, "truth"))  # no spill left over
 
     n_touchpoints = len((tmp_path / "first" / DATA_FILES[0]).read_bytes().splitlines())
     n_surveys = len((tmp_path / "first" / DATA_FILES[1]).read_bytes().splitlines())
@@ -130,7 +131,7 @@ def test_generate_refuses_a_bad_start(tmp_path: Path, start: str) -> None:
     assert not out.exists()
 
 
-NOT_A_SPIKE = "is not STAGE:FROM_DAY:FACTOR (e.g. renewal:40:3)"
+NOT_A_SPIKE = "is not STAGE:FROM_DAY:FACTOR[:UNTIL_DAY] (e.g. renewal:40:3 or renewal:40:3:60)"
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,9 @@ NOT_A_SPIKE = "is not STAGE:FROM_DAY:FACTOR (e.g. renewal:40:3)"
         for spike, message, marks in [
             ("renewal:4", f"--churn-spike: 'renewal:4' {NOT_A_SPIKE}", ()),
             ("renewal:day4:3", f"--churn-spike: 'renewal:day4:3' {NOT_A_SPIKE}", ()),
-            ("renewal:4:3:1", f"--churn-spike: 'renewal:4:3:1' {NOT_A_SPIKE}", ()),
+            ("renewal:4:3:6:1", f"--churn-spike: 'renewal:4:3:6:1' {NOT_A_SPIKE}", ()),
+            ("renewal:4:3:1", "--churn-spike: churn spike until_day must be after from_day 4, got 1", ()),
+            ("renewal:4:3:11", "churn spike until_day 11 is after the 10 days", ()),
             ("renewal:4:lots", f"--churn-spike: 'renewal:4:lots' {NOT_A_SPIKE}", ()),
             (
                 "checkout:4:3",
