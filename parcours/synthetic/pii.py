@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 KINDS = ("email", "phone_fr", "phone_intl", "card", "iban")
-_KIND_WEIGHTS = (3, 3, 1, 2, 1)
+_KIND_WEIGHTS = (3, 3, 2, 2, 2)
 
 _FIRST = ("marie", "jean", "sophie", "lucas", "camille", "thomas", "lea", "hugo", "emma", "nicolas")
 _LAST = ("martin", "bernard", "dubois", "thomas", "robert", "richard", "petit", "durand", "leroy", "moreau")
