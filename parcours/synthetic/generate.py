@@ -20,7 +20,7 @@ from parcours.synthetic.ordering import TimeOrderedLines
 from parcours.synthetic.plant import EMERGING_FROM_SHARE, ChurnSpike, Plant
 from parcours.synthetic.records import UniqueIds, survey_records, touchpoint_records
 from parcours.synthetic.truth import Truth
-from parcours.synthetic.world import COMPANY_SENT, CSAT_RATED, SIMULATED_STAGE, World
+from parcours.synthetic.world import CSAT_RATED, SIMULATED_STAGE, World
 
 SPILL_EVERY_LINES = 200_000  # lines held in memory before they go to the day buckets (~60 MB)
 
@@ -69,7 +69,7 @@ def generate_dataset(
     ("default" or "none") chooses the world; `moments`, `drop_off` and `churn_spike` steer it
     (see `Plant.steered`); `pii_rate` is the share of verbatims carrying personal data.
     """
-    base = plant if isinstance(plant, Plant) else Plant.named(plant)  # type: ignore[arg-type]
+    base = plant if isinstance(plant, Plant) else Plant.named(plant)
     steered = base.steered(moments=moments, drop_off=drop_off, spike=churn_spike)
     _check_arguments(customers, days, config, steered, invalid_rate, duplicate_rate, late_rate, pii_rate)
     if emerging_from_day is None:
@@ -169,4 +169,4 @@ def _check_arguments(
             raise ValueError(f"churn spike until_day {spike.until_day} is after the {days} days")
 
 
-__all__ = ["COMPANY_SENT", "RATED_TOUCHPOINTS", "GenerationSummary", "generate_dataset"]
+__all__ = ["RATED_TOUCHPOINTS", "GenerationSummary", "generate_dataset"]

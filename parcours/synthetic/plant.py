@@ -10,7 +10,6 @@ between touchpoints, stages, features or days (the null world tests check finds 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from parcours.synthetic.clock import DAY_MS
 
@@ -171,7 +170,7 @@ class Plant:
         return cls(planted=False, moments=(), drop_off={})
 
     @classmethod
-    def named(cls, name: Literal["default", "none"]) -> Plant:
+    def named(cls, name: str) -> Plant:
         if name == "default":
             return cls.default()
         if name == "none":
@@ -195,10 +194,6 @@ class Plant:
             spike=spike if spike is not None else self.spike,
         )
 
-    @property
-    def is_default(self) -> bool:
-        return self == Plant.default()
-
     def is_moment(self, touchpoint: str) -> bool:
         return touchpoint in self.moments
 
@@ -212,9 +207,6 @@ class Plant:
         return probability
 
     # -- what the null world flattens ------------------------------------------------------------
-
-    def experience_mix(self, touchpoint: str) -> tuple[float, ...]:
-        return EXPERIENCE_MIX_MOMENT if self.is_moment(touchpoint) else EXPERIENCE_MIX_OTHER
 
     def revenue_multiplier(self, category: str) -> float:
         return REVENUE_MULTIPLIER[category] if self.planted else 1.0
