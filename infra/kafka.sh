@@ -24,6 +24,25 @@
 #   PARCOURS_KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 30)
 #   PARCOURS_PYTHON                 interpreter for `topics` (default: $VIRTUAL_ENV, <repo>/.venv, python3)
 #   JAVA_HOME                       JDK to use (17+; `java` and `javac` on PATH otherwise)
+#
+# Secured listeners, besides the PLAINTEXT one (off unless their port is set; the broker itself and
+# every kafka.sh command keep using PLAINTEXT, which stays on 127.0.0.1):
+#   PARCOURS_KAFKA_SASL_SSL_PORT        a SASL_SSL listener on 127.0.0.1 (TLS, then SCRAM-SHA-512 or PLAIN)
+#   PARCOURS_KAFKA_SASL_PLAINTEXT_PORT  a SASL_PLAINTEXT listener on 127.0.0.1 (the same mechanisms, no TLS)
+#   PARCOURS_KAFKA_SSL_PORT             an SSL listener on 127.0.0.1 that requires a client certificate
+#   PARCOURS_KAFKA_BROKER_KEYSTORE      the broker's key and certificate chain (PKCS12 or JKS file),
+#   PARCOURS_KAFKA_BROKER_KEYSTORE_TYPE       for SASL_SSL and SSL; the type defaults to PKCS12
+#   PARCOURS_KAFKA_BROKER_KEYSTORE_PASSWORD   (secret)
+#   PARCOURS_KAFKA_BROKER_TRUSTSTORE    the CAs a client certificate must chain to (SSL listener only),
+#   PARCOURS_KAFKA_BROKER_TRUSTSTORE_TYPE     PKCS12 by default
+#   PARCOURS_KAFKA_BROKER_TRUSTSTORE_PASSWORD (secret)
+#   PARCOURS_KAFKA_BROKER_PLAIN_JAAS_CONFIG   (secret) enables PLAIN: the broker's PlainLoginModule line,
+#       org.apache.kafka.common.security.plain.PlainLoginModule required user_NAME="PASSWORD" ...;
+#   PARCOURS_KAFKA_BROKER_SCRAM_USERNAME, PARCOURS_KAFKA_BROKER_SCRAM_PASSWORD (secret)
+#       a SCRAM-SHA-512 user created (or its password replaced) once the broker is healthy
+# The secrets are never written to the run dir nor printed: server.properties names them as
+# ${env:VARIABLE}, which Kafka's EnvVarConfigProvider resolves inside the broker, and the SCRAM
+# password reaches the admin client through its environment, not its command line.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +51,9 @@ home="$(realpath -m "${PARCOURS_KAFKA_HOME:-$repo/.kafka}")"
 libs="$(realpath -m "${PARCOURS_KAFKA_LIBS:-$home/libs}")"
 port="${PARCOURS_KAFKA_PORT:-19092}"
 controller_port="${PARCOURS_KAFKA_CONTROLLER_PORT:-19093}"
+sasl_ssl_port="${PARCOURS_KAFKA_SASL_SSL_PORT:-}"
+sasl_plaintext_port="${PARCOURS_KAFKA_SASL_PLAINTEXT_PORT:-}"
+ssl_port="${PARCOURS_KAFKA_SSL_PORT:-}"
 heap_opts="${PARCOURS_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 start_timeout="${PARCOURS_KAFKA_START_TIMEOUT:-90}"
 stop_timeout="${PARCOURS_KAFKA_STOP_TIMEOUT:-30}"
@@ -184,15 +206,75 @@ public final class ParcoursKafkaProbe {
 }
 '
 
+# Creates (or replaces) one SCRAM-SHA-512 credential through the Admin API, then waits until the
+# broker's metadata shows it. The password comes from the environment: a command line is visible
+# to every user of the machine (ps), an environment only to the process's owner.
+scram_source='
+import java.time.Duration;
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
+import org.apache.kafka.clients.admin.UserScramCredentialsDescription;
+
+/** args: bootstrap, user name; the password is $PARCOURS_KAFKA_BROKER_SCRAM_PASSWORD. Exits 0 once visible. */
+public final class ParcoursKafkaScramUser {
+    public static void main(String[] args) throws InterruptedException {
+        String user = args[1];
+        String password = System.getenv("PARCOURS_KAFKA_BROKER_SCRAM_PASSWORD");
+        if (password == null || password.isEmpty()) {
+            System.err.println("PARCOURS_KAFKA_BROKER_SCRAM_PASSWORD is empty");
+            System.exit(1);
+        }
+        Properties props = new Properties();
+        props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
+        props.put(AdminClientConfig.CLIENT_ID_CONFIG, "parcours-kafka-sh");
+        props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
+        props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
+        Admin admin = Admin.create(props);
+        int status = 1;
+        try {
+            ScramCredentialInfo info = new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192);
+            admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(user, info, password))).all().get();
+            long deadline = System.nanoTime() + 20_000_000_000L;
+            while (System.nanoTime() < deadline) {
+                try {
+                    UserScramCredentialsDescription described =
+                        admin.describeUserScramCredentials(List.of(user)).description(user).get();
+                    if (described.credentialInfos().stream().anyMatch(i -> i.mechanism() == ScramMechanism.SCRAM_SHA_512)) {
+                        status = 0;
+                        break;
+                    }
+                } catch (ExecutionException notYet) {
+                    // ResourceNotFound until the broker has applied the new metadata
+                }
+                Thread.sleep(100);
+            }
+            if (status != 0) System.err.println("the SCRAM-SHA-512 credential of " + user + " did not appear within 20 s");
+        } catch (ExecutionException e) {
+            System.err.println(e.getCause());
+        } finally {
+            admin.close(Duration.ofSeconds(1));
+        }
+        System.exit(status);
+    }
+}
+'
+
 build_probe() {
   local sum tmp
-  sum="$(printf '%s' "$probe_source" | sha256sum | cut -d' ' -f1)"
+  sum="$(printf '%s\n%s' "$probe_source" "$scram_source" | sha256sum | cut -d' ' -f1)"
   [[ -f $probe_dir/.sha256 && "$(<"$probe_dir/.sha256")" == "$sum" ]] && return 0
   command -v "$javac" >/dev/null || die "javac not found: the health probe needs a JDK 17+, not just a JRE"
   # Built aside and renamed into place: run dirs sharing PARCOURS_KAFKA_LIBS may race here.
   tmp="$(mktemp -d "$libs/.probe.tmp.XXXXXX")"
   printf '%s' "$probe_source" >"$tmp/ParcoursKafkaProbe.java"
-  "$javac" -nowarn -d "$tmp" -cp "$libs/*" "$tmp/ParcoursKafkaProbe.java"
+  printf '%s' "$scram_source" >"$tmp/ParcoursKafkaScramUser.java"
+  "$javac" -nowarn -d "$tmp" -cp "$libs/*" "$tmp/ParcoursKafkaProbe.java" "$tmp/ParcoursKafkaScramUser.java"
   printf '%s' "$sum" >"$tmp/.sha256"
   if [[ -f $probe_dir/.sha256 && "$(<"$probe_dir/.sha256")" == "$sum" ]]; then
     rm -rf "$tmp"  # another run dir built the same probe meanwhile
@@ -212,17 +294,80 @@ probe() {
 
 # ----------------------------------------------------------------------------------- start
 
+# sed_value VALUE: VALUE escaped for the replacement side of s|...|...|.
+sed_value() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+
+# The secured listeners asked for, as ",NAME://127.0.0.1:PORT..." (empty: PLAINTEXT only).
+extra_listeners() {
+  local out=""
+  [[ -z $sasl_ssl_port ]] || out+=",SASL_SSL://127.0.0.1:$sasl_ssl_port"
+  [[ -z $sasl_plaintext_port ]] || out+=",SASL_PLAINTEXT://127.0.0.1:$sasl_plaintext_port"
+  [[ -z $ssl_port ]] || out+=",SSL://127.0.0.1:$ssl_port"
+  printf '%s' "$out"
+}
+
+# Refuses a secured listener whose keystore, truststore or password is missing, naming the
+# variable (never its value).
+check_security() {
+  [[ -n $sasl_ssl_port$sasl_plaintext_port$ssl_port ]] || return 0
+  local name
+  for name in PARCOURS_KAFKA_SASL_SSL_PORT PARCOURS_KAFKA_SASL_PLAINTEXT_PORT PARCOURS_KAFKA_SSL_PORT; do
+    [[ -z ${!name:-} ]] || check_port_number "$name" "${!name}"
+  done
+  if [[ -n $sasl_ssl_port$ssl_port ]]; then
+    [[ -n ${PARCOURS_KAFKA_BROKER_KEYSTORE:-} ]] || die "PARCOURS_KAFKA_BROKER_KEYSTORE is required with a SASL_SSL or SSL listener"
+    [[ -r $PARCOURS_KAFKA_BROKER_KEYSTORE ]] || die "PARCOURS_KAFKA_BROKER_KEYSTORE: no readable file at $PARCOURS_KAFKA_BROKER_KEYSTORE"
+    [[ -n ${PARCOURS_KAFKA_BROKER_KEYSTORE_PASSWORD:-} ]] || die "PARCOURS_KAFKA_BROKER_KEYSTORE_PASSWORD is required with a SASL_SSL or SSL listener"
+  fi
+  if [[ -n $ssl_port ]]; then
+    [[ -n ${PARCOURS_KAFKA_BROKER_TRUSTSTORE:-} ]] || die "PARCOURS_KAFKA_BROKER_TRUSTSTORE is required with an SSL listener (it checks client certificates)"
+    [[ -r $PARCOURS_KAFKA_BROKER_TRUSTSTORE ]] || die "PARCOURS_KAFKA_BROKER_TRUSTSTORE: no readable file at $PARCOURS_KAFKA_BROKER_TRUSTSTORE"
+    [[ -n ${PARCOURS_KAFKA_BROKER_TRUSTSTORE_PASSWORD:-} ]] || die "PARCOURS_KAFKA_BROKER_TRUSTSTORE_PASSWORD is required with an SSL listener"
+  fi
+  if [[ -n ${PARCOURS_KAFKA_BROKER_SCRAM_USERNAME:-} ]]; then
+    [[ -n ${PARCOURS_KAFKA_BROKER_SCRAM_PASSWORD:-} ]] || die "PARCOURS_KAFKA_BROKER_SCRAM_PASSWORD is required with PARCOURS_KAFKA_BROKER_SCRAM_USERNAME"
+  fi
+  return 0
+}
+
+# The security.properties.template lines that apply, their tags removed, the paths filled in.
+render_security() {
+  local sasl=del plain=del tls=del mtls=del mechanisms="SCRAM-SHA-512"
+  [[ -z $sasl_ssl_port$sasl_plaintext_port ]] || sasl=keep
+  [[ -z ${PARCOURS_KAFKA_BROKER_PLAIN_JAAS_CONFIG:-} ]] || { plain=keep; mechanisms+=",PLAIN"; }
+  [[ -z $sasl_ssl_port$ssl_port ]] || tls=keep
+  [[ -z $ssl_port ]] || mtls=keep
+  [[ $sasl == keep ]] || plain=del
+  tag() { if [[ $2 == keep ]]; then printf 's/^@%s //' "$1"; else printf '/^@%s /d' "$1"; fi; }
+  sed -e "$(tag sasl $sasl)" -e "$(tag plain $plain)" -e "$(tag tls $tls)" -e "$(tag mtls $mtls)" \
+      -e "s|\${PARCOURS_KAFKA_SASL_MECHANISMS}|$mechanisms|g" \
+      -e "s|\${PARCOURS_KAFKA_BROKER_KEYSTORE_TYPE}|$(sed_value "${PARCOURS_KAFKA_BROKER_KEYSTORE_TYPE:-PKCS12}")|g" \
+      -e "s|\${PARCOURS_KAFKA_BROKER_KEYSTORE}|$(sed_value "$(realpath -m "${PARCOURS_KAFKA_BROKER_KEYSTORE:-}")")|g" \
+      -e "s|\${PARCOURS_KAFKA_BROKER_TRUSTSTORE_TYPE}|$(sed_value "${PARCOURS_KAFKA_BROKER_TRUSTSTORE_TYPE:-PKCS12}")|g" \
+      -e "s|\${PARCOURS_KAFKA_BROKER_TRUSTSTORE}|$(sed_value "$(realpath -m "${PARCOURS_KAFKA_BROKER_TRUSTSTORE:-}")")|g" \
+      "$infra/security.properties.template"
+}
+
 render_config() {
   mkdir -p "$home/config" "$data" "$logs"
-  local escaped_data
-  escaped_data="$(printf '%s' "$data" | sed -e 's/[\\|&]/\\&/g')"
-  sed -e "s|\${PARCOURS_KAFKA_PORT}|$port|g" \
-      -e "s|\${PARCOURS_KAFKA_CONTROLLER_PORT}|$controller_port|g" \
-      -e "s|\${PARCOURS_KAFKA_DATA_DIR}|$escaped_data|g" \
-      "$infra/server.properties.template" >"$config.tmp"
+  {
+    sed -e "s|\${PARCOURS_KAFKA_PORT}|$port|g" \
+        -e "s|\${PARCOURS_KAFKA_CONTROLLER_PORT}|$controller_port|g" \
+        -e "s|\${PARCOURS_KAFKA_DATA_DIR}|$(sed_value "$data")|g" \
+        -e "s|\${PARCOURS_KAFKA_EXTRA_LISTENERS}|$(extra_listeners)|g" \
+        -e "s|\${PARCOURS_KAFKA_EXTRA_PROTOCOLS}|$(extra_listeners | sed -E 's|([A-Z_]+)://[^,]*|\1:\1|g')|g" \
+        "$infra/server.properties.template"
+    if [[ -n "$(extra_listeners)" ]]; then
+      printf '\n'
+      render_security
+    fi
+  } >"$config.tmp"
   local unknown
-  unknown="$(grep -v '^[[:space:]]*#' "$config.tmp" | grep -F -m1 "\${" || true)"
-  [[ -z $unknown ]] || die "$infra/server.properties.template has a placeholder kafka.sh does not know: $unknown"
+  # ${env:NAME} is not a kafka.sh placeholder: the broker resolves it (see security.properties.template).
+  unknown="$(grep -v '^[[:space:]]*#' "$config.tmp" | grep -v -F '${env:' | grep -F -m1 "\${" || true)"
+  [[ -z $unknown ]] || die "a template in $infra has a placeholder kafka.sh does not know: $unknown"
+  unknown="$(grep -m1 '^@' "$config.tmp" || true)"
+  [[ -z $unknown ]] || die "$infra/security.properties.template has a tag kafka.sh does not know: $unknown"
   mv "$config.tmp" "$config"
 }
 
@@ -270,6 +415,10 @@ cmd_start() {
   check_port_number PARCOURS_KAFKA_PORT "$port"
   check_port_number PARCOURS_KAFKA_CONTROLLER_PORT "$controller_port"
   [[ $port != "$controller_port" ]] || die "PARCOURS_KAFKA_PORT and PARCOURS_KAFKA_CONTROLLER_PORT are both $port"
+  check_security
+  local all_ports
+  all_ports="$(printf '%s\n' "$port" "$controller_port" $sasl_ssl_port $sasl_plaintext_port $ssl_port)"
+  [[ -z "$(sort <<<"$all_ports" | uniq -d)" ]] || die "two listeners were given the same port: $(tr '\n' ' ' <<<"$all_ports")"
   lock_home
   local pid started
   if pid="$(running_pid)"; then
@@ -292,9 +441,9 @@ cmd_start() {
   cmd_fetch
   command -v "$java" >/dev/null || die "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jdk-headless)"
   local p
-  for p in "$port" "$controller_port"; do
+  for p in $all_ports; do
     ! port_open "$p" ||
-      die "127.0.0.1:$p is already in use by another process: stop it, or choose other ports with PARCOURS_KAFKA_PORT / PARCOURS_KAFKA_CONTROLLER_PORT"
+      die "127.0.0.1:$p is already in use by another process: stop it, or choose other ports with PARCOURS_KAFKA_PORT / PARCOURS_KAFKA_CONTROLLER_PORT (or the secured listeners' PARCOURS_KAFKA_*_PORT)"
   done
   build_probe
   render_config
@@ -319,6 +468,25 @@ cmd_start() {
     die "the broker did not start; see $logs/server.log"
   fi
   say "healthy at 127.0.0.1:$port after $(elapsed_since "$started") s (pid $pid)"
+  if [[ -n "$(extra_listeners)" ]]; then
+    say "secured listeners: $(extra_listeners | sed -e 's/^,//' -e 's/,/, /g') (SASL mechanisms: $(grep -m1 '^sasl.enabled.mechanisms=' "$config" | cut -d= -f2 || echo none))"
+  fi
+  if [[ -n ${PARCOURS_KAFKA_BROKER_SCRAM_USERNAME:-} ]]; then
+    add_scram_user "$pid"
+  fi
+}
+
+# add_scram_user PID: the SCRAM-SHA-512 credential of $PARCOURS_KAFKA_BROKER_SCRAM_USERNAME, set
+# through the PLAINTEXT listener; the password is in the helper's environment, not its arguments.
+add_scram_user() {
+  local user=$PARCOURS_KAFKA_BROKER_SCRAM_USERNAME
+  if ! "$java" -Xmx64m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlog4j2.level=OFF \
+      -cp "$probe_dir:$libs/*" ParcoursKafkaScramUser "127.0.0.1:$port" "$user" 8>&- 9>&-; then
+    stop_pid "$1" >/dev/null || true
+    rm -f "$pid_file" "$port_file"
+    die "could not create the SCRAM-SHA-512 credential of user '$user'; the broker was stopped"
+  fi
+  say "SCRAM-SHA-512 credential of user '$user' set"
 }
 
 # ------------------------------------------------------------------------------- status, stop
@@ -388,8 +556,10 @@ cmd_topics() {
   cmd_status >/dev/null || die "no healthy broker in $home: run bash infra/kafka.sh start first"
   local python
   python="$(pick_python)"
-  # The local broker is plain PLAINTEXT: drop any SASL settings meant for another cluster.
+  # Through the local broker's PLAINTEXT listener: drop any SASL or TLS settings of the clients.
   env -u PARCOURS_KAFKA_SASL_MECHANISM -u PARCOURS_KAFKA_SASL_USERNAME -u PARCOURS_KAFKA_SASL_PASSWORD \
+    -u PARCOURS_KAFKA_SSL_CAFILE -u PARCOURS_KAFKA_SSL_CERTFILE -u PARCOURS_KAFKA_SSL_KEYFILE \
+    -u PARCOURS_KAFKA_SSL_KEY_PASSWORD -u PARCOURS_KAFKA_SSL_CHECK_HOSTNAME \
     PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" \
     PARCOURS_KAFKA_BOOTSTRAP="127.0.0.1:$(<"$port_file")" \
     PARCOURS_KAFKA_SECURITY_PROTOCOL=PLAINTEXT \

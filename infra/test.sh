@@ -20,6 +20,12 @@ fi
 .venv-duckdb1/bin/python -m pip install -q --disable-pip-version-check duckdb==1.1.3
 export PARCOURS_DUCKDB1_PYTHON="$PWD/.venv-duckdb1/bin/python"
 
+# The report's test opens it in a real headless Chromium: Debian's, with its driver (no browser
+# download; selenium is pointed at /usr/bin/chromium and /usr/bin/chromedriver).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver
+fi
+
 bash infra/kafka.sh fetch
 trap 'bash infra/kafka.sh stop' EXIT
 bash infra/kafka.sh start

@@ -200,7 +200,7 @@ def produce(
     data_dir: Annotated[Path, typer.Argument(help="Folder with touchpoints.jsonl and surveys.jsonl.")],
 ) -> None:
     """Send the JSONL files of a folder to Kafka, keyed by customer_id (bad lines included)."""
-    from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError, ensure_topics
+    from parcours.kafka import BrokerUnavailable, KafkaSecurityError, KafkaSettings, KafkaSettingsError, ensure_topics
     from parcours.produce import FILES, count_lines, produce_dir
 
     try:
@@ -216,7 +216,7 @@ def produce(
         with _progress() as bar:
             task = bar.add_task("producing", total=total)
             summary = produce_dir(data_dir, settings, progress=lambda n: bar.advance(task, n))
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, KafkaSecurityError) as exc:
         fail(str(exc))
     for topic, sent in summary.sent.items():
         console.print(f"{topic}: {sent:,} sent, {summary.failed[topic]:,} failed")
@@ -258,7 +258,7 @@ def run(
     from parcours.pipelines import import_beam_quietly
 
     import_beam_quietly()
-    from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
+    from parcours.kafka import BrokerUnavailable, KafkaSecurityError, KafkaSettings, KafkaSettingsError
     from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner, WorkersNeedKeyedTopics
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
     from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
@@ -293,6 +293,7 @@ def run(
         WarehouseBusy,
         CheckpointError,
         BrokerUnavailable,
+        KafkaSecurityError,
         OffsetOutOfRetention,
         SourceStalled,
         CountsDoNotAddUp,
@@ -439,6 +440,41 @@ def sql(
             con.sql(query).show(max_width=200)
     except duckdb.Error as exc:
         fail(str(exc))
+
+
+@app.command()
+def report(
+    warehouse: WarehouseOption = Path("warehouse"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write (the previous one is kept).")] = Path(
+        "report.html"
+    ),
+    since: Annotated[str | None, typer.Option(help="First day shown (UTC date, YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day shown (UTC date, YYYY-MM-DD).")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only this customer segment, where a view has one.")] = None,
+    lang: Annotated[str, typer.Option(help="Language of the labels: fr or en.")] = "fr",
+) -> None:
+    """Write the journey report: one self-contained HTML file, read from the views read-only."""
+    from parcours.report import Filters, write_report
+    from parcours.warehouse import Warehouse
+
+    if lang not in ("fr", "en"):
+        fail(f"--lang must be fr or en, not {lang!r}")
+    days = {}
+    for name, value in (("since", since), ("until", until)):
+        try:
+            days[name] = date.fromisoformat(value) if value else None
+        except ValueError:
+            fail(f"--{name} must be a date YYYY-MM-DD, not {value!r}")
+    if days["since"] and days["until"] and days["since"] > days["until"]:
+        fail(f"--since {since} is after --until {until}")
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        fail(f"{wh.db_path} does not exist: run `parcours run --warehouse {warehouse}` first")
+    if wh.views_outdated():  # moved folder, or a run that died between commit and rebuild
+        wh.rebuild_views()
+    result = write_report(wh.db_path, out, Filters(segment, days["since"], days["until"]), lang)
+    kept = f" (previous kept as {result.previous})" if result.previous else ""
+    console.print(f"report: {escape(str(result.path))}, {result.bytes / 1e6:.2f} MB{escape(kept)}", soft_wrap=True)
 
 
 def _broker(action: str) -> None:

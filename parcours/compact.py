@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 
 from parcours.warehouse import (
+    COMPACTION,
     DATASETS,
     MARKER_DATASETS,
     MARTS_THROUGH,
@@ -46,6 +47,7 @@ from parcours.warehouse import (
     model_sql,
     raw_view_sql,
 )
+from parcours.warehouse.publish import publish
 
 DEFAULT_GRACE = timedelta(hours=24)
 CRASH_ENV = "PARCOURS_CRASH_AT"  # fault injection for the crash test, as in pipelines/run.py
@@ -133,7 +135,8 @@ def compact(
     if os.environ.get(CRASH_ENV) == "compact_before_manifest":
         os._exit(137)
     latest = manifests[-1]
-    warehouse.commit(
+    publish(
+        warehouse,
         Manifest(
             seq=seq,
             created_at=now.isoformat(),
@@ -150,7 +153,9 @@ def compact(
             },
             settings=latest.settings,
             removed=tuple(removed),
-        )
+            kind=COMPACTION,
+        ),
+        rebuild_views=False,  # after the checkpoint, below
     )
     if os.environ.get(CRASH_ENV) == "compact_before_checkpoint":
         os._exit(137)

@@ -12,7 +12,10 @@ correctness rests on are made once and cannot drift between a flow and a test:
   order — the same partition a Java client would pick (murmur2 of the key bytes).
 
 A broker that cannot be reached surfaces as :class:`BrokerUnavailable`, naming the address and
-how to start the local broker, instead of kafka-python's bare ``KafkaTimeoutError``.
+how to start the local broker, instead of kafka-python's bare ``KafkaTimeoutError``. A broker
+that answers but refuses us surfaces as :class:`AuthenticationFailed` (SASL: the mechanism, the
+user and the address are named, never the password) or :class:`TlsHandshakeFailed` (the
+certificate problem and the variable to fix); neither is worth a retry.
 
     python -m parcours.kafka ensure-topics    # what `bash infra/kafka.sh topics` runs
     python -m parcours.kafka ping
@@ -21,19 +24,26 @@ how to start the local broker, instead of kafka-python's bare ``KafkaTimeoutErro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import re
+import socket
+import ssl
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.codec import has_lz4, has_zstd
+from kafka.net.compat import KafkaNetClient
+from kafka.net.manager import KafkaConnectionManager
+from kafka.net.selector import NetworkSelector
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +76,16 @@ _ENV = {
     "sasl_mechanism": "PARCOURS_KAFKA_SASL_MECHANISM",
     "sasl_username": "PARCOURS_KAFKA_SASL_USERNAME",
     "sasl_password": "PARCOURS_KAFKA_SASL_PASSWORD",
+    "ssl_cafile": "PARCOURS_KAFKA_SSL_CAFILE",
+    "ssl_certfile": "PARCOURS_KAFKA_SSL_CERTFILE",
+    "ssl_keyfile": "PARCOURS_KAFKA_SSL_KEYFILE",
+    "ssl_key_password": "PARCOURS_KAFKA_SSL_KEY_PASSWORD",
+    "ssl_check_hostname": "PARCOURS_KAFKA_SSL_CHECK_HOSTNAME",
 }
+# The settings that are secrets: masked in repr, and never put in an error message.
+_SECRETS = ("sasl_password", "ssl_key_password")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def topic_names(prefix: str = DEFAULT_TOPIC_PREFIX) -> dict[str, str]:
@@ -92,6 +111,37 @@ class BrokerUnavailable(ConnectionError):
         super().__init__(f"no Kafka broker answered at {bootstrap}{within}: {START_HINT}")
 
 
+class KafkaSecurityError(ConnectionError):
+    """The broker answered but the connection's security failed: a setting to fix, not a retry."""
+
+
+class AuthenticationFailed(KafkaSecurityError):
+    """The broker rejected the SASL credentials. The message names the mechanism, never the password."""
+
+    def __init__(self, settings: KafkaSettings, broker_message: str | None = None) -> None:
+        self.bootstrap = settings.bootstrap
+        self.mechanism = settings.sasl_mechanism
+        said = f" (the broker said: {broker_message})" if broker_message else ""
+        super().__init__(
+            f"Kafka SASL authentication failed at {settings.bootstrap}: mechanism {settings.sasl_mechanism} "
+            f"over {settings.security_protocol}, user {settings.sasl_username!r}{said}; check "
+            f"{_ENV['sasl_username']}, {_ENV['sasl_password']} and {_ENV['sasl_mechanism']}"
+        )
+
+
+class TlsHandshakeFailed(KafkaSecurityError):
+    """The TLS handshake with the broker failed: the message says why and which variable to check."""
+
+    def __init__(self, bootstrap: str, reason: str) -> None:
+        self.bootstrap = bootstrap
+        super().__init__(
+            f"TLS handshake with the Kafka broker at {bootstrap} failed: {reason}; check "
+            f"{_ENV['ssl_cafile']} (the CA that signed the broker's certificate), that the certificate names "
+            f"the host of {_ENV['bootstrap']} ({_ENV['ssl_check_hostname']}), and the client certificate "
+            f"({_ENV['ssl_certfile']}, {_ENV['ssl_keyfile']}) when the broker requires one"
+        )
+
+
 @dataclass(frozen=True, repr=False)
 class KafkaSettings:
     """Where the broker is and how to authenticate; checked when built, not at first send."""
@@ -102,6 +152,17 @@ class KafkaSettings:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+    # TLS (SSL and SASL_SSL). No CA file: the system's CAs. A client certificate only where the
+    # broker asks for one (mutual TLS); its key may be in the certificate file.
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: str | None = None
+    ssl_check_hostname: bool = True
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
 
     def __post_init__(self) -> None:
         servers = [s.strip() for s in self.bootstrap.split(",")]
@@ -121,6 +182,51 @@ class KafkaSettings:
                 self._fail("sasl_password", f"is required with {self.security_protocol}")
         elif self.sasl_mechanism:
             self._fail("sasl_mechanism", f"is set but the security protocol is {self.security_protocol}")
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        """Missing or unreadable TLS files are named now: kafka-python would retry them until its timeout."""
+        files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+        if not self.uses_tls:
+            for field in (*files, "ssl_key_password"):
+                if getattr(self, field):
+                    self._fail(field, f"is set but the security protocol is {self.security_protocol}")
+            return
+        for field in files:
+            path = getattr(self, field)
+            if path and not os.path.isfile(path):
+                self._fail(field, f"no file at {path}")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            self._fail("ssl_keyfile", f"is set without {_ENV['ssl_certfile']} (the client certificate)")
+        if self.ssl_key_password and not self.ssl_certfile:
+            self._fail("ssl_key_password", f"is set without {_ENV['ssl_certfile']} (the client certificate)")
+        self.ssl_context()  # a CA file that is not PEM, a key that does not match or decrypt
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client TLS context these settings describe (the one kafka-python builds from them).
+
+        Raises KafkaSettingsError naming the file's variable when a file cannot be loaded.
+        """
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname = self.ssl_check_hostname
+        try:
+            if self.ssl_cafile:
+                ctx.load_verify_locations(self.ssl_cafile)
+            else:
+                ctx.load_default_certs()
+        except ssl.SSLError as exc:
+            self._fail("ssl_cafile", f"cannot be loaded as PEM certificates: {exc.reason or exc}")
+        if self.ssl_certfile:
+            try:
+                ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password=self._key_password())
+            except ssl.SSLError as exc:
+                self._fail("ssl_certfile", f"the certificate and its key cannot be loaded: {exc.reason or exc}")
+        return ctx
+
+    def _key_password(self) -> str:
+        # Never None: with None, OpenSSL would prompt on the terminal for an encrypted key's password.
+        return self.ssl_key_password or ""
 
     @staticmethod
     def _fail(field: str, problem: str) -> None:
@@ -134,6 +240,9 @@ class KafkaSettings:
         def get(field: str) -> str | None:
             return env.get(_ENV[field]) or None
 
+        check_hostname = (get("ssl_check_hostname") or "true").strip().lower()
+        if check_hostname not in _TRUE + _FALSE:
+            cls._fail("ssl_check_hostname", f"{check_hostname!r} is not true or false")
         return cls(
             bootstrap=get("bootstrap") or DEFAULT_BOOTSTRAP,
             # An empty prefix is a legitimate choice, so only an unset variable takes the default.
@@ -142,6 +251,11 @@ class KafkaSettings:
             sasl_mechanism=(get("sasl_mechanism") or "").upper() or None,
             sasl_username=get("sasl_username"),
             sasl_password=get("sasl_password"),
+            ssl_cafile=get("ssl_cafile"),
+            ssl_certfile=get("ssl_certfile"),
+            ssl_keyfile=get("ssl_keyfile"),
+            ssl_key_password=get("ssl_key_password"),
+            ssl_check_hostname=check_hostname in _TRUE,
         )
 
     def with_prefix(self, topic_prefix: str) -> KafkaSettings:
@@ -164,13 +278,22 @@ class KafkaSettings:
                 "sasl_plain_username": self.sasl_username,
                 "sasl_plain_password": self.sasl_password,
             }
+        if self.uses_tls:
+            config |= {
+                "ssl_cafile": self.ssl_cafile,
+                "ssl_certfile": self.ssl_certfile,
+                "ssl_keyfile": self.ssl_keyfile,
+                "ssl_password": self._key_password(),
+                "ssl_check_hostname": self.ssl_check_hostname,
+            }
         return config
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks; the password must not.
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if values["sasl_password"] is not None:
-            values["sasl_password"] = "***"
+        for secret in _SECRETS:
+            if values[secret] is not None:
+                values[secret] = "***"
         return f"KafkaSettings({', '.join(f'{k}={v!r}' for k, v in values.items())})"
 
     __str__ = __repr__
@@ -206,11 +329,143 @@ Client = TypeVar("Client", KafkaProducer, KafkaConsumer, KafkaAdminClient)
 
 
 def _connect(client: type[Client], settings: KafkaSettings, config: dict[str, Any]) -> Client:
+    # kafka-python retries a rejected SASL login or TLS handshake until its bootstrap timeout and
+    # then raises the same timeout as for a stopped broker: its connections are watched to tell
+    # them apart.
+    rejections: list[Exception] = []
+    secured = settings.security_protocol != "PLAINTEXT"
+    if secured:
+        config = {"kafka_client": functools.partial(_watched_client, rejections), **config}
     try:
-        return client(**config)
+        with _quiet_bootstrap() if secured else contextlib.nullcontext():
+            return client(**config)
+    except kafka_errors.SaslAuthenticationFailedError as exc:
+        raise AuthenticationFailed(settings, _broker_message(exc)) from None
     except kafka_errors.KafkaTimeoutError as exc:
         # kafka-python 3 bootstraps eagerly in __init__ and raises this when no broker answers.
+        sasl = [e for e in rejections if isinstance(e, kafka_errors.SaslAuthenticationFailedError)]
+        if sasl:
+            raise AuthenticationFailed(settings, _broker_message(sasl[-1])) from None
+        # Behind TLS, "no answer" is often a handshake kafka-python retried until the timeout.
+        if settings.uses_tls:
+            reason = _tls_failure(settings)
+            if reason is not None:
+                raise TlsHandshakeFailed(settings.bootstrap, reason) from None
         raise BrokerUnavailable(settings.bootstrap, config.get("bootstrap_timeout_ms")) from exc
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks the passwords in kafka-python's admin client's DEBUG line of its whole configuration."""
+
+    KEYS = ("sasl_plain_password", "ssl_password")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):  # logging unpacks a lone dict argument to record.args
+            record.args = self._redacted(record.args)
+        elif isinstance(record.args, tuple):
+            record.args = tuple(self._redacted(a) if isinstance(a, Mapping) else a for a in record.args)
+        return True
+
+    def _redacted(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: "***" if k in self.KEYS and v else v for k, v in values.items()}
+
+
+# A logger's filters see only the records of that very logger: this is the one that dumps configs.
+logging.getLogger("kafka.admin.client").addFilter(_RedactSecrets())
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_kafka_log = logging.getLogger("kafka")
+_kafka_log_level = logging.NOTSET
+
+
+@contextlib.contextmanager
+def _quiet_bootstrap() -> Iterator[None]:
+    """kafka-python's own log lines off while a secured client bootstraps (in any thread).
+
+    It logs each failed attempt of its bootstrap loop (a rejected login, a refused certificate,
+    a slow event loop) as warnings and errors; the outcome is what counts, and it is reported
+    once: the client, or AuthenticationFailed / TlsHandshakeFailed / BrokerUnavailable.
+    """
+    global _quiet_depth, _kafka_log_level
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _kafka_log_level = _kafka_log.level
+            _kafka_log.setLevel(logging.CRITICAL)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                _kafka_log.setLevel(_kafka_log_level)
+
+
+class _WatchedConnections(KafkaConnectionManager):
+    """kafka-python's connection manager, noting each SASL or certificate rejection its connections meet."""
+
+    def __init__(self, net: NetworkSelector, rejections: list[Exception], **configs: Any) -> None:
+        super().__init__(net, **configs)
+        self._rejections = rejections
+
+    def get_connection(self, node_id: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = super().get_connection(node_id, *args, **kwargs)
+        conn.init_future.add_errback(self._note)
+        return conn
+
+    def _note(self, exc: Exception) -> None:
+        # Only the rejections a retry cannot cure: other TLS errors (a broker going down in the
+        # middle of a handshake) keep kafka-python's retries, and are diagnosed after its timeout.
+        rejected = isinstance(exc, kafka_errors.SaslAuthenticationFailedError) or (
+            isinstance(exc, kafka_errors.KafkaConnectionError)
+            and isinstance(exc.__context__, ssl.SSLCertVerificationError)
+        )
+        if rejected:
+            self._rejections.append(exc)
+            if not self.bootstrapped:
+                # Like the Java client: a rejected login is not retried. Closing ends kafka-python's
+                # bootstrap loop now instead of at its timeout (then _connect names the rejection).
+                self.close()
+
+
+def _watched_client(rejections: list[Exception], **configs: Any) -> KafkaNetClient:
+    net = NetworkSelector(**configs)
+    return KafkaNetClient(net=net, manager=_WatchedConnections(net, rejections, **configs), **configs)
+
+
+def _broker_message(exc: Exception) -> str | None:
+    # kafka-python's text is "[Error 58] SaslAuthenticationFailedError: <ErrorClass>: <the broker's
+    # message>". The broker's message names the mechanism, never the password.
+    message = str(exc).rsplit("Error: ", 1)[-1].strip()
+    return message or None
+
+
+def _tls_failure(settings: KafkaSettings, timeout_s: float = 5.0) -> str | None:
+    """Why a TLS handshake with the first bootstrap server fails, or None (no TCP answer, or no failure).
+
+    kafka-python logs a failed handshake and retries it until its bootstrap timeout, then raises
+    the same timeout as for a stopped broker; one handshake of our own tells the two apart. With
+    TLS 1.3 a broker checks the client's certificate after the handshake: its refusal is the alert
+    that a first read gets (a broker that accepted us says nothing until it gets a request).
+    """
+    host, _, port = settings.bootstrap.split(",")[0].strip().rpartition(":")
+    host = host.strip("[]")
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=timeout_s) as sock,
+            settings.ssl_context().wrap_socket(sock, server_hostname=host) as tls,
+        ):
+            tls.settimeout(1.0)
+            with contextlib.suppress(TimeoutError):
+                tls.recv(1)
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return f"the broker's certificate was not accepted: {exc.verify_message}"
+    except ssl.SSLError as exc:
+        return f"{exc.reason or exc}"
+    except OSError:
+        return None
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
@@ -318,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key, name in settings.topics.items():
                 state = "created" if name in created else "exists"
                 print(f"{name:40} {state} ({key})")
-    except (KafkaSettingsError, BrokerUnavailable) as exc:
+    except (KafkaSettingsError, BrokerUnavailable, KafkaSecurityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

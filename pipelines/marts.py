@@ -56,6 +56,7 @@ from parcours.pipelines.state import file_date
 from parcours.warehouse import (
     DATASETS,
     MARTS_THROUGH,
+    REFRESH,
     Manifest,
     PublishedFile,
     Warehouse,
@@ -63,6 +64,7 @@ from parcours.warehouse import (
     raw_view_sql,
     settings_views_sql,
 )
+from parcours.warehouse.publish import publish
 
 SESSIONS_MODEL = "int_sessions_aggregated"
 JOURNEYS_MODEL = "int_journeys_aggregated"
@@ -114,7 +116,8 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport
     changed = [f for manifest in pending for f in manifest.files]
     report = refresh_marts(warehouse, seq, changed, latest.settings, now.date())
     report = refresh_rollups(warehouse, seq, report, changed, latest.settings, now.date())
-    warehouse.commit(
+    publish(
+        warehouse,
         Manifest(
             seq=seq,
             created_at=now.replace(microsecond=0).isoformat(),
@@ -133,9 +136,9 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport
             },
             settings=latest.settings,
             removed=report.removed,
-        )
+            kind=REFRESH,
+        ),
     )
-    warehouse.rebuild_views()
     return dataclasses.replace(report, seq=seq, batches=len(pending), seconds=time.perf_counter() - started)
 
 

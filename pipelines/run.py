@@ -55,7 +55,9 @@ from parcours.pipelines.sources import (
 )
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
-from parcours.warehouse import Manifest, PublishedFile, Warehouse
+from parcours.warehouse import INGEST, Manifest, PublishedFile, Warehouse
+from parcours.warehouse.publish import Gate, accept_all
+from parcours.warehouse.publish import publish as publish_commit
 
 log = logging.getLogger(__name__)
 
@@ -347,9 +349,11 @@ class Runner:
         workers: int = 1,
         on_batch: Callable[[BatchReport], None] | None = None,
         pool: ProcessPoolExecutor | None = None,
+        gate: Gate = accept_all,
     ) -> None:
         """`pool`: the workers-1 processes of `lanes.start_workers`, if the caller started them
-        early; else `run_kafka` starts them."""
+        early; else `run_kafka` starts them. `gate`: judges each batch before its commit (the
+        publish path); a refused batch is committed as a quarantine."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._pool = pool
@@ -361,6 +365,7 @@ class Runner:
         self.batch_size = batch_size or config.ingest.batch_size
         self.workers = workers
         self.on_batch = on_batch
+        self.gate = gate
 
     def tidy(self) -> None:
         """Before a run, under the lock: views that describe this warehouse as it is (it may have
@@ -457,10 +462,9 @@ class Runner:
             },
             sources=job.sources_meta,
             settings=self.config.settings_record(),
+            kind=INGEST,
         )
-        wh.commit(manifest)
-        if refresh_views:
-            wh.rebuild_views()
+        publish_commit(wh, manifest, gate=self.gate, rebuild_views=refresh_views)
         report = BatchReport(
             job.seq,
             outcome.consumed,

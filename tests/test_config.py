@@ -477,3 +477,35 @@ def test_config_check_and_show_on_a_missing_file(tmp_path: Path) -> None:
     expected = "nope.yaml: cannot read the configuration (No such file or directory)"
     assert_one_error_line(parcours("config", "check", "nope.yaml", cwd=tmp_path), expected)
     assert_one_error_line(parcours("config", "show", "--config", "nope.yaml", cwd=tmp_path), expected)
+
+
+def test_the_settings_views_hold_every_rule_of_the_record() -> None:
+    from datetime import timedelta
+
+    import duckdb
+
+    from parcours.warehouse import settings_views_sql
+
+    text = (
+        default_config_text()
+        .replace("inactivity_gap: 30m", "inactivity_gap: 45m")
+        .replace("inactivity: 180d", "inactivity: null")
+        .replace("ignore_touchpoints: []", "ignore_touchpoints: [newsletter_open]")
+    )
+    record = parse_config(text).settings_record()
+    del record["path_summary_steps"]  # as in a manifest written before the setting existed
+    with duckdb.connect() as con:
+        for statement in settings_views_sql(record):
+            con.execute(statement)
+        row = con.execute(
+            "select inactivity_gap, churn_inactivity, ignore_touchpoints, collapse_repeats, path_summary_steps, "
+            "max_path_length from parcours_settings"
+        ).fetchone()
+        stages = con.execute("select stage, stage_rank, drop_off_timeout from parcours_stages order by 2").fetchall()
+    assert row == (timedelta(minutes=45), None, ["newsletter_open"], True, 6, 200)
+    assert stages[:3] == [
+        ("discovery", 0, timedelta(days=14)),
+        ("consideration", 1, timedelta(days=21)),
+        ("purchase", 2, timedelta(days=7)),
+    ]
+    assert len(stages) == 7

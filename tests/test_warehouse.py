@@ -453,6 +453,39 @@ def test_models_become_views_in_layer_order(warehouse: Warehouse, tmp_path: Path
     assert query(db, "select count(*) from duckdb_views() where view_name like 'stg_%'") == [(0,)]
 
 
+def test_model_order_is_read_from_what_each_model_reads(tmp_path: Path) -> None:
+    from parcours.warehouse import _read_models, model_references
+
+    # A CTE or an alias named like a model shadows it: no dependency, no false cycle.
+    assert model_references(
+        "with sessions as (select * from stg_s) select s.* from sessions s join b as touchpoints using (x)",
+        ["sessions", "stg_s", "touchpoints", "b"],
+    ) == {"stg_s", "b"}
+    # Comments and string literals are not read.
+    assert model_references("select 'from a' as x -- from b\n/* join c */ from d", ["a", "b", "c", "d"]) == {"d"}
+    sql = tmp_path / "sql"
+    for relative, text in {
+        "intermediate/int_a.sql": "select * from int_c",
+        "intermediate/int_b.sql": "select 1 as x",
+        "intermediate/int_c.sql": "select * from int_b",
+    }.items():
+        (sql / relative).parent.mkdir(parents=True, exist_ok=True)
+        (sql / relative).write_text(text)
+    assert [m.name for m in _read_models(sql)] == ["int_b", "int_c", "int_a"]
+    (sql / "intermediate" / "int_b.sql").write_text("select * from int_a")
+    with pytest.raises(
+        ValueError,
+        match=r"cycle: intermediate/int_a\.sql -> intermediate/int_c\.sql -> "
+        r"intermediate/int_b\.sql -> intermediate/int_a\.sql",
+    ):
+        _read_models(sql)
+    (sql / "intermediate" / "int_b.sql").write_text("select * from customers")
+    (sql / "marts").mkdir()
+    (sql / "marts" / "customers.sql").write_text("select 1 as x")
+    with pytest.raises(ValueError, match=r"intermediate/int_b\.sql reads marts/customers\.sql, of a later layer"):
+        _read_models(sql)
+
+
 def test_a_failed_build_leaves_the_old_file_in_place(warehouse: Warehouse, tmp_path: Path) -> None:
     land(warehouse, 1, BATCH_1)
     db = warehouse.rebuild_views(NO_MODELS)

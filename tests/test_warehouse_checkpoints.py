@@ -223,7 +223,7 @@ def test_a_checkpoint_holds_the_fold_of_its_manifests_and_only_removed_files_sti
     assert checkpoint.removals == (Removal(5, "2026-01-10T00:00:00Z", (history.batch_1[0].path,)),)
     assert (checkpoint.config_version, checkpoint.config_fingerprint) == (1, "abc123def456")
     first_line, rest = checkpoint_path(wh, 6).read_bytes().split(b"\n", 1)
-    assert first_line.startswith(b'{"format":1,"sha256":"') and rest == b""
+    assert first_line.startswith(b'{"format":2,"sha256":"') and rest == b""
 
 
 def test_a_reader_after_checkpoints_answers_as_every_manifest_and_reads_none_they_cover(history: History) -> None:
@@ -309,18 +309,28 @@ def test_a_damaged_checkpoint_whose_manifests_are_archived_stops_the_reader(hist
 def test_a_checkpoint_of_an_unknown_format_is_a_clear_error(history: History) -> None:
     wh = history.warehouse
     path = checkpoint_path(wh, 6)
-    path.write_bytes(path.read_bytes().replace(b'{"format":1,', b'{"format":2,', 1))
+    path.write_bytes(path.read_bytes().replace(b'{"format":2,', b'{"format":3,', 1))
     expected = (
-        f"checkpoint {path} is in format 2, but this parcours reads format 1 only: it was written by another "
-        "version of parcours. Run that version, or move the _checkpoints folder aside to read the manifests "
-        "instead (slower, and only if none was archived)"
+        f"checkpoint {path} is in format 3, but this parcours reads format 1 or 2 only: it was written by "
+        "another version of parcours. Run that version, or move the _checkpoints folder aside to read the "
+        "manifests instead (slower, and only if none was archived)"
     )
     with pytest.raises(CheckpointError) as raised:
         Warehouse(wh.root).next_seq()
     assert str(raised.value) == expected
     refused = parcours("compact", "--warehouse", str(wh.root))
     assert refused.returncode == 2
-    assert f"error: checkpoint {path} is in format 2" in refused.stderr and "Traceback" not in refused.stderr
+    assert f"error: checkpoint {path} is in format 3" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_checkpoint_of_format_1_reads_as_one_without_quarantines(history: History) -> None:
+    wh = history.warehouse
+    path = checkpoint_path(wh, 6)
+    expected = answers(Warehouse(wh.root), INSTANTS)
+    # Format 1 is format 2 without the quarantines, which did not exist: the digest is of the state only.
+    path.write_bytes(path.read_bytes().replace(b'{"format":2,', b'{"format":1,', 1))
+    assert answers(Warehouse(wh.root), INSTANTS) == expected
+    assert Warehouse(wh.root).quarantines() == []
 
 
 def test_writing_a_checkpoint_needs_the_lock_and_a_commit(tmp_path: Path, history: History) -> None:
@@ -332,7 +342,7 @@ def test_writing_a_checkpoint_needs_the_lock_and_a_commit(tmp_path: Path, histor
         wh.write_checkpoint()
     # A checkpoint being written (or whose writer died) is not read, and the next write clears it.
     being_written = wh.checkpoint_dir / "0000000007.json.4242.tmp"
-    being_written.write_bytes(b'{"format":1,"sha256":"')
+    being_written.write_bytes(b'{"format":2,"sha256":"')
     assert answers(Warehouse(wh.root), INSTANTS) == answers_of_every_manifest(wh.root, INSTANTS)
     with wh.lock():
         assert wh.write_checkpoint() == checkpoint_path(wh, 7)

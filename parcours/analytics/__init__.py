@@ -1,0 +1,1 @@
+"""Analytics over the warehouse: the statistics every derived dataset stores as columns."""

@@ -1,0 +1,245 @@
+"""The dataset registry: every dataset the warehouse stores, its Arrow schema and partition column.
+
+Landed datasets (written by ingestion), marker datasets (rows that only say which rows of another
+dataset are superseded) and the materialised marts and rollups each register their spec here;
+`write_parquet` checks every table against it, and the views give each dataset a typed view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from parcours.schemas.contracts import DEAD_LETTER_ARROW, SURVEY_ARROW, TOUCHPOINT_ARROW, UTC_MICROS
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    """A dataset stored as hive-partitioned Parquet.
+
+    `partition_column` is a date32 column of the tables handed to `write_parquet`; it is not
+    stored inside the files but as the directory name, where DuckDB reads it back as a DATE.
+    """
+
+    name: str
+    arrow_schema: pa.Schema
+    partition_column: str
+
+
+def _extend(schema: pa.Schema, *fields: pa.Field) -> pa.Schema:
+    return pa.schema([*schema, *fields])
+
+
+_LINEAGE = (
+    pa.field("source", pa.string()),  # topic name or file path
+    pa.field("source_partition", pa.int32()),
+    pa.field("source_offset", pa.int64()),
+)
+_BATCH = (pa.field("batch_seq", pa.int64()), pa.field("ingested_at", UTC_MICROS))
+_STRINGS = pa.list_(pa.string())
+
+# The columns of the models `int_sessions_aggregated` / `int_journeys_aggregated`, as DuckDB
+# returns them (a test checks they agree, so a model change that forgets this fails loudly).
+SESSION_ARROW = pa.schema(
+    [
+        pa.field("session_id", pa.string()),
+        pa.field("customer_id", pa.string()),
+        pa.field("started_at", UTC_MICROS),
+        pa.field("ended_at", UTC_MICROS),
+        pa.field("started_date", pa.date32()),
+        pa.field("duration_in_s", pa.int64()),
+        pa.field("n_events", pa.int64()),
+        pa.field("channels", _STRINGS),
+        pa.field("n_channels", pa.int64()),
+        pa.field("is_omnichannel", pa.bool_()),
+        pa.field("first_touchpoint", pa.string()),
+        pa.field("last_touchpoint", pa.string()),
+        pa.field("first_stage", pa.string()),
+        pa.field("last_stage", pa.string()),
+        pa.field("journey_cycle", pa.int32()),
+        pa.field("revenue", pa.float64()),
+        pa.field("segment", pa.string()),
+        pa.field("product_line", pa.string()),
+    ]
+)
+JOURNEY_ARROW = pa.schema(
+    [
+        pa.field("customer_id", pa.string()),
+        pa.field("journey_cycle", pa.int32()),
+        pa.field("cycle_type", pa.string()),
+        pa.field("started_at", UTC_MICROS),
+        pa.field("ended_at", UTC_MICROS),
+        pa.field("duration_in_s", pa.int64()),
+        pa.field("n_events", pa.int64()),
+        pa.field("n_sessions", pa.int64()),
+        pa.field("n_channels", pa.int64()),
+        pa.field("channels", _STRINGS),
+        pa.field("path", _STRINGS),
+        pa.field("stage_path", _STRINGS),
+        pa.field("channel_path", _STRINGS),
+        pa.field("path_length", pa.int64()),
+        pa.field("last_stage", pa.string()),
+        pa.field("last_touchpoint", pa.string()),
+        pa.field("last_outcome", pa.string()),
+        pa.field("is_converted", pa.bool_()),
+        pa.field("is_churned", pa.bool_()),
+        pa.field("revenue", pa.float64()),
+        pa.field("segment", pa.string()),
+        pa.field("product_line", pa.string()),
+    ]
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "touchpoints",
+            _extend(
+                TOUCHPOINT_ARROW,
+                pa.field("stage_source", pa.string()),
+                pa.field("session_id", pa.string()),
+                pa.field("session_started_at", UTC_MICROS),
+                pa.field("journey_cycle", pa.int32()),
+                pa.field("cycle_type", pa.string()),
+                pa.field("step_index", pa.int32()),
+                *_LINEAGE,
+                *_BATCH,
+            ),
+            "event_date",
+        ),
+        DatasetSpec("survey_answers", _extend(SURVEY_ARROW, *_LINEAGE, *_BATCH), "answered_date"),
+        DatasetSpec("dead_letters", _extend(DEAD_LETTER_ARROW, *_BATCH), "ingested_date"),
+        DatasetSpec(
+            "rewrites",
+            pa.schema(
+                [
+                    pa.field("customer_id", pa.string()),
+                    pa.field("from_at", UTC_MICROS),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "batch_date",
+        ),
+        # Per customer touched by a batch, its latest event after that batch: what the next
+        # events continue (session, cycle). The row of the highest batch_seq is current.
+        DatasetSpec(
+            "customer_state",
+            pa.schema(
+                [
+                    pa.field("customer_id", pa.string()),
+                    pa.field("event_id", pa.string()),
+                    pa.field("occurred_at", UTC_MICROS),
+                    pa.field("session_id", pa.string()),
+                    pa.field("session_started_at", UTC_MICROS),
+                    pa.field("journey_cycle", pa.int32()),
+                    pa.field("cycle_type", pa.string()),
+                    pa.field("step_index", pa.int32()),
+                    pa.field("outcome", pa.string()),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "batch_date",
+        ),
+        # Materialised marts: rows of the models `int_sessions_aggregated` and
+        # `int_journeys_aggregated`, recomputed for the groups each batch touched. Which rows are
+        # current is said by `refreshes`, read by `stg_parcours__sessions` / `__journeys`.
+        DatasetSpec("sessions", _extend(SESSION_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
+        DatasetSpec("journeys", _extend(JOURNEY_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
+        # Per customer whose marts a batch refreshed: from which session start and which journey
+        # cycle on its rows were recomputed. They supersede that customer's older rows from there.
+        DatasetSpec(
+            "refreshes",
+            pa.schema(
+                [
+                    pa.field("customer_id", pa.string()),
+                    pa.field("sessions_from_at", UTC_MICROS),
+                    pa.field("journeys_from_cycle", pa.int32()),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "batch_date",
+        ),
+    )
+}
+# Rollups: the marts at the grain dashboards chart them at (per day or ISO week), landed by the
+# marts refresh for the days and weeks it touched, one file per partition: a refresh replaces a
+# partition's file (the manifest removes the old one), so every live row is current. Their
+# columns are the models `int_*_counted_*` (a test checks they agree).
+_ROLLUP_KEYS = {
+    "segment": pa.string(),
+    "product_line": pa.string(),
+    "cycle_type": pa.string(),
+    "channel": pa.string(),
+    "stage": pa.string(),
+    "touchpoint": pa.string(),
+}
+
+
+def _rollup(name: str, partition_column: str, keys: tuple[str, ...], *measures: pa.Field) -> DatasetSpec:
+    columns = [pa.field(key, _ROLLUP_KEYS[key]) for key in keys]
+    return DatasetSpec(name, pa.schema([*columns, *measures, pa.field("batch_seq", pa.int64())]), partition_column)
+
+
+_COUNT = pa.int64()
+ROLLUPS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        _rollup(
+            "sessions_daily",
+            "started_date",
+            ("channel", "segment", "product_line"),
+            pa.field("n_sessions", _COUNT),
+            pa.field("n_omnichannel_sessions", _COUNT),
+            pa.field("n_customers", _COUNT),
+            pa.field("n_events", _COUNT),
+            pa.field("total_duration_in_s", _COUNT),
+            pa.field("revenue", pa.float64()),
+        ),
+        _rollup(
+            "touchpoints_daily",
+            "event_date",
+            ("stage", "channel", "touchpoint", "segment", "product_line"),
+            pa.field("n_events", _COUNT),
+            pa.field("n_customers", _COUNT),
+            pa.field("revenue", pa.float64()),
+        ),
+        _rollup(
+            "journey_stages_weekly",
+            "started_week",
+            ("stage", "cycle_type", "segment", "product_line"),
+            pa.field("n_journeys", _COUNT),
+            pa.field("n_customers", _COUNT),
+            pa.field("n_converted", _COUNT),
+            pa.field("n_churned", _COUNT),
+        ),
+        DatasetSpec(
+            "journey_paths_weekly",
+            pa.schema(
+                [
+                    pa.field("first_steps", _STRINGS),
+                    pa.field("cycle_type", pa.string()),
+                    pa.field("is_converted", pa.bool_()),
+                    pa.field("is_churned", pa.bool_()),
+                    pa.field("n_journeys", _COUNT),
+                    pa.field("n_events", _COUNT),
+                    pa.field("revenue", pa.float64()),
+                    pa.field("batch_seq", pa.int64()),
+                ]
+            ),
+            "started_week",
+        ),
+    )
+}
+DATASETS.update(ROLLUPS)
+
+# Datasets whose rows only say which rows of other datasets are superseded. Once a compaction
+# has dropped the rows they supersede, they have nothing left to say and are removed whole.
+MARKER_DATASETS = ("rewrites", "refreshes")
+
+
+def _spec(dataset: str) -> DatasetSpec:
+    try:
+        return DATASETS[dataset]
+    except KeyError:
+        raise ValueError(f"unknown dataset {dataset!r} (known: {sorted(DATASETS)})") from None

@@ -1,0 +1,139 @@
+"""The model harness: given rows for a model's inputs, run the model, expect rows (dbt's unit tests).
+
+A model test names one SQL model, gives small tables for the relations it reads (raw datasets,
+staging or intermediate models), and compares what the model returns with rows written by hand.
+The model runs in an in-memory DuckDB holding every view of the views file, over typed empty raw
+datasets and the settings views of a configuration, exactly as the views file defines them; each
+given relation replaces the view of that name by the given rows, cast to that view's own column
+types, so a fixture states only the columns that matter and the rest are null.
+
+The declared grain of a model is read from its header (`-- grain: one row per (a, b)`), and
+`grain_problems` checks rows against it: a unique, non-null key, and any declared identities.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from parcours.config import JourneyConfig, load_config
+from parcours.warehouse import DATASETS, _create_models, _read_models, raw_view_sql, settings_views_sql
+
+Rows = Sequence[Mapping[str, Any]]
+_GRAIN = re.compile(r"^--\s*grain:\s*one row per\s*(?:\((?P<many>[^)]*)\)|(?P<one>[A-Za-z_][A-Za-z0-9_]*))", re.M)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def model_connection(config: JourneyConfig | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with every view of the views file over empty raw datasets."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    for spec in DATASETS.values():
+        con.execute(raw_view_sql(con, spec, []))
+    for statement in settings_views_sql((config or load_config()).settings_record()):
+        con.execute(statement)
+    _create_models(con, _read_models(resources.files("parcours.sql")))
+    return con
+
+
+def give(con: duckdb.DuckDBPyConnection, relation: str, rows: Rows) -> None:
+    """Replace the view `relation` by `rows`, with the view's own column types."""
+    columns = con.execute(f"describe select * from {_quote(relation)}").fetchall()
+    names = [name for name, *_ in columns]
+    unknown = sorted({key for row in rows for key in row} - set(names))
+    if unknown:
+        raise ValueError(f"given rows of {relation} have columns it does not have: {unknown} (it has {names})")
+    table = f"given_{relation}"
+    con.execute(
+        f"create or replace temp table {_quote(table)} ("
+        + ", ".join(f"{_quote(name)} {kind}" for name, kind, *_ in columns)
+        + ")"
+    )
+    if rows:
+        con.executemany(
+            f"insert into {_quote(table)} values ({', '.join('?' * len(names))})",
+            [[row.get(name) for name in names] for row in rows],
+        )
+    con.execute(f"create or replace view {_quote(relation)} as select * from {_quote(table)}")
+
+
+def run_model(
+    model: str,
+    given: Mapping[str, Rows],
+    *,
+    config: JourneyConfig | None = None,
+    columns: Iterable[str] | None = None,
+    order_by: str | None = None,
+) -> list[dict[str, Any]]:
+    """The rows `model` returns when the relations it reads hold `given`."""
+    con = model_connection(config)
+    try:
+        for relation, rows in given.items():
+            give(con, relation, rows)
+        wanted = ", ".join(_quote(c) for c in columns) if columns else "*"
+        query = f"select {wanted} from {_quote(model)}" + (f" order by {order_by}" if order_by else "")
+        return [_plain(row) for row in con.sql(query).to_arrow_table().to_pylist()]
+    finally:
+        con.close()
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """Timestamps in UTC, so expected rows can be written with `tzinfo=UTC`."""
+    return {k: v.astimezone(UTC) if isinstance(v, datetime) and v.tzinfo else v for k, v in row.items()}
+
+
+def declared_grain(model: str) -> tuple[str, ...]:
+    """The key of the model's `-- grain:` header line."""
+    for layer in ("staging", "intermediate", "marts"):
+        path = resources.files("parcours.sql").joinpath(layer, f"{model}.sql")
+        if path.is_file():
+            match = _GRAIN.search(path.read_text("utf-8"))
+            if match is None:
+                raise ValueError(f"{layer}/{model}.sql declares no grain")
+            key = match.group("many") or match.group("one")
+            return tuple(part.strip() for part in key.split(","))
+    raise ValueError(f"no SQL model named {model}")
+
+
+def grain_problems(
+    rows: pa.Table | Rows,
+    grain: Sequence[str],
+    *,
+    not_null: Sequence[str] = (),
+    identities: Sequence[str] = (),
+) -> list[str]:
+    """What breaks the grain: duplicate keys, null keys or required columns, false identities
+    (SQL boolean expressions over one row, e.g. `n_entered = n_moved_on + n_dropped`)."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+    if table.num_rows == 0:
+        return []
+    con = duckdb.connect()
+    try:
+        con.register("checked", table)
+        key = ", ".join(_quote(c) for c in grain)
+        problems = [
+            f"{n} rows share the key ({key}) = {values}"
+            for *values, n in con.execute(
+                f"select {key}, count(*) from checked group by all having count(*) > 1 order by all limit 5"
+            ).fetchall()
+        ]
+        for column in (*grain, *not_null):
+            (nulls,) = con.execute(f"select count(*) from checked where {_quote(column)} is null").fetchone()
+            if nulls:
+                problems.append(f"{nulls} rows have no {column}")
+        for identity in identities:
+            (false,) = con.execute(f"select count(*) from checked where not ({identity})").fetchone()
+            if false:
+                problems.append(f"{false} rows break {identity}")
+        return problems
+    finally:
+        con.close()
