@@ -18,15 +18,18 @@ _FIRST = ("marie", "jean", "sophie", "lucas", "camille", "thomas", "lea", "hugo"
 _LAST = ("martin", "bernard", "dubois", "thomas", "robert", "richard", "petit", "durand", "leroy", "moreau")
 _DOMAINS = ("gmail.com", "orange.fr", "free.fr", "hotmail.fr", "laposte.net", "yahoo.fr", "outlook.com", "sfr.fr")
 
-# (country code, national significant number lengths by leading digits, grouping)
+# (country code, allocated leading digits, national number length, grouping): numbers a
+# customer could really have, valid in their country's numbering plan.
 _INTL = (
-    ("44", "7", 10, (4, 6)),  # +44 7911 123456
-    ("44", "20", 10, (2, 4, 4)),  # +44 20 7946 0958
+    ("44", "79", 10, (4, 6)),  # +44 7911 123456 (UK mobile)
+    ("44", "207", 10, (2, 4, 4)),  # +44 20 7946 0958 (London)
     ("1", "415", 10, None),  # +1 (415) 555-0132
     ("49", "151", 11, (3, 8)),  # +49 151 23456789
     ("32", "47", 9, (3, 2, 2, 2)),  # +32 470 12 34 56
     ("41", "79", 9, (2, 3, 2, 2)),  # +41 79 123 45 67
 )
+# Metropolitan French ranges (0690-0697, 0639 and 0262/0269 are overseas; 070-072 unallocated).
+_FR_LEADING = ("60", "61", "62", "64", "65", "66", "67", "68", "75", "76", "77", "78", "14", "47", "55", "38", "29")
 
 _TEMPLATES = {
     "fr": {
@@ -67,9 +70,9 @@ def email(rng: random.Random) -> str:
 
 
 def phone_fr(rng: random.Random) -> str:
-    """A French number: 0 + 9 digits (mobile 6/7, landline 1-5, 9), in one of the usual spellings."""
-    first = rng.choice("6677123459")
-    digits = first + "".join(str(rng.randint(0, 9)) for _ in range(8))
+    """A French number: 0 + 9 digits (mobile 6/7, landline 1-5), in one of the usual spellings."""
+    digits = rng.choice(_FR_LEADING) + "".join(str(rng.randint(0, 9)) for _ in range(7))
+    first = digits[0]
     national = "0" + digits
     pairs = [national[i : i + 2] for i in range(0, 10, 2)]
     spelling = rng.randrange(8)
@@ -94,7 +97,8 @@ def phone_fr(rng: random.Random) -> str:
 def phone_intl(rng: random.Random) -> str:
     code, prefix, length, groups = rng.choice(_INTL)
     number = prefix + "".join(str(rng.randint(0, 9)) for _ in range(length - len(prefix)))
-    if groups is None:  # North American: +1 (415) 555-0132
+    if groups is None:  # North American: +1 (415) 555-0132, the exchange starting with 2-9
+        number = number[:3] + str(rng.randint(2, 9)) + number[4:]
         return f"+{code} ({number[:3]}) {number[3:6]}-{number[6:]}"
     if rng.random() < 0.25:
         return f"+{code}{number}"
