@@ -556,6 +556,8 @@ class Runner:
         if not before:
             return
         left = self._send_dead_letters(settings, [])
+        if left == before:  # nothing went out (the broker is away): nothing to record
+            return
         latest = wh.manifests()[-1]
         publish_commit(
             wh,
