@@ -57,7 +57,7 @@ def is_broker_unavailable(exc: BaseException) -> bool:
     * kafka-python errors it marks retriable (timeouts, no leader, node not ready...).
 
     Everything else is a data or configuration error and is not retried: `CountsDoNotAddUp`,
-    `OffsetOutOfRetention`, `KafkaSettingsError`, a bad journey configuration, a bug.
+    `OffsetOutOfRetention`, `KafkaSettingsError`, a bad journey configuration, a bug (`TooManyInternalErrors`).
     """
     from kafka.errors import KafkaError
 

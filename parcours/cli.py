@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,7 +42,7 @@ WarehouseOption = Annotated[
 ]
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     # The message is data (file names, user input), never markup: escape it.
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -95,6 +96,19 @@ def config_check(path: Annotated[Path, typer.Argument(help="Journey configuratio
     console.print(f"{path}: valid (version {loaded.version}, fingerprint {loaded.fingerprint})")
 
 
+T = TypeVar("T")
+
+
+def _parsed(option: str, text: str | None, parse: Callable[[str], T]) -> T | None:
+    """`parse(text)` for a command-line option, or a clean failure naming the option."""
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
+
+
 @app.command()
 def generate(
     out: Annotated[
@@ -107,34 +121,52 @@ def generate(
     start: Annotated[str, typer.Option(help="First day of the period (UTC date, YYYY-MM-DD).")] = "2026-01-05",
     churn_spike: Annotated[
         str | None,
-        typer.Option(help="Plant a churn increase: STAGE:FROM_DAY:FACTOR, e.g. renewal:40:3."),
+        typer.Option(
+            help="Plant a churn increase: STAGE:FROM_DAY:FACTOR[:UNTIL_DAY], e.g. renewal:40:3 or renewal:40:3:60."
+        ),
     ] = None,
+    plant: Annotated[
+        str,
+        typer.Option(help="default: the planted effects of truth.json; none: a world where nothing is planted."),
+    ] = "default",
+    moments: Annotated[
+        str | None,
+        typer.Option(help="Moments of truth, TP,... (default delivery,support_call); rated touchpoints only."),
+    ] = None,
+    drop_off: Annotated[
+        str | None,
+        typer.Option(
+            "--drop-off",
+            help="STAGE:P,...: the chance that a visit to STAGE is the customer's last, added to or replacing"
+            " the plant's (default consideration:0.30, activation:0.22; other stages 0.05).",
+        ),
+    ] = None,
+    pii_rate: Annotated[
+        float,
+        typer.Option(min=0, max=0.5, help="Share of verbatims carrying personal data (truth/pii.parquet)."),
+    ] = 0.0,
     invalid_rate: Annotated[float, typer.Option(min=0, max=0.5, help="Share of extra invalid lines.")] = 0.0,
     duplicate_rate: Annotated[float, typer.Option(min=0, max=0.5, help="Share of re-sent duplicates.")] = 0.0,
     late_rate: Annotated[float, typer.Option(min=0, max=0.5, help="Share of events delivered out of order.")] = 0.0,
     config: ConfigOption = None,
 ) -> None:
-    """Generate realistic, non-linear synthetic journeys with known planted facts (truth.json)."""
-    from parcours.generator import ChurnSpike, generate_dataset
+    """Generate realistic, non-linear synthetic journeys with known planted facts (truth.json, truth/)."""
+    from parcours.synthetic import generate_dataset, parse_churn_spike, parse_drop_off, parse_moments
 
     journey = _load_config(config)
     try:
         first_day = date.fromisoformat(start)
     except ValueError:
         fail(f"--start: '{start}' is not a date (YYYY-MM-DD)")
-    spike = None
-    if churn_spike:
-        try:
-            stage, from_day, factor = churn_spike.split(":")
-            from_day, factor = int(from_day), float(factor)
-        except ValueError:
-            fail(f"--churn-spike: '{churn_spike}' is not STAGE:FROM_DAY:FACTOR (e.g. renewal:40:3)")
-        try:
-            spike = ChurnSpike(stage=stage, from_day=from_day, factor=factor)
-        except ValueError as exc:
-            fail(f"--churn-spike: {exc}")
-        if stage not in journey.stages:
-            fail(f"--churn-spike: unknown stage '{stage}' (stages: {', '.join(journey.stages)})")
+    if plant not in ("default", "none"):
+        fail(f"--plant: '{plant}' is neither 'default' nor 'none'")
+    spike = _parsed("--churn-spike", churn_spike, parse_churn_spike)
+    stages = _parsed("--drop-off", drop_off, parse_drop_off)
+    moment_list = _parsed("--moments", moments, parse_moments)
+    for option, named in (("--churn-spike", [spike.stage] if spike else []), ("--drop-off", list(stages or {}))):
+        for stage in named:
+            if stage not in journey.stages:
+                fail(f"{option}: unknown stage '{stage}' (stages: {', '.join(journey.stages)})")
     try:
         with _progress() as bar:
             task = bar.add_task("generating customers", total=customers)
@@ -146,6 +178,10 @@ def generate(
                 config=journey,
                 start=first_day,
                 churn_spike=spike,
+                plant=plant,
+                moments=moment_list,
+                drop_off=stages,
+                pii_rate=pii_rate,
                 invalid_rate=invalid_rate,
                 duplicate_rate=duplicate_rate,
                 late_rate=late_rate,

@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from parcours.config import UNMAPPED_STAGE
 from parcours.pipelines.sessionize import ShardWork
-from parcours.schemas.contracts import UTC_MICROS
+from parcours.schemas.contracts import UTC_MICROS, Reason
 
 
 def _with_batch_columns(table: pa.Table, seq: int, now: datetime) -> pa.Table:
@@ -106,9 +107,10 @@ class LandFn(beam.DoFn):
             table = _with_batch_columns(table, self._seq, self._now)
             new_times = latest_event_times(table, "answered_at")
             table = table.append_column("answered_date", _utc_date(table.column("answered_at")))
+            files = self._write("survey_answers", table, f"sv-s{shard:03d}")
             yield {
-                "files": self._write("survey_answers", table, f"sv-s{shard:03d}"),
-                "landed": {kind: table.num_rows},
+                "files": files,
+                "landed": {kind: sum(f["rows"] for f in files)},  # counted from what was written
                 "watermarks": {kind: new_times},
             }
         else:
@@ -116,10 +118,15 @@ class LandFn(beam.DoFn):
 
     def _land_touchpoints(self, work: ShardWork) -> Iterator[dict]:
         # New rows have no ingestion time yet; re-landed ones keep their first one.
-        new_rows = work.events.filter(pc.is_null(work.events.column("ingested_at")))
+        is_new = pc.is_null(work.events.column("ingested_at"))
+        new_rows = work.events.filter(is_new)
         events = _with_batch_columns(work.events, self._seq, self._now)
         events = events.append_column("event_date", _utc_date(events.column("occurred_at")))
         files = self._write("touchpoints", events, f"tp-s{work.shard:03d}")
+        # Counted from what was written: the files' rows, less the rows that were there before.
+        written = sum(f["rows"] for f in files)
+        relanded = events.num_rows - new_rows.num_rows
+        unmapped = pc.sum(pc.and_(is_new, pc.equal(events.column("stage_source"), UNMAPPED_STAGE))).as_py() or 0
         if work.rewrites.num_rows:
             rewrites = work.rewrites.append_column(
                 "batch_seq", pa.array([self._seq] * work.rewrites.num_rows, pa.int64())
@@ -131,8 +138,9 @@ class LandFn(beam.DoFn):
         files += self._write("customer_state", latest_per_customer(events, self._now), f"cs-s{work.shard:03d}")
         yield {
             "files": files,
-            "landed": {"touchpoints": work.n_new},
-            "relanded": {"touchpoints": work.n_relanded},
+            "landed": {"touchpoints": written - relanded},
+            "relanded": {"touchpoints": relanded},
+            "unmapped": unmapped,
             "watermarks": {"touchpoints": latest_event_times(new_rows, "occurred_at")},
         }
 
@@ -143,10 +151,15 @@ class LandFn(beam.DoFn):
         table = table.append_column("batch_seq", pa.array([self._seq] * table.num_rows, pa.int64()))
         table = table.append_column("ingested_at", pa.array([self._now] * table.num_rows, UTC_MICROS))
         table = table.append_column("ingested_date", pa.array([self._now.date()] * table.num_rows, pa.date32()))
+        files = self._write("dead_letters", table, part)
         by_source: dict[str, int] = {}
         for source in table.column("source").to_pylist():
             by_source[source] = by_source.get(source, 0) + 1
-        yield {"files": self._write("dead_letters", table, part), "dead_lettered": by_source}
+        internal = table.filter(pc.equal(table.column("reason"), Reason.INTERNAL_ERROR))
+        receipt = {"files": files, "dead_lettered": by_source, "internal_errors": internal.num_rows}
+        if internal.num_rows:
+            receipt["internal_error_example"] = internal.column("detail")[0].as_py()
+        yield receipt
 
 
 class Land(beam.PTransform):

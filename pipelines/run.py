@@ -44,6 +44,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from parcours.config import JourneyConfig
 from parcours.kafka import KafkaSettings, make_consumer, make_producer
 from parcours.pipelines.coders import TABLE_ELEMENT
+from parcours.pipelines.dead_letter_topic import record_limit, records_of, send_in_order
 from parcours.pipelines.deduplicate import Deduplicate
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
@@ -61,7 +62,7 @@ from parcours.pipelines.sources import (
 )
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
-from parcours.warehouse import INGEST, Manifest, PublishedFile, Warehouse
+from parcours.warehouse import INGEST, Manifest, OutboxEntry, PublishedFile, Warehouse
 from parcours.warehouse.publish import Gate, accept_all
 from parcours.warehouse.publish import publish as publish_commit
 
@@ -92,6 +93,16 @@ class CountsDoNotAddUp(RuntimeError):
     """consumed != landed + dead-lettered + duplicates skipped: the batch is not published."""
 
 
+class TooManyInternalErrors(RuntimeError):
+    """Too many records of a batch hit an error in parcours itself: a bug, not bad data; the
+    batch is not published (its records are read again once the bug is fixed)."""
+
+
+# A batch is stopped when `internal_error` dead letters reach both: 1 % of its records, and 100.
+INTERNAL_ERROR_SHARE = 0.01
+INTERNAL_ERROR_MIN = 100
+
+
 @dataclass
 class BatchReport:
     seq: int
@@ -102,6 +113,9 @@ class BatchReport:
     relanded: int
     files: int
     seconds: float
+    unmapped: int = 0  # landed touchpoints whose stage is `unmapped` (part of `landed`)
+    blank_lines: int = 0  # blank lines of JSONL backfills: skipped, not records, not in `consumed`
+    internal_errors: int = 0  # dead letters `internal_error` (part of `dead_lettered`)
 
     @property
     def total_consumed(self) -> int:
@@ -110,10 +124,15 @@ class BatchReport:
     def describe(self) -> str:
         """The line every caller prints or logs per micro-batch: the numbers must visibly add up."""
         consumed = self.total_consumed
+        notes = [f"{self.unmapped:,} unmapped touchpoints"]
+        if self.internal_errors:
+            notes.append(f"{self.internal_errors:,} internal errors")
+        if self.blank_lines:
+            notes.append(f"{self.blank_lines:,} blank lines skipped")
         return (
             f"batch {self.seq}: consumed {consumed:,} = landed {sum(self.landed.values()):,} + dead-lettered "
             f"{sum(self.dead_lettered.values()):,} + duplicates skipped {sum(self.duplicates_skipped.values()):,}"
-            f" ({consumed / max(self.seconds, 1e-9):,.0f} events/s)"
+            f" ({', '.join(notes)}; {consumed / max(self.seconds, 1e-9):,.0f} events/s)"
         )
 
 
@@ -162,7 +181,9 @@ def build_pipeline(
     # so the reader yields shards and no shuffle is needed. Files (and other keys) are regrouped.
     by_partition = bool(ranges) and isinstance(ranges[0], OffsetRange) and config.ingest.keyed_by_customer
     read = pipeline | "ReadRanges" >> ReadRanges(ranges, settings, read_groups=shards, whole_shards=by_partition)
-    checked = read.raw | "Validate" >> Validate(config.ingest, watermarks, now, check_key=by_partition)
+    checked = read.raw | "Validate" >> Validate(
+        config.ingest, watermarks, now, check_key=by_partition, stages=config.stages
+    )
     shards_of_customers = (
         checked.valid if by_partition else checked.valid | "ShardByCustomer" >> ShardByCustomer(shards)
     )
@@ -265,6 +286,9 @@ class BatchOutcome:
     watermarks: dict[str, dict[int, str]]
     files: list[PublishedFile]
     seconds: float
+    unmapped: int = 0
+    blank_lines: int = 0
+    internal_errors: int = 0
 
 
 def execute(job: BatchJob) -> BatchOutcome:
@@ -295,10 +319,15 @@ def execute(job: BatchJob) -> BatchOutcome:
     landed: dict[str, int] = {}
     dead_by_source: dict[str, int] = {}
     duplicates: dict[str, int] = {}
-    relanded = 0
+    relanded = unmapped = blank_lines = internal_errors = 0
+    internal_example = ""
     watermarks: dict[str, dict[int, str]] = {}
     published: list[PublishedFile] = []
     for receipt in receipts:
+        unmapped += receipt.get("unmapped", 0)
+        blank_lines += sum(receipt.get("blank_lines", {}).values())
+        internal_errors += receipt.get("internal_errors", 0)
+        internal_example = internal_example or receipt.get("internal_error_example", "")
         _add(consumed, receipt.get("consumed", {}))
         _add(landed, receipt.get("landed", {}))
         _add(dead_by_source, receipt.get("dead_lettered", {}))
@@ -318,6 +347,13 @@ def execute(job: BatchJob) -> BatchOutcome:
                 f"batch {job.seq}, {kind}: consumed {consumed.get(kind, 0)} != landed {parts[0]} + "
                 f"dead-lettered {parts[1]} + duplicates skipped {parts[2]}; nothing was published"
             )
+    total = sum(consumed.values())
+    if internal_errors >= INTERNAL_ERROR_MIN and internal_errors >= INTERNAL_ERROR_SHARE * total:
+        raise TooManyInternalErrors(
+            f"batch {job.seq}: {internal_errors} of {total} records ({internal_errors / total:.1%}) failed with "
+            f"internal_error, an error in parcours itself and not bad data (first: {internal_example}); nothing "
+            f"was published. Report it with this message; the batch is read again by the next run"
+        )
     return BatchOutcome(
         job,
         consumed,
@@ -328,6 +364,9 @@ def execute(job: BatchJob) -> BatchOutcome:
         watermarks,
         sorted(published, key=lambda f: f.path),
         time.perf_counter() - started,
+        unmapped,
+        blank_lines,
+        internal_errors,
     )
 
 
@@ -470,8 +509,9 @@ class Runner:
         started = time.perf_counter()
         job, wh = outcome.job, self.warehouse
         _crash_point("before_manifest")
-        if job.settings is not None and sum(outcome.dead_lettered.values()):
-            self._send_dead_letters(job.settings, [f for f in outcome.files if f.dataset == "dead_letters"])
+        outbox = None  # the outbox as it was
+        if job.settings is not None and (sum(outcome.dead_lettered.values()) or wh.outbox()):
+            outbox = self._send_dead_letters(job.settings, [f for f in outcome.files if f.dataset == "dead_letters"])
         offsets: dict[str, dict[int, tuple[int, int]]] = {}
         for r in job.ranges:
             if isinstance(r, OffsetRange):
@@ -493,12 +533,17 @@ class Runner:
                 "dead_lettered": sum(outcome.dead_lettered.values()),
                 "duplicates_skipped": sum(outcome.duplicates_skipped.values()),
                 "relanded": outcome.relanded,
+                "unmapped_touchpoints": outcome.unmapped,
+                "internal_errors": outcome.internal_errors,
+                "blank_lines": outcome.blank_lines,
                 **{f"consumed_{k}": v for k, v in outcome.consumed.items()},
                 **{f"landed_{k}": v for k, v in outcome.landed.items()},
+                **({"dead_letters_unsent": len(outbox)} if outbox is not None else {}),
             },
             sources=job.sources_meta,
             settings=self.config.settings_record(),
             kind=INGEST,
+            outbox=outbox,
         )
         publish_commit(wh, manifest, gate=self.gate, rebuild_views=refresh_views)
         report = BatchReport(
@@ -510,28 +555,64 @@ class Runner:
             outcome.relanded,
             len(outcome.files),
             outcome.seconds + time.perf_counter() - started,
+            outcome.unmapped,
+            outcome.blank_lines,
+            outcome.internal_errors,
         )
         if self.on_batch:
             self.on_batch(report)
         return report
 
-    def _send_dead_letters(self, settings: KafkaSettings, files: list[PublishedFile]) -> None:
-        """Mirror this batch's dead letters to the dead-letter topic (at least once)."""
-        import pyarrow.parquet as pq
+    def _send_dead_letters(self, settings: KafkaSettings, files: list[PublishedFile]) -> tuple[OutboxEntry, ...]:
+        """Send the outbox of earlier runs, then this batch's dead letters, to the dead-letter topic.
 
-        producer = make_producer(settings)
-        topic = settings.topics["dead_letters"]
+        Returns what could not be sent, in order: the outbox the manifest records. Never raises
+        for the topic's sake: the Parquet rows are the dead letters, the topic only mirrors them.
+        """
+        pending = list(self.warehouse.outbox())
         try:
-            for published in files:
-                for row in pq.read_table(self.warehouse.root / published.path).to_pylist():
-                    payload = row.pop("payload")
-                    row["payload"] = payload.decode("utf-8", errors="replace")
-                    row["ingested_at"] = row["ingested_at"].isoformat()
-                    key = row["customer_id"].encode() if row["customer_id"] else None
-                    producer.send(topic, value=json.dumps(row).encode(), key=key)
-            producer.flush()
+            producer = make_producer(settings)
+        except Exception as exc:  # no producer: everything waits for the next run
+            log.warning("dead-letter topic: no producer (%s: %s); kept in the outbox", type(exc).__name__, exc)
+            producer = None
+        try:
+            limit = record_limit(producer.config["max_request_size"] if producer else 1024 * 1024)
+            topic = settings.topics["dead_letters"]
+            pending += records_of(self.warehouse.root, [f.path for f in files], topic, limit)
+            return tuple(send_in_order(producer, pending)) if producer else tuple(pending)
         finally:
-            producer.close()
+            if producer is not None:
+                producer.close()
+
+    def _send_outbox(self, settings: KafkaSettings) -> None:
+        """At the start of a run, the dead letters earlier runs could not send: sent again, and a
+        commit that records what is left (nothing else changes)."""
+        wh = self.warehouse
+        before = wh.outbox()
+        if not before:
+            return
+        left = self._send_dead_letters(settings, [])
+        if left == before:  # nothing went out (the broker is away): nothing to record
+            return
+        latest = wh.manifests()[-1]
+        publish_commit(
+            wh,
+            Manifest(
+                seq=wh.next_seq(),
+                created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+                config_version=latest.config_version,
+                config_fingerprint=latest.config_fingerprint,
+                files=(),
+                offsets={},
+                watermarks=latest.watermarks,  # carried forward: the latest manifest holds them
+                counts={"dead_letters_resent": len(before) - len(left), "dead_letters_unsent": len(left)},
+                settings=latest.settings,
+                kind=INGEST,  # of nothing: the outbox alone
+                outbox=left,
+            ),
+            gate=accept_all,  # nothing to judge: no file
+            rebuild_views=False,
+        )
 
     # -- whole runs ------------------------------------------------------------------------
     def run_kafka(self, settings: KafkaSettings, max_batches: int | None = None) -> RunReport:
@@ -551,6 +632,7 @@ class Runner:
             )
         report = RunReport(self.warehouse.root)
         kind_of_topic = {settings.topics["touchpoints"]: "touchpoints", settings.topics["surveys"]: "surveys"}
+        self._send_outbox(settings)
         consumer = make_consumer(settings, group_id=CONSUMER_GROUP)
         pool = self._pool or (start_workers(self.workers - 1) if self.config.ingest.keyed_by_customer else None)
         try:

@@ -347,12 +347,14 @@ class ReadFileRangeFn(beam.DoFn):
                 offsets.append(position)
                 position += len(line)
                 payloads.append(line.rstrip(b"\r\n"))
-        # Blank lines carry nothing; they are neither events nor errors.
+        # Blank lines carry nothing; they are neither records nor errors: counted apart, reported.
         kept = [(o, p) for o, p in zip(offsets, payloads, strict=True) if p.strip()]
+        blank = len(payloads) - len(kept)
         offsets = [o for o, _ in kept]
         payloads = [p for _, p in kept]
         yield element.kind, _raw_table(element.path, None, offsets, payloads)
-        yield beam.pvalue.TaggedOutput("receipts", {"consumed": {element.kind: len(payloads)}})
+        receipt = {"consumed": {element.kind: len(payloads)}, "blank_lines": {element.kind: blank}}
+        yield beam.pvalue.TaggedOutput("receipts", receipt)
 
 
 class ReadRanges(beam.PTransform):

@@ -73,11 +73,15 @@ def check_batch(
     now: datetime,
     *,
     check_key: bool = False,
+    stages: tuple[str, ...] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Split one raw batch into (valid rows with provenance, dead letters). Pure: tested alone.
 
     `check_key`: the Kafka key must be the record's customer_id (the topic contract), else the
     record may sit in another partition than the rest of its customer's events.
+    `stages`: the configured stages; a touchpoint's own `stage` must be one of them
+    (`unknown_stage`: else it would land as a stage of its own, outside the lifecycle). The
+    pipeline's `unmapped` is not one of them: a producer may not send it either.
     """
     contract = CONTRACTS[kind]
     with paused_gc():
@@ -139,6 +143,23 @@ def check_batch(
             record_ids += rows.column(contract.id_field).to_pylist()
             customer_ids += rows.column("customer_id").to_pylist()
             rejected = pc.or_(rejected, mismatch)
+    if stages is not None and contract is TOUCHPOINT and valid.num_rows:
+        stage = valid.column("stage")
+        unknown = pc.and_(pc.is_valid(stage), pc.invert(pc.is_in(stage, value_set=pa.array(stages, pa.string()))))
+        unknown = pc.and_(pc.fill_null(unknown, False), pc.invert(rejected))
+        hits = pc.indices_nonzero(unknown).to_pylist()
+        if hits:
+            rows = valid.take(pa.array(hits, pa.int64()))
+            dead_index += [decoded.valid_index[i] for i in hits]
+            reasons += [Reason.UNKNOWN_STAGE] * len(hits)
+            listed = ", ".join(stages)
+            details += [
+                f"stage {value!r} is not a configured stage ({listed}) - at `$.stage`"
+                for value in rows.column("stage").to_pylist()
+            ]
+            record_ids += rows.column(contract.id_field).to_pylist()
+            customer_ids += rows.column("customer_id").to_pylist()
+            rejected = pc.or_(rejected, unknown)
     # pyarrow compute on a column of zero chunks (a batch with no valid row) crashes: skip it.
     for reason, mask, why in checks if valid.num_rows else ():
         mask = pc.and_(mask, pc.invert(rejected))
@@ -158,18 +179,26 @@ def check_batch(
 
 class ValidateFn(beam.DoFn):
     def __init__(
-        self, rules: IngestRules, watermarks: dict[str, datetime | None], now: datetime, check_key: bool
+        self,
+        rules: IngestRules,
+        watermarks: dict[str, datetime | None],
+        now: datetime,
+        check_key: bool,
+        stages: tuple[str, ...] | None = None,
     ) -> None:
         self._rules = rules
         self._watermarks = watermarks
         self._now = now
         self._check_key = check_key
+        self._stages = stages
 
     def process(self, element: tuple[str | tuple[str, int], pa.Table]) -> Iterator:
         key, raw = element  # kind, or (kind, shard) when the source is already split by customer
         kind = key if isinstance(key, str) else key[0]
         watermark = self._watermarks.get(kind)
-        valid, dead = check_batch(kind, raw, self._rules, watermark, self._now, check_key=self._check_key)
+        valid, dead = check_batch(
+            kind, raw, self._rules, watermark, self._now, check_key=self._check_key, stages=self._stages
+        )
         if valid.num_rows:
             yield key, valid
         if dead.num_rows:
@@ -180,7 +209,8 @@ class Validate(beam.PTransform):
     """(key, raw table) -> (key, valid rows) as main output, dead-letter tables as `dead`.
 
     The key is the kind, or (kind, shard); `check_key` checks each Kafka key against the
-    record's customer_id (see `check_batch`).
+    record's customer_id, `stages` a touchpoint's own stage against the configured ones (see
+    `check_batch`).
     """
 
     def __init__(
@@ -189,11 +219,14 @@ class Validate(beam.PTransform):
         watermarks: dict[str, datetime | None],
         now: datetime,
         check_key: bool = False,
+        stages: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        self._fn = ValidateFn(rules, watermarks, now, check_key)
+        if stages is not None and not stages:
+            raise ValueError("stages must not be empty")
+        self._fn = ValidateFn(rules, watermarks, now, check_key, stages)
 
     def expand(self, raw):
         check = beam.ParDo(self._fn).with_output_types(TABLE_ELEMENT, dead=pa.Table)

@@ -10,14 +10,19 @@
 the other fails there.
 
 A payload that cannot be used becomes a `Reject` with a reason code, never an exception and
-never a silent drop. Checks that need run context (event time against the watermark or the
-wall clock, duplicates) are made later by the pipeline; this module checks each record alone.
+never a silent drop: one record never stops a batch. JSON nested too deeply for the decoder is
+`too_deeply_nested`, an object with a key twice is `malformed_json`, and any unexpected exception
+while decoding or checking a record is caught for that record alone (`internal_error`, with the
+exception's class and message) while the rest of the batch is decoded as usual. Checks that
+need run context (event time against the watermark or the wall clock, duplicates, the configured
+stages) are made later by the pipeline; this module checks each record alone.
 """
 
 from __future__ import annotations
 
 import json
 import operator
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,6 +75,19 @@ class Reason:
     BEFORE_EARLIEST = "before_earliest_date"
     DUPLICATE_CONFLICT = "duplicate_id_conflict"
     KEY_MISMATCH = "key_not_customer_id"
+    TOO_DEEPLY_NESTED = "too_deeply_nested"
+    UNKNOWN_STAGE = "unknown_stage"
+    # Not a data reason: parcours itself failed on this record (a bug). Counted apart, and a run
+    # stops when too many records of a batch hit it (`pipelines.run.TooManyInternalErrors`).
+    INTERNAL_ERROR = "internal_error"
+
+
+# JSON nesting the decoders accept: msgspec and the `json` module recurse once per level, under
+# Python's recursion limit. `decode_batch` keeps this much headroom above the caller's stack, so
+# the limit is the same in a test, a Beam worker or a Prefect task.
+MAX_NESTING = 1000
+# Characters of an exception's message kept in an `internal_error` detail.
+_ERROR_CHARS = 1000
 
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -194,18 +212,38 @@ SURVEY_ANSWER = Contract(
 )
 
 
-class _StrictTouchpointV1(TouchpointV1, forbid_unknown_fields=True):
-    # Kept as the JSON text it arrived as (checked to be an object or null below): decoding it
-    # into a dict only to encode it again cost more than the rest of the record.
-    properties: msgspec.Raw = msgspec.Raw(b"null")
+# What the fast decoder's structs hold for an optional field left out of the object, told apart
+# from one sent as `null` (None) so that the keys of each object can be counted (`_key_check`).
+# None of them can come from JSON that passes the contract: a text with a NUL (after the
+# vectorised check it becomes null: a producer sending this very text sees its record take the
+# careful path, see `_key_check`), NaN (not JSON), -1 (below `dysfunctional_score`'s range).
+_ABSENT_TEXT = "\x00absent\x00"
+_ABSENT_NUMBER = {"revenue": float("nan"), "dysfunctional_score": -1}
+
+
+def _strict(contract_struct: type[msgspec.Struct], name: str, **fields: tuple) -> type[msgspec.Struct]:
+    """The fast decoder's struct: no unknown field, and a left-out optional field marked."""
+    optional = [
+        (f.name, f.type, _ABSENT_NUMBER.get(f.name, _ABSENT_TEXT))
+        for f in msgspec.structs.fields(contract_struct)
+        if f.default is None and f.name not in fields
+    ]
+    extra = [(field_name, *spec) for field_name, spec in fields.items()]
+    return msgspec.defstruct(
+        name, optional + extra, bases=(contract_struct,), forbid_unknown_fields=True, frozen=True, gc=False
+    )
+
+
+# `properties` is kept as the JSON text it arrived as (checked to be an object or null below):
+# decoding it into a dict only to encode it again cost more than the rest of the record. Left
+# out, it is empty text.
+_NO_PROPERTIES = msgspec.Raw(b"")
+_StrictTouchpointV1 = _strict(TouchpointV1, "_StrictTouchpointV1", properties=(msgspec.Raw, _NO_PROPERTIES))
+_StrictSurveyAnswerV1 = _strict(SurveyAnswerV1, "_StrictSurveyAnswerV1")
 
 
 class _PropertiesText(msgspec.Struct):
     properties: msgspec.Raw = msgspec.Raw(b"null")
-
-
-class _StrictSurveyAnswerV1(SurveyAnswerV1, forbid_unknown_fields=True):
-    pass
 
 
 _STRICT_DECODERS = {
@@ -243,8 +281,16 @@ def _classify(error: msgspec.ValidationError) -> str:
     return Reason.SCHEMA_VIOLATION
 
 
+def _given(value: Any) -> Any:
+    """A field's value as sent, None when it was left out (the fast structs mark it)."""
+    if value is _ABSENT_TEXT or (type(value) is int and value == -1):
+        return None
+    return value
+
+
 def _check_survey(answer: SurveyAnswerV1) -> tuple[str, str] | None:
-    scale = answer.scale or DEFAULT_SCALES[answer.survey]
+    scale = _given(answer.scale) or DEFAULT_SCALES[answer.survey]
+    dysfunctional = _given(answer.dysfunctional_score)
     bounds = SCALE_RANGES.get((answer.survey, scale))
     if bounds is None:
         allowed = sorted(s for (survey, s) in SCALE_RANGES if survey == answer.survey)
@@ -258,12 +304,12 @@ def _check_survey(answer: SurveyAnswerV1) -> tuple[str, str] | None:
             Reason.OUT_OF_RANGE,
             f"score {answer.score} is outside {answer.survey} scale {scale} - at `$.score`",
         )
-    if answer.survey == "kano" and answer.dysfunctional_score is None:
+    if answer.survey == "kano" and dysfunctional is None:
         return (
             Reason.SCHEMA_VIOLATION,
             "kano answers carry the pair: `dysfunctional_score` is required - at `$.dysfunctional_score`",
         )
-    if answer.survey != "kano" and answer.dysfunctional_score is not None:
+    if answer.survey != "kano" and dysfunctional is not None:
         return (
             Reason.SCHEMA_VIOLATION,
             "`dysfunctional_score` is only for kano answers - at `$.dysfunctional_score`",
@@ -275,14 +321,49 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
 
+def _repeated_key(payload: bytes) -> str | None:
+    """The first key that the top-level object holds twice, if any.
+
+    msgspec (like most JSON parsers) keeps the last value of a repeated key; which value the
+    producer meant cannot be known, so the record is refused. Only the top-level object is
+    checked: its keys are the contract's fields, while `properties` is free producer JSON.
+    """
+    try:
+        pairs = json.loads(payload, object_pairs_hook=list)  # every object as its list of pairs
+    except ValueError:  # msgspec read it; the json module has no more to say
+        return None
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
+
+
 def _decode_one(contract: Contract, index: int, payload: bytes) -> tuple[msgspec.Struct, str | None] | Reject:
     """The careful path: classify what is wrong, and keep fields added within the version."""
+    try:
+        return _decode_one_checked(contract, index, payload)
+    except RecursionError:
+        return _too_deep(index)
+
+
+def _too_deep(index: int) -> Reject:
+    detail = f"JSON nested more than about {MAX_NESTING} levels deep (arrays and objects): refused unread"
+    return Reject(index, Reason.TOO_DEEPLY_NESTED, detail)
+
+
+def _decode_one_checked(contract: Contract, index: int, payload: bytes) -> tuple[msgspec.Struct, str | None] | Reject:
     try:
         obj = msgspec.json.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Reject(index, Reason.MALFORMED_JSON, str(exc))
     if not isinstance(obj, dict):
         return Reject(index, Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    repeated = _repeated_key(payload)
+    if repeated is not None:
+        detail = f"JSON object has the key {repeated!r} more than once: which value is meant is unknown - at `$`"
+        return Reject(index, Reason.MALFORMED_JSON, detail)
     record_id, customer_id = obj.get(contract.id_field), obj.get("customer_id")
     record_id = record_id if isinstance(record_id, str) else None
     customer_id = customer_id if isinstance(customer_id, str) else None
@@ -315,6 +396,8 @@ def _fast_part(contract: Contract, payloads: Sequence[bytes], max_payload_bytes:
 
 
 _VERSION_OF = operator.attrgetter("schema_version")
+# Errors that send a part of the batch to the careful path, which says what is wrong per record.
+_NOT_FAST = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, _Careful)
 
 
 def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int = 65536) -> DecodedBatch:
@@ -322,26 +405,92 @@ def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_byte
 
     Fast path: one typed decode in C per payload that refuses unknown fields, a list
     comprehension over each part of the batch, then every column checked and converted at
-    once (timestamps parsed by Arrow, `properties` kept as the JSON text it arrived as).
-    A part holding anything the fast path does not accept (a bad record, another version, or a
-    field added within the version) takes the careful path record by record, which says
-    precisely what is wrong or keeps the new fields in `extra`.
+    once (timestamps parsed by Arrow, `properties` kept as the JSON text it arrived as, keys
+    counted). A part holding anything the fast path does not accept (a bad record, another
+    version, or a field added within the version) takes the careful path record by record,
+    which says precisely what is wrong or keeps the new fields in `extra`.
+
+    One record never stops the batch: should anything raise unexpectedly, the batch is decoded
+    again part by part, then record by record in the part that raised, and each record that
+    still raises becomes an `internal_error` dead letter.
     """
+    with _nesting_headroom():
+        try:
+            return _decode_all(contract, payloads, max_payload_bytes)
+        except Exception:  # isolated below, record by record
+            return _decode_isolated(contract, payloads, max_payload_bytes)
+
+
+class _nesting_headroom:  # a context manager, named like one
+    """Python's recursion limit raised (never lowered) to MAX_NESTING above the current stack."""
+
+    def __enter__(self) -> None:
+        depth, frame = 0, sys._getframe()
+        while frame is not None:
+            depth, frame = depth + 1, frame.f_back
+        if sys.getrecursionlimit() < depth + MAX_NESTING + 50:
+            sys.setrecursionlimit(depth + MAX_NESTING + 50)
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _decode_isolated(contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int) -> DecodedBatch:
+    """The batch again, a part then a record at a time, to find the records that raise."""
+    pieces: list[tuple[int, DecodedBatch]] = []
+    for start in range(0, len(payloads), _FAST_PART):
+        part = payloads[start : start + _FAST_PART]
+        try:
+            pieces.append((start, _decode_all(contract, part, max_payload_bytes)))
+            continue
+        except Exception:  # one record at a time below
+            pass
+        for index, payload in enumerate(part, start):
+            try:
+                pieces.append((index, _decode_all(contract, [payload], max_payload_bytes)))
+            except RecursionError:
+                pieces.append((index, _only_reject(contract, _too_deep(0))))
+            except Exception as exc:  # a bug: kept as a dead letter with its cause
+                message = str(exc)[:_ERROR_CHARS]
+                detail = f"{type(exc).__name__}: {message} (an error in parcours, not in the record)"
+                pieces.append((index, _only_reject(contract, Reject(0, Reason.INTERNAL_ERROR, detail))))
+    tables = [piece.table for _, piece in pieces]
+    valid_index = [start + i for start, piece in pieces for i in piece.valid_index]
+    rejects = [
+        Reject(start + r.index, r.reason, r.detail, r.record_id, r.customer_id)
+        for start, piece in pieces
+        for r in piece.rejects
+    ]
+    table = pa.concat_tables(tables) if tables else contract.arrow.empty_table()
+    return DecodedBatch(table, valid_index, rejects)
+
+
+def _only_reject(contract: Contract, reject: Reject) -> DecodedBatch:
+    return DecodedBatch(contract.arrow.empty_table(), [], [reject])
+
+
+def _decode_all(contract: Contract, payloads: Sequence[bytes], max_payload_bytes: int) -> DecodedBatch:
     records: list[msgspec.Struct] = []
     extras: list[str | None] = []
     valid_index: list[int] = []
     rejects: list[Reject] = []
+    # Rows decoded by the fast structs, whose keys are still to be counted (the careful path
+    # checks its own records for repeated keys).
+    counted: list[bool] = []
     for start in range(0, len(payloads), _FAST_PART):
         part = payloads[start : start + _FAST_PART]
         try:
             fast = _fast_part(contract, part, max_payload_bytes)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, _Careful):
-            _careful_part(contract, part, start, max_payload_bytes, records, extras, valid_index, rejects)
+        except _NOT_FAST:
+            _careful_part(contract, part, start, max_payload_bytes, records, extras, valid_index, rejects, counted)
         else:
             records += fast
             extras += [None] * len(fast)
             valid_index += range(start, start + len(fast))
+            counted += [True] * len(fast)
     columns = _transpose(contract, records)
+    suspects = _key_check(contract, payloads, valid_index, records, columns, counted)
+    columns = _absent_to_null(contract, columns)
     keep = np.ones(len(records), bool)
     if contract is TOUCHPOINT:
         properties, not_objects = _properties_text(columns["properties"])
@@ -349,6 +498,22 @@ def decode_batch(contract: Contract, payloads: Sequence[bytes], max_payload_byte
         for position in not_objects:
             rejects.append(_reject_careful(contract, valid_index[position], payloads[valid_index[position]]))
             keep[position] = False
+    sent_as_absent: dict[str, dict[int, Any]] = {}
+    for position in suspects:
+        if keep[position]:  # a key may be there twice: the careful path says
+            outcome = _decode_one(contract, valid_index[position], payloads[valid_index[position]])
+            if isinstance(outcome, Reject):
+                rejects.append(outcome)
+                keep[position] = False
+                continue
+            for name in _OPTIONAL[contract.name]:  # a producer who sent the very marker text
+                if name != "properties" and getattr(outcome[0], name) == _ABSENT_TEXT:
+                    sent_as_absent.setdefault(name, {})[position] = _ABSENT_TEXT
+    for name, values in sent_as_absent.items():
+        column = columns[name].to_pylist()
+        for position, value in values.items():
+            column[position] = value
+        columns[name] = pa.array(column, pa.string())
     times = _parse_times(columns[contract.time_field])
     if times is None or contract is SURVEY_ANSWER:  # record by record: an impossible date, or survey rules
         parsed: list[datetime | None] = []
@@ -382,12 +547,124 @@ def _kept(values: Sequence, flags: list[bool]) -> list:
     return [value for value, kept in zip(values, flags, strict=True) if kept]
 
 
+def _absent_to_null(contract: Contract, columns: dict[str, Sequence]) -> dict[str, Sequence]:
+    """Optional columns as Arrow arrays, a field left out null as a field sent as null."""
+    for name, absent in _OPTIONAL[contract.name].items():
+        if name == "properties":
+            continue  # Raw text: `_properties_text`
+        values = pa.array(columns[name], contract.arrow.field(name).type)
+        if isinstance(absent, float):
+            left_out = pc.fill_null(pc.is_nan(values), False)
+        else:
+            left_out = pc.fill_null(pc.equal(values, pa.scalar(absent, values.type)), False)
+        columns[name] = pc.if_else(left_out, pa.scalar(None, values.type), values)
+    return columns
+
+
+_OPTIONAL = {
+    contract.name: {
+        f.name: _ABSENT_NUMBER.get(f.name, _ABSENT_TEXT)
+        for f in msgspec.structs.fields(contract.struct)
+        if f.default is None
+    }
+    for contract in (TOUCHPOINT, SURVEY_ANSWER)
+}
+# Fields that are JSON strings (the time fields too); `properties` is counted from its text.
+_TEXT_FIELDS = {
+    contract.name: tuple(
+        name
+        for name in contract.struct.__struct_fields__
+        if name not in ("schema_version", "revenue", "score", "dysfunctional_score", "properties")
+    )
+    for contract in (TOUCHPOINT, SURVEY_ANSWER)
+}
+
+
+def _key_check(
+    contract: Contract,
+    payloads: Sequence[bytes],
+    valid_index: list[int],
+    records: list[msgspec.Struct],
+    columns: dict[str, Sequence],
+    counted: list[bool],
+) -> list[int]:
+    """Rows of the fast structs that may hold a key twice; none, nearly always.
+
+    The typed decoder in C keeps the last of two values of a key without a word. Instead of a
+    second parse, the quote characters are counted: in JSON text a `"` byte only delimits a
+    string or is escaped (`\\"`) inside one, so an object whose keys are all known fields holds
+    exactly 2 per key, plus 2 and the quotes it contains per string value, plus those of
+    `properties` (kept as text). A repeated key adds at least its own 2. The only way a decoded
+    quote has no `"` byte is the escape `\\u0022`: a payload holding that text is checked on the
+    careful path too. Sums over the batch first, each a pass in C; rows only when they differ.
+    """
+    rows = [i for i, by_fast in enumerate(counted) if by_fast] if not all(counted) else None
+    if rows is not None:
+        if not rows:
+            return []
+        pick = operator.itemgetter(*rows) if len(rows) > 1 else (lambda values: (values[rows[0]],))
+        columns = {name: pick(values) for name, values in columns.items()}
+        texts = b"".join(payloads[valid_index[i]] for i in rows)
+    else:
+        texts = (
+            b"".join(payloads)
+            if len(valid_index) == len(payloads)
+            else b"".join(map(payloads.__getitem__, valid_index))
+        )
+    escapes = b"\\" in texts  # one memchr; most batches hold no escape at all
+    if escapes and b"\\u0022" in texts:
+        return _rows_that_may_repeat_a_key(contract, payloads, valid_index, records, rows)
+    n = len(records) if rows is None else len(rows)
+    optional = _OPTIONAL[contract.name]
+    left_out = {
+        name: columns[name].count(_NO_PROPERTIES if name == "properties" else absent)
+        for name, absent in optional.items()
+    }
+    keys = len(contract.struct.__struct_fields__) * n - sum(left_out.values())
+    strings = sum(
+        n - left_out[name] - columns[name].count(None) if name in optional else n
+        for name in _TEXT_FIELDS[contract.name]
+    )
+    quotes = 2 * keys + 2 * strings
+    if contract is TOUCHPOINT:
+        quotes += b"".join(columns["properties"]).count(b'"')
+    if escapes and b'\\"' in texts:  # quotes inside string values (else there are none)
+        quotes += sum("".join(filter(None, columns[name])).count('"') for name in _TEXT_FIELDS[contract.name])
+    if texts.count(b'"') == quotes:
+        return []
+    return _rows_that_may_repeat_a_key(contract, payloads, valid_index, records, rows)
+
+
+def _rows_that_may_repeat_a_key(
+    contract: Contract, payloads: Sequence[bytes], valid_index: list[int], records: list, rows: list[int] | None
+) -> list[int]:
+    return [
+        position
+        for position in (range(len(records)) if rows is None else rows)
+        if _may_repeat_a_key(contract, payloads[valid_index[position]], records[position])
+    ]
+
+
+def _may_repeat_a_key(contract: Contract, payload: bytes, record: msgspec.Struct) -> bool:
+    """`_key_check` for one record of the fast structs."""
+    optional = _OPTIONAL[contract.name]
+    quotes = 0
+    for name in contract.struct.__struct_fields__:
+        value = getattr(record, name)
+        if name == "properties":
+            quotes += 0 if value is _NO_PROPERTIES else 2 + bytes(value).count(b'"')
+        elif name not in optional or not (value is optional[name] or value == _ABSENT_TEXT):
+            quotes += 2 + (2 + value.count('"') if isinstance(value, str) else 0)
+    return payload.count(b'"') != quotes or b"\\u0022" in payload
+
+
 def _properties_text(raws: Sequence[msgspec.Raw]) -> tuple[pa.Array, list[int]]:
-    """`properties` as the JSON text it arrived as (null for JSON null), and where it is no object."""
+    """`properties` as the JSON text it arrived as (null for JSON null or left out), and where
+    it is no object."""
     texts = pa.array(list(map(bytes, raws)), pa.binary())
     if not len(texts):
         return texts.cast(pa.string()), []
-    is_null = pc.equal(texts, pa.scalar(b"null", pa.binary()))
+    is_null = pc.or_(pc.equal(texts, pa.scalar(b"null", pa.binary())), pc.equal(pc.binary_length(texts), 0))
     is_object = pc.equal(pc.binary_slice(texts, 0, 1), pa.scalar(b"{", pa.binary()))
     not_objects = pc.indices_nonzero(pc.invert(pc.or_(is_null, is_object))).to_pylist()
     return pc.if_else(is_null, pa.scalar(None, pa.binary()), texts).cast(pa.string()), not_objects
@@ -411,26 +688,28 @@ def _careful_part(
     extras: list,
     valid_index: list[int],
     rejects: list[Reject],
+    counted: list[bool],
 ) -> None:
     fast = _STRICT_DECODERS[contract.name]
     for index, payload in enumerate(part, start):
         if len(payload) > max_payload_bytes:
             rejects.append(Reject(index, Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {max_payload_bytes}"))
             continue
-        extra = None
+        extra, by_fast = None, True
         try:
             record = fast.decode(payload)
             if record.schema_version != SCHEMA_VERSION:
                 raise ValueError("careful path")
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError):
             outcome = _decode_one(contract, index, payload)
             if isinstance(outcome, Reject):
                 rejects.append(outcome)
                 continue
-            record, extra = outcome
+            (record, extra), by_fast = outcome, False
         records.append(record)
         extras.append(extra)
         valid_index.append(index)
+        counted.append(by_fast)
 
 
 def _parse_times(texts: Sequence[str]) -> pa.Array | None:
@@ -491,9 +770,9 @@ def _transpose(contract: Contract, records: list) -> dict[str, Sequence]:
 def _to_arrow(contract: Contract, by_name: dict[str, Sequence], extras: list, hashes: list) -> pa.Table:
     columns = {name: by_name[name] for name in contract.arrow.names if name in by_name}
     if contract is SURVEY_ANSWER:
-        columns["scale"] = [
-            scale or DEFAULT_SCALES[survey] for scale, survey in zip(by_name["scale"], by_name["survey"], strict=True)
-        ]
+        surveys = pa.array(by_name["survey"], pa.string())
+        defaults = pc.take(pa.array(DEFAULT_SCALES.values()), pc.index_in(surveys, value_set=pa.array(DEFAULT_SCALES)))
+        columns["scale"] = pc.coalesce(pa.array(by_name["scale"], pa.string()), defaults)
     columns["extra"] = extras
     columns["schema_version"] = pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int16()), len(hashes))
     columns["payload_hash"] = hashes

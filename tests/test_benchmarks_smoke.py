@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from parcours.config import load_config
-from parcours.generator import generate_dataset
 from parcours.kafka import KafkaSettings
 from parcours.pipelines.run import Runner
+from parcours.synthetic import generate_dataset
 from parcours.warehouse import Warehouse
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -25,8 +25,8 @@ from kafka.partitioner.default import murmur2
 
 from parcours.cli import app
 from parcours.config import load_config
-from parcours.generator import generate_dataset
 from parcours.kafka import KafkaSettings
+from parcours.synthetic import RATED_TOUCHPOINTS, generate_dataset
 
 DATA_FILES = ("touchpoints.jsonl", "surveys.jsonl", "truth.json")
 
@@ -110,7 +110,8 @@ def test_generate_writes_the_three_files_and_the_same_seed_gives_the_same_bytes(
         assert first, name
         assert (tmp_path / "again" / name).read_bytes() == first, name
         assert (tmp_path / "other" / name).read_bytes() != first, name
-    assert sorted(p.name for p in (tmp_path / "first").iterdir()) == sorted(DATA_FILES)  # no spill left over
+    leftover = sorted(p.name for p in (tmp_path / "first").iterdir())
+    assert leftover == sorted((*DATA_FILES, "truth"))  # no spill left over
 
     n_touchpoints = len((tmp_path / "first" / DATA_FILES[0]).read_bytes().splitlines())
     n_surveys = len((tmp_path / "first" / DATA_FILES[1]).read_bytes().splitlines())
@@ -130,7 +131,7 @@ def test_generate_refuses_a_bad_start(tmp_path: Path, start: str) -> None:
     assert not out.exists()
 
 
-NOT_A_SPIKE = "is not STAGE:FROM_DAY:FACTOR (e.g. renewal:40:3)"
+NOT_A_SPIKE = "is not STAGE:FROM_DAY:FACTOR[:UNTIL_DAY] (e.g. renewal:40:3 or renewal:40:3:60)"
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,9 @@ NOT_A_SPIKE = "is not STAGE:FROM_DAY:FACTOR (e.g. renewal:40:3)"
         for spike, message, marks in [
             ("renewal:4", f"--churn-spike: 'renewal:4' {NOT_A_SPIKE}", ()),
             ("renewal:day4:3", f"--churn-spike: 'renewal:day4:3' {NOT_A_SPIKE}", ()),
-            ("renewal:4:3:1", f"--churn-spike: 'renewal:4:3:1' {NOT_A_SPIKE}", ()),
+            ("renewal:4:3:6:1", f"--churn-spike: 'renewal:4:3:6:1' {NOT_A_SPIKE}", ()),
+            ("renewal:4:3:1", "--churn-spike: churn spike until_day must be after from_day 4, got 1", ()),
+            ("renewal:4:3:11", "churn spike until_day 11 is after the 10 days", ()),
             ("renewal:4:lots", f"--churn-spike: 'renewal:4:lots' {NOT_A_SPIKE}", ()),
             (
                 "checkout:4:3",
@@ -163,6 +166,48 @@ NOT_A_SPIKE = "is not STAGE:FROM_DAY:FACTOR (e.g. renewal:40:3)"
 def test_generate_refuses_a_bad_churn_spike(tmp_path: Path, spike: str, message: str) -> None:
     out = tmp_path / "out"
     result = parcours("generate", "--out", str(out), "--customers", "5", "--days", "10", "--churn-spike", spike)
+    assert_fails_cleanly(result, message)
+    assert not out.exists()
+
+
+def test_generate_steering_options_reach_the_truth(tmp_path: Path) -> None:
+    out = tmp_path / "steered"
+    result = parcours(
+        "generate", "--out", str(out), "--customers", "60", "--days", "12", "--plant", "none",
+        "--moments", "installation,repair", "--drop-off", "purchase:0.25", "--churn-spike", "activation:2:3:6",
+        "--pii-rate", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
+    assert [m["touchpoint"] for m in truth["moments_of_truth"]] == ["installation", "repair"]
+    assert truth["drop_off_stages"] == {"purchase": 0.25} and truth["emerging_terms"] is None
+    assert (truth["churn_spike"]["stage"], truth["churn_spike"]["until_day"]) == ("activation", 6)
+    assert (truth["steering"]["plant"], truth["steering"]["pii_rate"]) == ("none", 0.2)
+    assert sorted(p.name for p in (out / "truth").iterdir()) == [
+        "customers.parquet", "interactions.parquet", "journeys.parquet", "pii.parquet",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--plant", "some"), "--plant: 'some' is neither 'default' nor 'none'"),
+        (("--drop-off", "purchase"), "--drop-off: 'purchase' is not STAGE:P (e.g. purchase:0.25)"),
+        (
+            ("--drop-off", "checkout:0.2"),
+            "--drop-off: unknown stage 'checkout' (stages: discovery, consideration, purchase, activation, usage,"
+            " support, renewal)",
+        ),
+        (("--drop-off", "purchase:1.5"), "drop-off probability at 'purchase' must be in [0, 1), got 1.5"),
+        (("--moments", "app_session"), "moment of truth 'app_session' is not a touchpoint the simulation rates"),
+    ],
+    ids=["plant", "drop-off-format", "drop-off-stage", "drop-off-p", "moments"],
+)
+def test_generate_refuses_bad_steering(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    out = tmp_path / "out"
+    result = parcours("generate", "--out", str(out), "--customers", "5", "--days", "10", *args)
+    if "simulation rates" in message:
+        message = message + " (one of: " + ", ".join(RATED_TOUCHPOINTS) + ")"
     assert_fails_cleanly(result, message)
     assert not out.exists()
 

@@ -411,6 +411,8 @@ STRICTER_THAN_JSON_SCHEMA = [
 JSON_TEXT_EDGES = [
     bad("revenue 1e400", TP, touchpoint()[:-1] + b', "revenue": 1e400}', Reason.MALFORMED_JSON, None),
     bad("lone surrogate", TP, touchpoint()[:-1] + b', "segment": "\\ud800"}', Reason.MALFORMED_JSON, None),
+    # Python's json keeps the last value of a repeated key, as msgspec would: parcours refuses it.
+    bad("repeated key", TP, touchpoint()[:-1] + b', "event_id": "evt-2"}', Reason.MALFORMED_JSON, None),
 ]
 
 
@@ -436,10 +438,12 @@ def test_the_corpus_covers_every_reason_decode_batch_can_give() -> None:
         Reason.BEFORE_EARLIEST,
         Reason.DUPLICATE_CONFLICT,
         Reason.KEY_MISMATCH,
+        Reason.UNKNOWN_STAGE,
     }
     every = {value for key, value in vars(Reason).items() if key.isupper()}
     covered = {case.reason for case in CORPUS if isinstance(case, Case) and case.reason}
-    assert covered | {Reason.PAYLOAD_TOO_LARGE} == every - in_context  # too large: its own test below
+    own_tests = {Reason.PAYLOAD_TOO_LARGE, Reason.TOO_DEEPLY_NESTED, Reason.INTERNAL_ERROR}  # below
+    assert covered | own_tests == every - in_context
 
 
 # -- the forms are the same contract ------------------------------------------------------------
@@ -737,3 +741,143 @@ def test_an_empty_batch_is_an_empty_table_with_the_contract_schema() -> None:
         decoded = decode_batch(contract, [])
         assert decoded.table.schema == contract.arrow and decoded.table.num_rows == 0
         assert (decoded.valid_index, decoded.rejects) == ([], [])
+
+
+# -- one record never stops a batch -----------------------------------------------------------------
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def deep_properties(depth: int) -> bytes:
+    """A touchpoint whose `properties` holds arrays `depth` levels deep (the record: depth + 2)."""
+    return touchpoint()[:-1] + b', "properties": {"deep": ' + nested(depth) + b"}}"
+
+
+@pytest.mark.parametrize(
+    ("contract", "payload"),
+    [
+        (TOUCHPOINT, nested(10000)),
+        (SURVEY_ANSWER, nested(10000)),
+        (TOUCHPOINT, deep_properties(10000)),
+        (TOUCHPOINT, b'{"schema_version": 1, "deep": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}"),
+        (SURVEY_ANSWER, survey()[:-1] + b', "campaign": ' + nested(2000) + b"}"),  # an unknown field
+    ],
+    ids=["bare array tp", "bare array sv", "in properties", "objects", "unknown field sv"],
+)
+def test_json_nested_too_deeply_is_a_dead_letter_and_the_batch_goes_on(contract: Contract, payload: bytes) -> None:
+    good = [touchpoint(event_id=f"e{i}") if contract is TOUCHPOINT else survey(response_id=f"r{i}") for i in range(600)]
+    payloads = [*good[:300], payload, *good[300:]]  # in the first fast part of 512
+    decoded = decode_batch(contract, payloads)
+    [reject] = decoded.rejects
+    assert (reject.index, reject.reason) == (300, Reason.TOO_DEEPLY_NESTED), reject.detail
+    assert "nested more than" in reject.detail
+    assert decoded.table.num_rows == 600 and decoded.valid_index == [*range(300), *range(301, 601)]
+
+
+def test_json_900_levels_deep_lands_whatever_the_callers_stack() -> None:
+    payload = deep_properties(900)
+
+    def at_depth(frames: int) -> Any:
+        return decode_batch(TOUCHPOINT, [payload, touchpoint()]) if frames == 0 else at_depth(frames - 1)
+
+    for frames in (0, 400):  # a Beam worker or a Prefect task calls from deep stacks
+        decoded = at_depth(frames)
+        assert decoded.rejects == [] and decoded.table.num_rows == 2
+        assert json.loads(decoded.table.column("properties")[0].as_py()) == {"deep": json.loads(nested(900))}
+
+
+REPEATED_KEYS = [
+    ("event_id", touchpoint(event_id="first")[:-1] + b', "event_id": "second"}'),
+    ("customer_id", touchpoint()[:-1] + b', "customer_id": "cus-2"}'),
+    ("stage", touchpoint(stage=None)[:-1] + b', "stage": "purchase"}'),  # null, then a value
+    ("revenue", touchpoint(revenue=1.0)[:-1] + b', "revenue": 2.0}'),
+    ("properties", touchpoint(properties={"a": 1})[:-1] + b', "properties": {"a": 2}}'),
+    ("event_id", touchpoint()[:-1] + b', "event\\u005fid": "escaped"}'),  # the same key, escaped
+    ("schema_version", b'{"schema_version": 1, ' + touchpoint()[1:]),
+]
+
+
+@pytest.mark.parametrize(("key", "payload"), REPEATED_KEYS, ids=[f"{k} {i}" for i, (k, _) in enumerate(REPEATED_KEYS)])
+def test_a_key_twice_in_the_object_is_malformed_json_on_both_paths(key: str, payload: bytes) -> None:
+    good = [touchpoint(event_id=f"e{i}") for i in range(20)]
+    for batch, index in (([payload], 0), ([*good, payload, *good], 20)):  # alone; on the fast path
+        decoded = decode_batch(TOUCHPOINT, batch)
+        [reject] = decoded.rejects
+        assert (reject.index, reject.reason) == (index, Reason.MALFORMED_JSON), reject.detail
+        assert f"the key '{key}' more than once" in reject.detail
+        assert decoded.table.num_rows == len(batch) - 1
+    careful = decode_batch(TOUCHPOINT, [payload, touchpoint(campaign="x")])  # a careful part
+    assert [(r.index, r.reason) for r in careful.rejects] == [(0, Reason.MALFORMED_JSON)]
+
+
+def test_a_key_twice_in_a_survey_answer_is_malformed_json() -> None:
+    payload = survey(score=9)[:-1] + b', "score": 10}'
+    decoded = decode_batch(SURVEY_ANSWER, [survey(response_id="a"), payload, survey(response_id="b")])
+    assert [(r.index, r.reason) for r in decoded.rejects] == [(1, Reason.MALFORMED_JSON)]
+
+
+def test_keys_repeated_inside_properties_are_the_producers_json_and_kept_as_sent() -> None:
+    payload = touchpoint()[:-1] + b', "properties": {"a": 1, "a": 2}}'
+    decoded = decode_batch(TOUCHPOINT, [payload])
+    assert decoded.rejects == [] and decoded.table.column("properties").to_pylist() == ['{"a": 1, "a": 2}']
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        touchpoint(segment='say "hi"', properties={"q": 'a "b" c'}),  # quotes escaped as \"
+        touchpoint()[:-1] + b', "segment": "\\u0022quoted\\u0022"}',  # quotes escaped as \u0022
+        touchpoint(segment="\x00absent\x00", stage=None),  # the text the fast structs use for "left out"
+        touchpoint(revenue=None, product_line=None, properties=None),  # nulls are keys too
+    ],
+    ids=["escaped quotes", "unicode-escaped quotes", "marker text", "nulls"],
+)
+def test_records_that_look_odd_to_the_key_count_land_exactly_as_sent(payload: bytes) -> None:
+    batch = [touchpoint(event_id=f"e{i}") for i in range(10)] + [payload]
+    decoded = decode_batch(TOUCHPOINT, batch)
+    assert decoded.rejects == [] and decoded.table.num_rows == 11
+    sent = json.loads(payload)
+    row = decoded.table.slice(10).to_pylist()[0]
+    for field in ("segment", "stage", "product_line", "revenue"):
+        assert row[field] == sent.get(field)
+    assert row["properties"] == (None if sent.get("properties") is None else json.dumps(sent["properties"]))
+
+
+def test_an_unexpected_exception_on_one_record_is_an_internal_error_the_others_land(monkeypatch) -> None:
+    from parcours.schemas import contracts
+
+    transpose = contracts._transpose
+
+    def breaks_on_boom(contract: Contract, records: list) -> dict:
+        if any(r.event_id == "boom" for r in records):
+            raise KeyError("a bug met by this record")
+        return transpose(contract, records)
+
+    monkeypatch.setattr(contracts, "_transpose", breaks_on_boom)
+    payloads = [touchpoint(event_id=f"e{i}") for i in range(1200)]
+    payloads[700] = touchpoint(event_id="boom", customer_id="cus-7")
+    decoded = decode_batch(TOUCHPOINT, payloads)
+    [reject] = decoded.rejects
+    assert (reject.index, reject.reason) == (700, Reason.INTERNAL_ERROR)
+    assert reject.detail.startswith("KeyError: 'a bug met by this record'")
+    assert decoded.valid_index == [i for i in range(1200) if i != 700]
+    assert decoded.table.column("event_id").to_pylist() == [f"e{i}" for i in range(1200) if i != 700]
+
+
+def test_an_unexpected_exception_in_the_survey_rules_is_an_internal_error(monkeypatch) -> None:
+    from parcours.schemas import contracts
+
+    check = contracts._check_survey
+
+    def breaks_on_boom(answer):
+        if answer.question_id == "boom":
+            return 1 / 0
+        return check(answer)
+
+    monkeypatch.setattr(contracts, "_check_survey", breaks_on_boom)
+    decoded = decode_batch(SURVEY_ANSWER, [survey(response_id="a"), survey(question_id="boom"), survey(score=11)])
+    assert [(r.index, r.reason) for r in decoded.rejects] == [(1, Reason.INTERNAL_ERROR), (2, Reason.OUT_OF_RANGE)]
+    assert decoded.rejects[0].detail.startswith("ZeroDivisionError: division by zero")
+    assert decoded.table.column("response_id").to_pylist() == ["a"]

@@ -11,10 +11,13 @@ without the moment-of-truth hazard, cancellation within 7 days of a bad rating i
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import json
+import random
+import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -22,12 +25,23 @@ from typing import Any
 
 import duckdb
 import msgspec
+import pyarrow.parquet as pq
 import pytest
 from jsonschema import Draft202012Validator
+from scipy.stats import chi2_contingency
 
 from parcours.config import JourneyConfig, load_config, parse_config
-from parcours.generator import ChurnSpike, GenerationSummary, generate_dataset
 from parcours.schemas import SURVEY_ANSWER, TOUCHPOINT, Reason, decode_batch
+from parcours.synthetic import (
+    COMPANY_SENT,
+    ChurnSpike,
+    GenerationSummary,
+    generate_dataset,
+    parse_churn_spike,
+    parse_drop_off,
+    parse_moments,
+    pii,
+)
 
 FILES = ("touchpoints.jsonl", "surveys.jsonl", "truth.json")
 
@@ -84,6 +98,14 @@ class Dataset:
     @cached_property
     def cancellations(self) -> dict[str, dict[str, Any]]:
         return {e["customer_id"]: e for e in self.touchpoints if e.get("outcome") == "cancellation"}
+
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def table(self, name: str) -> list[dict[str, Any]]:
+        """A truth table (truth/<name>.parquet) as rows, read once."""
+        if name not in self.tables:
+            self.tables[name] = pq.read_table(self.path / "truth" / f"{name}.parquet").to_pylist()
+        return self.tables[name]
 
 
 def _valid_in_file_order(dataset: Dataset, name: str) -> list[tuple[bytes, str, datetime]]:
@@ -150,11 +172,35 @@ def test_same_arguments_give_the_same_bytes_and_another_seed_does_not(
         assert (other.path / name).read_bytes() != (small.path / name).read_bytes(), name
 
 
+# sha256 of the files the single-module generator (parcours/generator.py before the split into
+# parcours/synthetic/) wrote for the `small` and `with_bad` configurations, computed with that
+# code: the split and the steering options keep the default output byte for byte. A change to
+# parcours/journey.yaml changes truth.json's config_fingerprint and so these digests.
+FORMER_DIGESTS = {
+    "small": {
+        "touchpoints.jsonl": "3d8ebe69257ab87828cbc46d8504324dbd9126929045adaca8ec0a54f7d39a20",
+        "surveys.jsonl": "147ddad16a0905c194485ba67141cad22a0dc12342692364c91d7d57c7ce2a8f",
+        "truth.json": "f75d1333154e3d0ca2273a332318073522f8837f2f39e909ef11ccf17652c702",
+    },
+    "with_bad": {
+        "touchpoints.jsonl": "b47785de6b849bc9cd3b3cf7b1b3b27be5301cea44901fd1603d798c325a3d07",
+        "surveys.jsonl": "ffd0724387ee6390a180abc39fac60037186c6d70d518d06b1d330c169f7f458",
+        "truth.json": "b459e72b217c352706c3588d93aa641db5f36c3400986b53a6b4d132c5d575bc",
+    },
+}
+
+
+def test_default_output_is_byte_for_byte_that_of_the_former_generator(small: Dataset, with_bad: Dataset) -> None:
+    for name, dataset in (("small", small), ("with_bad", with_bad)):
+        digests = {f: hashlib.sha256((dataset.path / f).read_bytes()).hexdigest() for f in FILES}
+        assert digests == FORMER_DIGESTS[name], name
+
+
 def test_spilling_to_day_buckets_does_not_change_the_output(
     root: Path, config: JourneyConfig, small: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Big runs sort through per-day files on disk; small ones never reach that path on their own."""
-    monkeypatch.setattr("parcours.generator._SPILL_EVERY_LINES", 500)
+    monkeypatch.setattr("parcours.synthetic.generate.SPILL_EVERY_LINES", 500)
     spilled = _generate(root, "small_spilled", config, customers=300, days=30, seed=3)
     for name in FILES:
         assert (spilled.path / name).read_bytes() == (small.path / name).read_bytes(), name
@@ -505,7 +551,7 @@ def test_progress_counts_every_customer(tmp_path: Path, config: JourneyConfig) -
     summary = generate_dataset(tmp_path, 600, 10, 1, config=config, progress=calls.append)
     assert sum(calls) == summary.n_customers == 600 and len(calls) >= 2
     assert all(path.exists() for path in summary.paths)
-    assert not [p for p in tmp_path.iterdir() if p.name not in FILES]  # spill files cleaned up
+    assert not [p for p in tmp_path.iterdir() if p.name not in (*FILES, "truth")]  # spill files cleaned up
 
 
 @pytest.mark.parametrize(
@@ -518,6 +564,13 @@ def test_progress_counts_every_customer(tmp_path: Path, config: JourneyConfig) -
         ({"churn_spike": ChurnSpike("checkout", 3, 2.0)}, "churn spike stage 'checkout'"),
         ({"churn_spike": ChurnSpike("renewal", 30, 2.0)}, "from_day 30"),
         ({"emerging_from_day": 12}, "emerging_from_day"),
+        ({"moments": ("nowhere",)}, "moment of truth 'nowhere' is not a configured touchpoint"),
+        ({"moments": ("app_session",)}, "moment of truth 'app_session' is not a touchpoint the simulation rates"),
+        ({"drop_off": {"checkout": 0.2}}, "drop-off stage 'checkout' is not a stage"),
+        ({"drop_off": {"purchase": 1.0}}, r"drop-off probability at 'purchase' must be in \[0, 1\)"),
+        ({"pii_rate": 1.0}, "pii_rate"),
+        ({"plant": "some"}, "plant must be 'default' or 'none'"),
+        ({"churn_spike": ChurnSpike("renewal", 3, 2.0, until_day=11)}, "until_day 11 is after the 10 days"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_clear_message(
@@ -533,9 +586,420 @@ def test_churn_spike_checks_its_own_values() -> None:
         ChurnSpike("renewal", 3, 0.0)
     with pytest.raises(ValueError, match="from_day"):
         ChurnSpike("renewal", -1, 2.0)
+    with pytest.raises(ValueError, match="until_day must be after from_day 3, got 3"):
+        ChurnSpike("renewal", 3, 2.0, until_day=3)
+
+
+def test_steering_specs_parse_or_say_what_they_expect() -> None:
+    assert parse_drop_off("purchase:0.25, support:0.1") == {"purchase": 0.25, "support": 0.1}
+    assert parse_churn_spike("renewal:40:3") == ChurnSpike("renewal", 40, 3.0)
+    assert parse_churn_spike("renewal:40:3:60") == ChurnSpike("renewal", 40, 3.0, until_day=60)
+    assert parse_moments("installation, repair,installation") == ("installation", "repair")
+    for parse, text, message in (
+        (parse_drop_off, "purchase", "'purchase' is not STAGE:P"),
+        (parse_drop_off, "purchase:lots", "'purchase:lots' is not STAGE:P"),
+        (parse_drop_off, ",", "names no stage"),
+        (parse_churn_spike, "renewal:40", "is not STAGE:FROM_DAY:FACTOR"),
+        (parse_churn_spike, "renewal:40:3:x", "is not STAGE:FROM_DAY:FACTOR"),
+        (parse_moments, " , ", "names no touchpoint"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            parse(text)
 
 
 def test_a_configuration_that_maps_touchpoints_elsewhere_is_refused(tmp_path: Path) -> None:
     config = parse_config("stages: [discovery, purchase]\ntouchpoints: {checkout: purchase}\n")
     with pytest.raises(ValueError, match=r"touchpoints\.delivery: the generator needs stage 'activation'"):
         generate_dataset(tmp_path, 10, 10, 1, config=config, start=date(2026, 1, 5))
+
+
+# -- steering: each option moves what it should ----------------------------------------------------
+#
+# The steered runs share one size and seed with `plain`, the default world, so each option is
+# measured twice: against what the truth tables say was drawn, and against the plain data.
+
+STEERED: dict[str, Any] = {"customers": 2000, "days": 30, "seed": 11}
+
+
+@pytest.fixture(scope="module")
+def plain(root: Path, config: JourneyConfig) -> Dataset:
+    return _generate(root, "plain", config, **STEERED)
+
+
+@pytest.fixture(scope="module")
+def moved(root: Path, config: JourneyConfig) -> Dataset:
+    return _generate(root, "moved", config, moments=("installation", "repair"), **STEERED)
+
+
+@pytest.fixture(scope="module")
+def null(root: Path, config: JourneyConfig) -> Dataset:
+    return _generate(root, "null", config, plant="none", **STEERED)
+
+
+def _near(successes: int, n: int, p: float, k: float = 3.0) -> bool:
+    """The observed share is within k binomial standard errors of p."""
+    return abs(successes / n - p) <= k * (p * (1 - p) / n) ** 0.5
+
+
+def _first_bad(dataset: Dataset, touchpoint: str) -> list[dict[str, Any]]:
+    """The latent bad experiences at `touchpoint` that were the customer's first bad one."""
+    return [
+        i
+        for i in dataset.table("interactions")
+        if i["touchpoint"] == touchpoint and i["is_bad"] and i["n_bad_before"] == 0
+    ]
+
+
+def _cancelled_within(dataset: Dataset, interactions: list[dict[str, Any]], days: int = 7) -> tuple[int, int]:
+    """(cancelled within `days` in the data, n) over the interactions at least `days` before the end."""
+    window = timedelta(days=days)
+    n = cancelled = 0
+    for interaction in interactions:
+        at = interaction["at"]
+        if at >= dataset.end - window:
+            continue
+        n += 1
+        cancellation = dataset.cancellations.get(interaction["customer_id"])
+        cancelled += cancellation is not None and at <= cancellation["at"] <= at + window
+    return cancelled, n
+
+
+def test_moments_of_truth_move_where_a_bad_experience_makes_customers_leave(moved: Dataset, plain: Dataset) -> None:
+    assert [m["touchpoint"] for m in moved.truth["moments_of_truth"]] == ["installation", "repair"]
+    # The truth: the first bad installation makes 32 % leave, a bad delivery 4 % (not a moment now).
+    h1 = moved.truth["moments_of_truth"][0]["leave_probability_by_bad_experiences"]["1"]
+    elsewhere = moved.truth["other_touchpoints"]["leave_probability_after_bad_experience"]
+    for touchpoint, planted in (("installation", h1), ("delivery", elsewhere)):
+        bad = [i for i in moved.table("interactions") if i["touchpoint"] == touchpoint and i["is_bad"]]
+        first = [i for i in bad if i["n_bad_moments_before"] == 0]
+        assert len(first) > 40, touchpoint
+        assert _near(sum(i["made_leave"] for i in first), len(first), planted), touchpoint
+    # The data: cancellations within 7 days of a first bad experience follow the moments.
+    explicit = moved.truth["explicit_leave_share"]
+    rate = {}
+    for name, dataset in (("moved", moved), ("plain", plain)):
+        for touchpoint in ("installation", "delivery"):
+            cancelled, n = _cancelled_within(dataset, _first_bad(dataset, touchpoint))
+            assert n > 10, (name, touchpoint)
+            rate[name, touchpoint] = cancelled / n
+    assert rate["moved", "installation"] == pytest.approx(h1 * explicit, abs=0.1)
+    assert rate["moved", "installation"] > 3 * rate["moved", "delivery"]
+    assert rate["plain", "delivery"] > 3 * rate["plain", "installation"]
+    # Satisfaction and importance move with them.
+    moved_csat, plain_csat = _csat(moved), _csat(plain)
+    mean = statistics.fmean
+    assert mean(moved_csat["installation"]) < mean(plain_csat["installation"]) - 0.5
+    assert mean(moved_csat["delivery"]) > mean(plain_csat["delivery"]) + 0.5
+    assert moved.truth["importance_means"]["installation"] > moved.truth["importance_means"]["delivery"]
+
+
+# A chi-square p-value above this says "no difference" (the null world's truth); the default
+# world's planted differences give p-values below 1e-9 on the same tests.
+NOTHING_DIFFERS = 1e-3
+
+
+def _homogeneous(table: list[list[int]]) -> float:
+    """p-value of the chi-square test that every row of counts comes from one distribution."""
+    columns = [j for j in range(len(table[0])) if any(row[j] for row in table)]
+    return float(chi2_contingency([[row[j] for j in columns] for row in table]).pvalue)
+
+
+def _leave_after_bad_by_touchpoint(dataset: Dataset) -> list[list[int]]:
+    counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    for i in dataset.table("interactions"):
+        if i["is_bad"]:
+            counts[i["touchpoint"]][i["made_leave"]] += 1
+    return [row for row in counts.values() if sum(row) >= 20]
+
+
+def _csat_by_touchpoint(dataset: Dataset) -> list[list[int]]:
+    return [[scores.count(score) for score in range(1, 6)] for scores in _csat(dataset).values() if len(scores) >= 40]
+
+
+def test_plant_none_plants_nothing_that_differs_between_touchpoints(null: Dataset, plain: Dataset) -> None:
+    truth = null.truth
+    assert truth["moments_of_truth"] == [] and truth["drop_off_stages"] == {}
+    assert truth["kano_features"] == {} and truth["emerging_terms"] is None and truth["churn_spike"] is None
+    assert truth["steering"]["plant"] == "none"
+    assert set(truth["nps"]["revenue_multiplier"].values()) == {1.0}
+    # One leave chance after a bad experience, wherever it happens; none after a good one.
+    interactions = null.table("interactions")
+    assert {i["leave_probability"] for i in interactions if i["is_bad"]} == {elsewhere := 0.04}
+    assert {i["leave_probability"] for i in interactions if not i["is_bad"]} == {0.0}
+    assert truth["other_touchpoints"]["leave_probability_after_bad_experience"] == elsewhere
+    leave = _leave_after_bad_by_touchpoint(null)
+    assert len(leave) >= 5 and _homogeneous(leave) > NOTHING_DIFFERS
+    # One experience mix (latent) and so one CSAT distribution (observed) at every touchpoint,
+    # where the same tests tell the default world's touchpoints apart at once.
+    levels: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])
+    for i in interactions:
+        levels[i["touchpoint"]][i["experience_level"]] += 1
+    assert _homogeneous([row for row in levels.values() if sum(row) >= 50]) > NOTHING_DIFFERS
+    assert _homogeneous(_csat_by_touchpoint(null)) > NOTHING_DIFFERS
+    assert _homogeneous(_csat_by_touchpoint(plain)) < 1e-9
+    assert _homogeneous(_leave_after_bad_by_touchpoint(plain)) < 1e-9
+
+
+def _drop_off_rates(dataset: Dataset) -> dict[str, tuple[int, int]]:
+    """Per stage: (customers whose last activity is there, past its timeout, not cancelled;
+    customers with an activity there at least a timeout before the end: the others cannot be seen
+    dropping off yet). Company-sent touchpoints are not activity."""
+    reached: collections.Counter[str] = collections.Counter()
+    dropped: collections.Counter[str] = collections.Counter()
+    timeout_for, end = dataset.config.drop_off.timeout_for, dataset.end
+    for customer, events in dataset.journeys.items():
+        activity = [e for e in events if e["touchpoint"] not in COMPANY_SENT]
+        if not activity:
+            continue
+        reached.update({dataset.stage(e) for e in activity if e["at"] + timeout_for(dataset.stage(e)) <= end})
+        stage = dataset.stage(activity[-1])
+        if customer not in dataset.cancellations and activity[-1]["at"] + timeout_for(stage) <= end:
+            dropped[stage] += 1
+    return {stage: (dropped[stage], reached[stage]) for stage in dataset.config.stages}
+
+
+def test_plant_none_has_one_abandon_rate_and_no_planted_answers(null: Dataset, plain: Dataset) -> None:
+    # The default world's drop-off stages stand out; in the null world the acquisition stages,
+    # which every customer visits about once, lose the same share.
+    null_rates = {s: d / n for s, (d, n) in _drop_off_rates(null).items() if n}
+    plain_rates = {s: d / n for s, (d, n) in _drop_off_rates(plain).items() if n}
+    assert plain_rates["consideration"] > 3 * plain_rates["discovery"]
+    acquisition = [_drop_off_rates(null)[s] for s in ("discovery", "consideration", "purchase")]
+    assert _homogeneous([[d, n - d] for d, n in acquisition]) > NOTHING_DIFFERS
+    assert null_rates["consideration"] == pytest.approx(null.truth["drop_off_base_rate"], abs=0.02)
+    # No emerging terms; importance alike for every touchpoint; Kano answers from one mix.
+    texts = [a["verbatim"].lower() for a in null.surveys if a.get("verbatim")]
+    terms = [t for terms in plain.truth["emerging_terms"].values() if isinstance(terms, list) for t in terms]
+    assert len(texts) > 500 and not [t for t in texts if any(term in t for term in terms)]
+    importance: dict[str, list[int]] = collections.defaultdict(list)
+    kano: dict[str, list[int]] = collections.defaultdict(lambda: [0] * 5)
+    for answer in null.surveys:
+        if answer["survey"] == "importance":
+            importance[answer["question_id"]].append(answer["score"])
+        elif answer["survey"] == "kano":
+            kano[answer["question_id"]][answer["score"] - 1] += 1
+    assert len(importance) >= 8
+    assert max(map(statistics.fmean, importance.values())) - min(map(statistics.fmean, importance.values())) < 0.6
+    assert len(kano) == 12 and _homogeneous(list(kano.values())) > NOTHING_DIFFERS
+
+
+@pytest.fixture(scope="module")
+def purchase_drop(root: Path, config: JourneyConfig) -> Dataset:
+    return _generate(root, "purchase_drop", config, drop_off={"purchase": 0.25}, **STEERED)
+
+
+def test_drop_off_option_adds_a_stage_where_visits_end(purchase_drop: Dataset, plain: Dataset) -> None:
+    assert purchase_drop.truth["drop_off_stages"] == {"consideration": 0.30, "activation": 0.22, "purchase": 0.25}
+    # P is the chance that the visit is the last: customers who reached a cart or a sales call.
+    visited = {e["customer_id"] for e in purchase_drop.touchpoints if e["touchpoint"] in ("cart", "sales_call")}
+    abandoned = {r["customer_id"] for r in purchase_drop.table("journeys") if r["abandoned_stage"] == "purchase"}
+    assert abandoned <= visited and len(visited) > 1000
+    assert _near(len(abandoned), len(visited), 0.25)
+    # In the data: customers whose last activity is at purchase, past its timeout.
+    dropped, reached = _drop_off_rates(purchase_drop)["purchase"]
+    plain_dropped, plain_reached = _drop_off_rates(plain)["purchase"]
+    assert dropped / reached > 3 * plain_dropped / plain_reached
+    assert dropped / reached == pytest.approx(0.25, abs=0.06)
+    # And the truth's drop-offs are the data's, customer for customer.
+    end = purchase_drop.end
+    timeouts = purchase_drop.config.drop_off
+    by_truth = {
+        c["customer_id"]
+        for c in purchase_drop.table("customers")
+        if c["end"] in ("dropped_off", "silent_churn")
+        and c["last_activity_at"] is not None
+        and c["last_activity_at"] + timeouts.timeout_for(c["last_activity_stage"]) <= end
+        and c["last_activity_stage"] == "purchase"
+    }
+    assert len(by_truth) <= dropped <= 1.1 * len(by_truth)  # the rule also finds customers only quiet
+
+
+@pytest.fixture(scope="module")
+def spiked_until(root: Path, config: JourneyConfig) -> Dataset:
+    spike = ChurnSpike(stage="activation", from_day=20, factor=4.0, until_day=40)
+    return _generate(root, "spiked_until", config, churn_spike=spike, **{**STEERED, "days": 60})
+
+
+def test_churn_spike_stops_on_its_until_day(spiked_until: Dataset) -> None:
+    spike = spiked_until.truth["churn_spike"]
+    assert (spike["from_day"], spike["until_day"], spike["until_date"]) == (20, 40, "2026-02-14")
+    day = timedelta(days=1)
+    start, end = spiked_until.start, spiked_until.end
+    # A cancellation decided on the spike's last day lands up to a few days later: the window
+    # after the spike starts 5 days after its end.
+    windows = ((start, start + 20 * day), (start + 20 * day, start + 40 * day), (start + 45 * day, end))
+    before, during, after = (_cancellation_rate_at(spiked_until, "activation", *w) for w in windows)
+    assert during > 2 * before and during > 2 * after
+    assert after == pytest.approx(before, abs=0.03)
+    # The truth: every leave chance at activation is the planted one outside the window and four
+    # times it (capped at 0.95) inside.
+    planted = {0.0, 0.02, 0.04, 0.32, (0.59 - 0.32) / (1 - 0.32)}
+    inside = {p if p == 0 else min(0.95, p * 4.0) for p in planted}
+    seen: collections.Counter[tuple[bool, float]] = collections.Counter()
+    for i in spiked_until.table("interactions"):
+        if i["stage"] == "activation":
+            within = start + 20 * day <= i["at"] < start + 40 * day
+            assert i["leave_probability"] in (inside if within else planted), i
+            seen[within, i["leave_probability"]] += 1
+    assert seen[True, 0.95] > 20 and seen[False, 0.32] > 20
+
+
+@pytest.fixture(scope="module")
+def with_pii(root: Path, config: JourneyConfig) -> Dataset:
+    return _generate(root, "with_pii", config, pii_rate=0.05, **STEERED)
+
+
+def _luhn_valid(number: str) -> bool:
+    """The Luhn check as ISO/IEC 7812 states it: double every second digit from the right."""
+    digits = [int(c) for c in number if c.isdigit()][::-1]
+    total = sum(d if i % 2 == 0 else (d * 2 if d < 5 else d * 2 - 9) for i, d in enumerate(digits))
+    return total % 10 == 0
+
+
+def _iban_valid(text: str) -> bool:
+    """ISO 13616: move the first four characters to the end, letters to 10..35, mod 97 is 1."""
+    compact = text.replace(" ", "")
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(ord(c) - 55) if c.isalpha() else c for c in moved)) % 97 == 1
+
+
+_PII_SHAPES = {
+    "email": re.compile(r"[a-z0-9._]+@[a-z0-9.-]+\.[a-z]{2,}"),
+    "phone_fr": re.compile(r"(0|\+33 ?(\(0\))?|0033 )[1-9]([ .-]?[0-9]{2}){4}"),
+    "phone_intl": re.compile(r"\+(44|1|49|32|41)[0-9 ()-]{8,16}"),
+    "card": re.compile(r"[0-9]{4}([ -]?[0-9]{4,6}){2,3}"),
+    "iban": re.compile(r"(FR|DE)[0-9]{2}( ?[0-9A-Z]{4}){4,6}( ?[0-9A-Z]{1,3})?"),
+}
+
+
+def test_pii_rate_plants_personal_data_in_that_share_of_verbatims(with_pii: Dataset, plain: Dataset) -> None:
+    planted = with_pii.table("pii")
+    verbatims = {a["response_id"]: a["verbatim"] for a in with_pii.surveys if a.get("verbatim")}
+    assert len(verbatims) > 300
+    assert _near(len(planted), len(verbatims), 0.05)
+    assert len({row["kind"] for row in planted}) >= 4
+    surveys_file = (with_pii.path / FILES[1]).read_bytes()
+    for row in planted:
+        assert row["text"] in verbatims[row["response_id"]], row
+        assert msgspec.json.encode(row["text"])[1:-1] in surveys_file, row  # as a grep finds it
+        assert _PII_SHAPES[row["kind"]].fullmatch(row["text"]), row
+        if row["kind"] == "card":
+            assert _luhn_valid(row["text"]) and len(re.sub(r"\D", "", row["text"])) in (15, 16), row
+        elif row["kind"] == "iban":
+            assert _iban_valid(row["text"]), row
+    spellings = {row["text"][:3] for row in planted if row["kind"] == "phone_fr"}
+    assert len(spellings) >= 3  # 06..., +33..., 0033...
+    assert with_pii.truth["steering"]["pii_planted"] == dict(
+        sorted(collections.Counter(row["kind"] for row in planted).items())
+    )
+    # Personal data draws from its own stream: everything but the verbatims is the plain run.
+    assert (with_pii.path / FILES[0]).read_bytes() == (plain.path / FILES[0]).read_bytes()
+    without = [{k: v for k, v in a.items() if k != "verbatim"} for a in with_pii.surveys]
+    assert without == [{k: v for k, v in a.items() if k != "verbatim"} for a in plain.surveys]
+    assert not plain.table("pii")
+
+
+def test_pii_helpers_agree_with_published_check_digits() -> None:
+    """Wikipedia's worked examples: Luhn of 7992739871 is 3; the UK IBAN GB82 WEST 1234 5698 7654 32."""
+    assert pii.luhn_check_digit("7992739871") == "3"
+    assert pii.iban_check_digits("GB", "WEST12345698765432") == "82"
+    rng = random.Random(1)
+    kinds = collections.Counter()
+    for _ in range(500):
+        kind, text = pii.draw(rng)
+        kinds[kind] += 1
+        assert _PII_SHAPES[kind].fullmatch(text), (kind, text)
+        if kind == "card":
+            assert _luhn_valid(text), text
+        elif kind == "iban":
+            assert _iban_valid(text), text
+    assert kinds.keys() == set(_PII_SHAPES) == set(pii.KINDS)
+
+
+# -- truth tables against the data -------------------------------------------------------------------
+
+
+def test_truth_tables_agree_with_the_data(plain: Dataset) -> None:
+    customers = {c["customer_id"]: c for c in plain.table("customers")}
+    assert len(customers) == plain.truth["customers"]
+    assert set(plain.journeys) <= customers.keys()
+    for customer_id, events in plain.journeys.items():
+        row = customers[customer_id]
+        assert row["n_events"] == len(events) and row["revenue"] == plain.truth["revenue_per_customer"][customer_id]
+        activity = [e for e in events if e["touchpoint"] not in COMPANY_SENT]
+        if activity:
+            assert (
+                row["last_activity_at"] == activity[-1]["at"]
+                and row["last_activity_touchpoint"] == activity[-1]["touchpoint"]
+            )
+        assert (row["end"] == "explicit_churn") == (customer_id in plain.cancellations)
+        purchases = [e["at"] for e in events if e.get("outcome") == "purchase"]
+        assert row["purchased_at"] == (purchases[0] if purchases else None)
+    # Journeys: cycles cut at purchases and renewals; their events add up to the customer's.
+    cycles: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for journey in plain.table("journeys"):
+        cycles[journey["customer_id"]].append(journey)
+    for customer_id, rows in cycles.items():
+        assert [r["journey_cycle"] for r in rows] == list(range(len(rows)))
+        assert sum(r["n_events"] for r in rows) == customers[customer_id]["n_events"]
+        for r in rows[:-1]:
+            assert r["end"] == "converted" and r["end_touchpoint"] in (
+                "checkout",
+                "store_checkout",
+                "sales_call",
+                "renewal_checkout",
+            )
+    ends = collections.Counter(r["end"] for r in plain.table("journeys"))
+    assert ends.keys() == {"converted", "dropped_off", "explicit_churn", "silent_churn", "in_progress"}
+    # Interactions: real events at the touchpoint they name; the kept CSAT answers are theirs.
+    events = {e["event_id"]: e for e in plain.touchpoints}
+    csat = {a["event_id"]: a["score"] for a in plain.surveys if a["survey"] == "csat" and "event_id" in a}
+    interactions = plain.table("interactions")
+    for i in interactions:
+        event = events[i["event_id"]]
+        assert (event["touchpoint"], event["at"]) == (i["touchpoint"], i["at"])
+        if i["event_id"] in csat:
+            assert i["csat_score"] == csat[i["event_id"]]
+    assert sum(i["csat_score"] is not None for i in interactions) >= len(csat)
+    # Every leaver's leave flag is on the experience that made them leave.
+    flagged: dict[str, list[str]] = collections.defaultdict(list)
+    for i in interactions:
+        if i["made_leave"]:
+            flagged[i["customer_id"]].append(i["event_id"])
+    leavers = {c["customer_id"]: [c["leave_event_id"]] for c in customers.values() if c["leave_reason"] == "experience"}
+    assert flagged == leavers and len(leavers) > 50
+
+
+def test_truth_drop_offs_are_those_the_analytic_rule_finds(plain: Dataset) -> None:
+    """Latest activity at S and none within S's timeout by the end (cancellations aside): the
+    truth's dropped-off and silently-churned customers, up to the rare customer who is only quiet."""
+    end, timeouts = plain.end, plain.config.drop_off
+    by_rule: dict[str, str] = {}
+    for customer, events in plain.journeys.items():
+        activity = [e for e in events if e["touchpoint"] not in COMPANY_SENT]
+        if activity and customer not in plain.cancellations:
+            stage = plain.stage(activity[-1])
+            if activity[-1]["at"] + timeouts.timeout_for(stage) <= end:
+                by_rule[customer] = stage
+    by_truth = {
+        c["customer_id"]: c["last_activity_stage"]
+        for c in plain.table("customers")
+        if c["end"] in ("dropped_off", "silent_churn")
+        and c["last_activity_at"] is not None
+        and c["last_activity_at"] + timeouts.timeout_for(c["last_activity_stage"]) <= end
+    }
+    assert len(by_truth) > 250
+    assert all(by_rule.get(customer) == stage for customer, stage in by_truth.items())
+    quiet = by_rule.keys() - by_truth.keys()  # still customers, just quiet for longer than a timeout
+    assert len(quiet) <= 0.03 * len(by_rule)
+    assert all(c["end"] == "active" for c in plain.table("customers") if c["customer_id"] in quiet)
+
+
+@pytest.mark.slow
+def test_a_million_events_take_9700_customers_over_240_days(tmp_path: Path, config: JourneyConfig) -> None:
+    """About 101 events per customer over 240 days (customers arrive through the period): 981k
+    events for seed 42 (and 618k for 6000 customers)."""
+    summary = generate_dataset(tmp_path, 9700, 240, 42, config=config)
+    assert 900_000 < summary.n_touchpoints < 1_100_000
+    customers = pq.read_table(summary.truth_tables["customers"], columns=["n_events"]).column("n_events")
+    assert sum(customers.to_pylist()) == summary.n_touchpoints

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parcours.config import load_config
-from parcours.generator import generate_dataset
+from parcours.synthetic import generate_dataset
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -33,6 +33,15 @@ _MANIFEST_NAME = re.compile(rf"^(\d{{{_SEQ_DIGITS}}})\.json$")
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """A dead-letter record not yet delivered to its topic: sent again, in order, by the next run."""
+
+    topic: str
+    key: str | None  # UTF-8 text of the Kafka key (the customer_id), or None
+    value: str  # the record's JSON text, bounded (`pipelines.dead_letter_topic`)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """One committed batch. Immutable once written; the warehouse state is the sum of them."""
 
@@ -55,6 +64,9 @@ class Manifest:
     quarantined: tuple[PublishedFile, ...] = ()
     settles: int | None = None  # release / drop: the seq of the quarantine it settles
     reason: str = ""  # quarantine: why the gate refused the batch; drop: why it was dropped
+    # Dead letters still to be sent to their topic after this commit, in order; None: the commit
+    # leaves the outbox as it was (a refresh, a compaction, a manifest older than the field).
+    outbox: tuple[OutboxEntry, ...] | None = None
 
     def to_json(self) -> bytes:
         # Indented: manifests are the first thing a person reads when a number looks wrong.
@@ -155,6 +167,7 @@ class Checkpoint:
     # when asked for. None after a compaction, which needs the marts current.
     marts_pending: tuple[int, ...]
     quarantined: tuple[Quarantine, ...] = ()  # open quarantines, neither released nor dropped
+    outbox: tuple[OutboxEntry, ...] = ()  # of the latest manifest that set one (none in older checkpoints)
 
     def to_json(self) -> bytes:
         state = msgspec.json.encode(self)
@@ -230,6 +243,7 @@ class _State:
     file_progress: dict[str, int] = field(default_factory=dict)
     marts_pending: list[int] = field(default_factory=list)
     quarantined: dict[int, Quarantine] = field(default_factory=dict)
+    outbox: tuple[OutboxEntry, ...] = ()
 
     @classmethod
     def starting_at(cls, checkpoint: Checkpoint) -> _State:
@@ -247,6 +261,7 @@ class _State:
             file_progress=dict(checkpoint.file_progress),
             marts_pending=list(checkpoint.marts_pending),
             quarantined={q.seq: q for q in checkpoint.quarantined},
+            outbox=tuple(checkpoint.outbox),
         )
 
     def add(self, manifest: Manifest) -> None:
@@ -272,6 +287,8 @@ class _State:
             key = source.get("key")
             if key:
                 self.file_progress[key] = max(self.file_progress.get(key, 0), source["range"][1])
+        if manifest.outbox is not None:
+            self.outbox = manifest.outbox
         kind = kind_of(manifest)
         if kind == QUARANTINE:
             self.quarantined[manifest.seq] = Quarantine(
@@ -305,6 +322,7 @@ class _State:
             file_progress=self.file_progress,
             marts_pending=tuple(self.marts_pending),
             quarantined=tuple(self.quarantined.values()),
+            outbox=self.outbox,
         )
 
 
@@ -557,6 +575,10 @@ class Ledger:
             topic: {partition: datetime.fromisoformat(value) for partition, value in partitions.items()}
             for topic, partitions in self._state().watermarks.items()
         }
+
+    def outbox(self) -> tuple[OutboxEntry, ...]:
+        """Dead letters committed but not yet delivered to their topic, in the order to send them."""
+        return self._state().outbox
 
     def file_progress(self) -> dict[str, int]:
         """Backfill file key -> byte offset up to which it was landed (`Manifest.sources`)."""
