@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The main job end to end on local defaults (the README's first command):
 #   install parcours into .venv -> start the local Kafka broker -> generate synthetic journeys
-#   -> produce them to Kafka -> run the pipeline into ./warehouse -> print a few numbers.
+#   -> produce them to Kafka -> run the pipeline into ./warehouse -> print a few numbers
+#   -> write the journey report and print where it is.
 # Re-running it is safe: the same events are produced again and skipped as duplicates.
 #
-# Environment: CUSTOMERS (default 2000), DAYS (60), SEED (7), KEEP_BROKER=1 to leave Kafka running.
+# Environment: CUSTOMERS (default 2000), DAYS (120: enough history for drop-off windows to close),
+# SEED (7), REPORT_LANG (en or fr), KEEP_BROKER=1 to leave Kafka running.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 customers="${CUSTOMERS:-2000}"
-days="${DAYS:-60}"
+days="${DAYS:-120}"
 seed="${SEED:-7}"
 
 if [[ ! -x .venv/bin/python ]]; then
@@ -31,5 +33,8 @@ fi
   "select (select count(*) from touchpoints) as touchpoints, (select count(*) from sessions) as sessions,
           (select count(*) from journeys) as journeys, (select count(*) from survey_answers) as survey_answers,
           (select count(*) from dead_letters) as dead_letters"
+mkdir -p warehouse/reports
+.venv/bin/parcours report --warehouse warehouse --out warehouse/reports/report.html --lang "${REPORT_LANG:-en}"
 echo
 echo "output: $(pwd)/warehouse  (open $(pwd)/warehouse/parcours.duckdb read-only in DuckDB or a BI tool)"
+echo "report: $(pwd)/warehouse/reports/report.html  (one self-contained HTML file: open it in a browser)"
