@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import xxhash
 
-from parcours.pipelines.deduplicate import NARROW_IDS, decide_ids, id_buckets
+from parcours.pipelines.deduplicate import NARROW_IDS, candidates, decide_ids, id_buckets
 from parcours.warehouse import ID_INDEX
 
 T = datetime(2026, 2, 2, tzinfo=UTC)
@@ -108,3 +109,9 @@ def test_a_winner_held_by_another_shard_decides_every_copy_here_and_never_lands_
     new, decisions = decide_ids(narrow([("touchpoints", "x", 2, "a", 0, 5)]), landed([]), winners)
     assert new.select(["record_id", "source_offset"]).to_pylist() == [{"record_id": "x", "source_offset": 5}]
     assert decisions.num_rows == 0
+
+
+def test_only_repeated_or_known_hashes_need_the_exact_check():
+    hashes = np.array([5, 9, 5, 7, 11], dtype=np.uint64)  # 5 twice in the shard; 11 is in the index
+    assert candidates(hashes, np.array([11, 99], dtype=np.uint64)).tolist() == [True, False, True, False, True]
+    assert candidates(np.array([1, 2], dtype=np.uint64), np.empty(0, np.uint64)).tolist() == [False, False]
