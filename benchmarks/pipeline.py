@@ -15,11 +15,12 @@ local broker, then measures in the same run, on the same data, each step in its 
   and as a whole command (interpreter start-up and imports included);
 * backfill: `parcours run --from DIR` over the same files.
 
-With `--baseline PYTHON` (the interpreter of another checkout, e.g. a git worktree of `main` with
-its own virtual environment), it measures a change instead: after producing, only the pipeline
-runs, with 1 and N workers, alternating between that interpreter's code and this one's,
-`--repeats` times each on the same topics, each into a new warehouse; it reports each run, the
-medians and the ratio of the medians (this code / the baseline).
+With `--baseline [NAME=]PYTHON` (the interpreter of another checkout, e.g. a git worktree of
+`main` with its own virtual environment; repeatable), it measures a change instead: after
+producing, only the pipeline runs, with 1 and N workers, alternating between those interpreters'
+code and this one's (the order rotates every round), `--repeats` times each on the same topics,
+each into a new warehouse; it reports each run, the medians and the ratio of the medians (this
+code / each baseline).
 
 It prints events/s and the ratios. Nothing is asserted: the numbers go to BENCHMARKS.md with
 the machine they were measured on.
@@ -113,28 +114,47 @@ def measure_pipeline(python: str, warehouse: Path, workers: int, lines: int, env
 
 
 def compare(
-    baseline: str, python: str, work: Path, lines: int, worker_counts: list[int], repeats: int, env: dict[str, str]
+    baselines: dict[str, str],
+    python: str,
+    work: Path,
+    lines: int,
+    worker_counts: list[int],
+    repeats: int,
+    env: dict[str, str],
 ) -> dict[str, object]:
-    """Baseline and this code alternated (baseline first in odd rounds, second in even ones)."""
+    """Each baseline and this code alternated: the order rotates by one every round, so every
+    code runs first, in the middle and last equally often over len(codes) rounds."""
     results: dict[str, object] = {}
+    codes = [*baselines.items(), ("this", python)]
     for workers in worker_counts:
-        runs: dict[str, list[float]] = {"baseline": [], "this": []}
-        peaks: dict[str, list[float]] = {"baseline": [], "this": []}
+        runs: dict[str, list[float]] = {name: [] for name, _ in codes}
+        peaks: dict[str, list[float]] = {name: [] for name, _ in codes}
         for round_ in range(repeats):
-            order = [("baseline", baseline), ("this", python)]
-            for name, interpreter in order if round_ % 2 == 0 else order[::-1]:
+            shift = round_ % len(codes)
+            for name, interpreter in codes[shift:] + codes[:shift]:
                 warehouse = work / f"warehouse-{name}-{workers}w-{round_}"
                 measured = measure_pipeline(interpreter, warehouse, workers, lines, env)
                 runs[name].append(measured["events_per_s"])
                 peaks[name].append(measured["peak_rss_mb"])
+                print(f"{name}, {workers} worker(s), round {round_ + 1}: {measured}", file=sys.stderr, flush=True)
         for name, values in runs.items():
             results[f"pipeline_{workers}w_{name}_runs_events_per_s"] = [round(v) for v in values]
             results[f"pipeline_{workers}w_{name}_median_events_per_s"] = round(statistics.median(values))
             results[f"pipeline_{workers}w_{name}_peak_rss_mb"] = round(max(peaks[name]))
-        results[f"pipeline_{workers}w_this_vs_baseline"] = round(
-            statistics.median(runs["this"]) / statistics.median(runs["baseline"]), 3
-        )
+        for name in baselines:
+            results[f"pipeline_{workers}w_this_vs_{name}"] = round(
+                statistics.median(runs["this"]) / statistics.median(runs[name]), 3
+            )
     return results
+
+
+def _baselines(values: list[str]) -> dict[str, str]:
+    """`--baseline PYTHON` or `--baseline NAME=PYTHON`, repeatable: name -> interpreter."""
+    named: dict[str, str] = {}
+    for index, value in enumerate(values):
+        name, _, python = value.rpartition("=")
+        named[name or ("baseline" if index == 0 else f"baseline{index + 1}")] = python
+    return named
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="reuse (or create) generated data in this folder")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--work", type=Path, help="keep the warehouses here (default: a new temporary folder)")
-    parser.add_argument("--baseline", help="compare with the code of this Python interpreter (another checkout)")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        help="compare with the code of this Python interpreter (another checkout); NAME=PYTHON to name it; repeatable",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="with --baseline: runs of each code, alternated")
     args = parser.parse_args(argv)
 
@@ -180,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     wall, _, _ = run_measured([python, "-m", "parcours.cli", "produce", str(data)], env)
     results["produce_events_per_s"] = round(lines / wall)
     if args.baseline:
-        results.update(compare(args.baseline, python, work, lines, sorted({1, args.workers}), args.repeats, env))
+        results.update(
+            compare(_baselines(args.baseline), python, work, lines, sorted({1, args.workers}), args.repeats, env)
+        )
         report(results, args.json)
         return 0
 

@@ -15,11 +15,17 @@ customer (a Kafka partition of a customer-keyed topic holds whole customers), so
 an id under two customers meet in no shard, and the landed datasets are laid out by event date,
 so finding an id in them means reading every date. The index (`data/id_index/id_bucket=<b>/`,
 declared in `parcours.warehouse.ID_INDEX`) holds one narrow row per landed id: kind, id, payload
-hash, customer and (source, partition, offset). Each micro-batch projects its valid rows to the
-same narrow columns, regroups them by bucket (a shuffle of ~60 bytes a row; the wide rows do not
-move), decides per bucket against that bucket's files only, and writes its new ids as one file
-per bucket. The decisions that are not "land" (duplicates, conflicts: usually none) go to every
-shard as a side input, which drops or dead-letters those rows.
+hash, customer and (source, partition, offset). Each shard of a micro-batch decides its own
+records, inside its own step: it hashes their ids, reads the index rows of those ids from the
+buckets they fall in (narrow columns only), decides within the shard and against the index, and
+writes its new ids as one file per bucket. No side input and no regrouping of rows: the step
+fuses with Validate, so the wide rows stream through as they did before the index.
+
+Two shards cannot see each other's ids. The driver therefore reads the batch's new index rows
+(a few narrow columns) before publishing it (`ids_landed_twice`); an id landed by two shards
+(rare: an id reused under two customers at once) makes it run the batch again, under the same
+seq and file names, with the winning copy of each such id passed in, so every other copy is a
+duplicate or one dead letter (`pipelines/run.py`, `execute`).
 
 The index files are published by the same manifest commit as the batch's rows, so a crash
 before the commit leaves neither, and a re-run decides the same way. Compaction rewrites each
@@ -41,7 +47,7 @@ every id already indexed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -85,12 +91,26 @@ DECISIONS = pa.schema(
 )
 
 
-def id_buckets(ids: pa.Array | pa.ChunkedArray, buckets: int = ID_BUCKETS) -> np.ndarray:
-    """The index bucket of each id: XXH3-64 of its UTF-8 bytes, modulo `buckets`."""
+def id_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """XXH3-64 of each id's UTF-8 bytes (uint64)."""
     with paused_gc():
         encoded = ids.cast(pa.binary()).to_pylist()
-        hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, encoded), dtype=np.uint64, count=len(encoded))
-    return (hashes % np.uint64(buckets)).astype(np.int32)
+        return np.fromiter(map(xxhash.xxh3_64_intdigest, encoded), dtype=np.uint64, count=len(encoded))
+
+
+def id_buckets(ids: pa.Array | pa.ChunkedArray, buckets: int = ID_BUCKETS) -> np.ndarray:
+    """The index bucket of each id: XXH3-64 of its UTF-8 bytes, modulo `buckets`."""
+    return (id_hashes(ids) % np.uint64(buckets)).astype(np.int32)
+
+
+def candidates(hashes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Which rows may not simply land: their id hash repeats within `hashes` or is in `others`
+    (the hashes of the index rows and winners of these ids). Every copy of an id has the same
+    hash, so all copies of an id are in or all out; a hash collision only adds rows to the
+    exact check. Pure: tested alone."""
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    return np.isin(hashes, np.concatenate([repeated, others]))
 
 
 def narrow_ids(kind: str, table: pa.Table) -> pa.Table:
@@ -106,25 +126,42 @@ def narrow_ids(kind: str, table: pa.Table) -> pa.Table:
     return pa.table(columns).cast(NARROW_IDS)
 
 
-def decide_ids(batch: pa.Table, landed: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(new index rows, decisions) for one bucket. Pure: tested alone.
+def decide_ids(batch: pa.Table, landed: pa.Table, winners: pa.Table | None = None) -> tuple[pa.Table, pa.Table]:
+    """(new index rows, decisions) for one shard's narrow rows. Pure: tested alone.
 
-    `batch`: the micro-batch's narrow rows of the bucket; `landed`: the bucket's index rows
-    within retention. New index rows are the copies that land (NARROW_IDS); decisions are the
-    other records (DECISIONS), each once.
+    `batch`: narrow rows (NARROW_IDS, optionally with a `row` column that is carried through);
+    `landed`: the index rows of those ids within retention; `winners`: copies of this batch that
+    another shard holds and that win (the lowest (topic, partition, offset) of an id landed by
+    two shards, found by the driver): they rank with the shard's rows but are never emitted.
+    New index rows are the copies that land (NARROW_IDS, plus `row`); decisions are the other
+    records (DECISIONS, plus `row`), each once.
     """
+    if winners is None:
+        winners = NARROW_IDS.empty_table()
     con = duckdb.connect()
     try:
         con.execute("set threads = 1")
         con.register("batch", batch)
         con.register("landed", landed)
+        con.register("winners", winners.select(NARROW_IDS.names).cast(NARROW_IDS))
         decided = con.sql(
             """
-            with ranked as (
+            with candidates as (
+                select *, false as external from batch
+                union all by name
+                -- the global winner held by another shard (not this shard's own copy)
+                select w.*, true as external from winners w
+                where not exists (
+                    select 1 from batch b
+                    where b.kind = w.kind and b.record_id = w.record_id and b.source = w.source
+                      and b.source_partition is not distinct from w.source_partition
+                      and b.source_offset = w.source_offset
+                )
+            ), ranked as (
                 select *, row_number() over (
                     partition by kind, record_id order by source, source_partition, source_offset
                 ) as arrival
-                from batch
+                from candidates
             ), published as (
                 -- one per id by construction; should two ever be there, the first published rules
                 select kind, record_id, payload_hash, customer_id, source, source_partition, source_offset
@@ -146,40 +183,84 @@ def decide_ids(batch: pa.Table, landed: pa.Table) -> tuple[pa.Table, pa.Table]:
                 select r.*, f.* exclude (kind, record_id),
                        not f.is_landed and r.arrival = 1 as is_new
                 from ranked r join reference f using (kind, record_id)
+                where not r.external
             )
             select * from final
             """
         ).to_arrow_table()
-        new = decided.filter(decided.column("is_new")).select(NARROW_IDS.names).cast(NARROW_IDS)
+        extra = ["row"] if "row" in batch.column_names else []
+        new_schema = pa.schema([*NARROW_IDS, *(batch.schema.field(n) for n in extra)])
+        new = decided.filter(decided.column("is_new")).select(new_schema.names).cast(new_schema)
         others = decided.filter(pc.invert(decided.column("is_new")))
         others = others.append_column(
             "is_duplicate", pc.equal(others.column("payload_hash"), others.column("ref_hash"))
         )
-        return new, others.select(DECISIONS.names).cast(DECISIONS)
+        decided_schema = pa.schema([*DECISIONS, *(batch.schema.field(n) for n in extra)])
+        return new, others.select(decided_schema.names).cast(decided_schema)
     finally:
         con.close()
 
 
-class ProjectIdsFn(beam.DoFn):
-    """((kind, shard), valid rows) -> (bucket, narrow rows of that bucket)."""
+def _landed(index_files: Sequence[str], buckets: np.ndarray, ids: pa.Table, cutoff: datetime) -> pa.Table:
+    """The index rows, within retention, of `ids` (kind, record_id): only the buckets they fall
+    in, only the index's narrow columns."""
+    from parcours.warehouse import ID_INDEX, raw_view_sql
 
-    def process(self, element: tuple[tuple[str, int], pa.Table]) -> Iterator[tuple[int, pa.Table]]:
-        (kind, _shard), table = element
-        narrow = narrow_ids(kind, table)
-        bucket = id_buckets(narrow.column("record_id"))
-        for value in np.unique(bucket):
-            yield int(value), narrow.filter(pa.array(bucket == value))
+    wanted = {f"/id_bucket={int(b)}/" for b in np.unique(buckets)}
+    paths = [p for p in index_files if any(marker in p for marker in wanted)]
+    if not paths:
+        return _EMPTY_LANDED
+    con = duckdb.connect()
+    try:
+        con.execute("set threads = 1")
+        con.execute(raw_view_sql(con, ID_INDEX, paths, temporary=True))
+        con.register("ids", ids)
+        return con.sql(
+            "select i.* exclude (id_bucket) from raw_id_index i semi join ids using (kind, record_id) "
+            "where i.ingested_at >= $cutoff",
+            params={"cutoff": cutoff},
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
-class DecideIdsFn(beam.DoFn):
-    """(bucket, narrow tables) -> decisions (main), and a receipt of the bucket's new index file."""
+def _landed_schema() -> pa.Schema:
+    from parcours.warehouse import ID_INDEX
 
-    def __init__(self, index_files: tuple[str, ...], now: datetime, retention: timedelta, root: str, seq: int) -> None:
+    return pa.schema([f for f in ID_INDEX.arrow_schema if f.name != "id_bucket"])
+
+
+_EMPTY_LANDED = _landed_schema().empty_table()
+
+
+_NO_DECISIONS = pa.schema([*DECISIONS, pa.field("row", pa.int64())]).empty_table()
+
+
+class DeduplicateShardFn(beam.DoFn):
+    """((kind, shard), valid rows) -> rows that land; duplicates counted, conflicts dead-lettered,
+    and the shard's new index rows written (a receipt names the files).
+
+    Decided inside the shard, against the published index and the `winners` the driver passes
+    in when it re-runs a batch whose shards landed the same id (`ids_landed_twice`): no side
+    input, no regrouping of rows, so the FnApiRunner fuses this step with Validate and the wide
+    rows are never materialised.
+    """
+
+    def __init__(
+        self,
+        index_files: tuple[str, ...],
+        now: datetime,
+        retention: timedelta,
+        root: str,
+        seq: int,
+        winners: pa.Table | None,
+    ) -> None:
         self._index_files = index_files
         self._cutoff = now - retention
         self._now = now
         self._root = root
         self._seq = seq
+        self._winners = winners
         self._warehouse = None
 
     def setup(self) -> None:
@@ -187,89 +268,84 @@ class DecideIdsFn(beam.DoFn):
 
         self._warehouse = Warehouse(self._root)
 
-    def _landed(self, bucket: int, ids: pa.Table) -> pa.Table:
-        from parcours.warehouse import ID_INDEX, raw_view_sql
-
-        marker = f"/id_bucket={bucket}/"
-        paths = [p for p in self._index_files if marker in p]
-        con = duckdb.connect()
-        try:
-            con.execute("set threads = 1")
-            con.execute(raw_view_sql(con, ID_INDEX, paths, temporary=True))
-            con.register("ids", ids)
-            return con.sql(
-                "select i.* exclude (id_bucket) from raw_id_index i semi join ids using (kind, record_id) "
-                "where i.ingested_at >= $cutoff",
-                params={"cutoff": self._cutoff},
-            ).to_arrow_table()
-        finally:
-            con.close()
-
-    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator:
-        bucket, tables = element
-        batch = pa.concat_tables(list(tables))
-        landed = self._landed(bucket, batch.select(["kind", "record_id"]))
-        new, decisions = decide_ids(batch, landed)
-        if new.num_rows:
-            from parcours.warehouse import ID_INDEX
-
-            n = new.num_rows
-            rows = new.append_column("batch_seq", pa.array([self._seq] * n, pa.int64()))
-            at = ID_INDEX.arrow_schema.field("ingested_at").type
-            rows = rows.append_column("ingested_at", pa.array([self._now] * n, at))
-            rows = rows.append_column("id_bucket", pa.array([bucket] * n, pa.int32()))
-            files = self._warehouse.write_parquet("id_index", rows, self._seq, "ids")
-            yield beam.pvalue.TaggedOutput("receipts", {"files": [asdict(f) for f in files]})
-        if decisions.num_rows:
-            yield decisions
-
-
-def _positions(table: pa.Table) -> pa.Table:
-    return pa.table(
-        {
-            "source": table.column("source"),
-            "partition": pc.fill_null(table.column("source_partition"), -1),
-            "offset": table.column("source_offset"),
-        }
-    )
-
-
-class SkipDuplicatesFn(beam.DoFn):
-    """((kind, shard), valid rows) -> rows that land; duplicates counted, conflicts dead-lettered.
-
-    `decisions` (a side input) lists every record of the micro-batch that does not land.
-    """
-
-    def process(self, element: tuple[tuple[str, int], pa.Table], decisions: list[pa.Table]) -> Iterator:
+    def process(self, element: tuple[tuple[str, int], pa.Table]) -> Iterator:
         (kind, shard), table = element
-        ours = [d.filter(pc.equal(d.column("kind"), kind)) for d in decisions]
-        ours = [d for d in ours if d.num_rows]
-        if not ours:
+        narrow = narrow_ids(kind, table).append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        hashes = id_hashes(narrow.column("record_id"))
+        buckets = (hashes % np.uint64(ID_BUCKETS)).astype(np.int32)
+        landed = _landed(self._index_files, buckets, narrow.select(["kind", "record_id"]), self._cutoff)
+        winners = self._winners
+        if winners is not None:
+            winners = winners.filter(pc.equal(winners.column("kind"), kind))
+        known = [t.column("record_id") for t in (landed, winners) if t is not None and t.num_rows]
+        others = id_hashes(pa.chunked_array(known, pa.string())) if known else np.empty(0, np.uint64)
+        # The exact decision (DuckDB) for the few rows that need one; the others are new ids.
+        check = candidates(hashes, others)
+        new = narrow.filter(pa.array(~check))
+        decisions = _NO_DECISIONS
+        if check.any():
+            decided, decisions = decide_ids(narrow.filter(pa.array(check)), landed, winners)
+            new = pa.concat_tables([new, decided.cast(new.schema)]).sort_by("row")
+        if new.num_rows:
+            yield beam.pvalue.TaggedOutput("receipts", {"files": self._write_index(kind, shard, new, buckets)})
+        if not decisions.num_rows:
             yield (kind, shard), table.drop_columns(["payload"])
             return
-        con = duckdb.connect()
-        try:
-            con.execute("set threads = 1")
-            con.register("decided", pa.concat_tables(ours))
-            con.register("positions", _positions(table).append_column("row", pa.array(np.arange(table.num_rows))))
-            matched = con.sql(
-                "select p.row, d.* exclude (kind, source, source_partition, source_offset) from positions p "
-                "join decided d on p.source = d.source and p.partition = coalesce(d.source_partition, -1) "
-                "and p.offset = d.source_offset order by p.row"
-            ).to_arrow_table()
-        finally:
-            con.close()
-        rows = matched.column("row").to_numpy()
+        decisions = decisions.sort_by("row")
         keep = np.ones(table.num_rows, dtype=bool)
-        keep[rows] = False
-        duplicates = int(pc.sum(matched.column("is_duplicate")).as_py() or 0)
+        keep[decisions.column("row").to_numpy()] = False
+        duplicates = int(pc.sum(decisions.column("is_duplicate")).as_py() or 0)
         if duplicates:
             yield beam.pvalue.TaggedOutput("receipts", {"duplicates_skipped": {kind: duplicates}})
-        conflicts = matched.filter(pc.invert(matched.column("is_duplicate")))
+        conflicts = decisions.filter(pc.invert(decisions.column("is_duplicate")))
         if conflicts.num_rows:
             yield beam.pvalue.TaggedOutput("dead", _conflict_letters(kind, table, conflicts))
         if keep.any():
             yield (kind, shard), table.filter(pa.array(keep)).drop_columns(["payload"])
+
+    def _write_index(self, kind: str, shard: int, new: pa.Table, buckets: np.ndarray) -> list[dict]:
+        from parcours.warehouse import ID_INDEX
+
+        n = new.num_rows
+        rows = new.select(NARROW_IDS.names)
+        rows = rows.append_column("batch_seq", pa.array(np.full(n, self._seq, dtype=np.int64)))
+        at = ID_INDEX.arrow_schema.field("ingested_at").type
+        rows = rows.append_column("ingested_at", pa.array([self._now] * n, at))
+        rows = rows.append_column("id_bucket", pa.array(buckets[new.column("row").to_numpy()], pa.int32()))
+        files = self._warehouse.write_parquet("id_index", rows, self._seq, f"ids-{kind}-s{shard:03d}")
+        return [asdict(f) for f in files]
+
+
+def ids_landed_twice(paths: Sequence[str]) -> pa.Table:
+    """The winners of the ids that two shards of one batch both landed, from the batch's new
+    index files (`paths`; a few narrow columns): per such id, its copy with the lowest (topic,
+    partition, offset) (NARROW_IDS). Usually empty: an id reused under two customers at once.
+    """
+    from parcours.warehouse import ID_INDEX, raw_view_sql
+
+    if len(paths) < 2:
+        return NARROW_IDS.empty_table()
+    con = duckdb.connect()
+    try:
+        con.execute(raw_view_sql(con, ID_INDEX, list(paths), temporary=True, name="new_ids"))
+        twice = con.sql(
+            f"""
+            with counted as (
+                select {", ".join(NARROW_IDS.names)},
+                       count(*) over (partition by kind, record_id) as copies,
+                       row_number() over (
+                           partition by kind, record_id order by source, source_partition, source_offset
+                       ) as arrival
+                from new_ids
+            ), final as (
+                select {", ".join(NARROW_IDS.names)} from counted where copies > 1 and arrival = 1
+            )
+            select * from final order by kind, record_id
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return twice.cast(NARROW_IDS)
 
 
 def _conflict_letters(kind: str, table: pa.Table, conflicts: pa.Table) -> pa.Table:
@@ -304,32 +380,29 @@ class Deduplicate(beam.PTransform):
     """((kind, shard), valid rows) -> {"fresh": rows that land, "dead": conflicts, "receipts": ...}.
 
     `index_files`: the id index's published files; `now`: the batch's ingestion time, which
-    new index rows carry and from which `retention` is counted back.
+    new index rows carry and from which `retention` is counted back; `winners`: see
+    `DeduplicateShardFn` (None on a batch's first run).
     """
 
     def __init__(
-        self, index_files: tuple[str, ...], retention: timedelta, *, now: datetime, root: str, seq: int
+        self,
+        index_files: tuple[str, ...],
+        retention: timedelta,
+        *,
+        now: datetime,
+        root: str,
+        seq: int,
+        winners: pa.Table | None = None,
     ) -> None:
         super().__init__()
         if retention <= timedelta(0):
             raise ValueError(f"id retention must be positive, got {retention}")
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        self._decide = DecideIdsFn(tuple(index_files), now, retention, root, seq)
+        self._decide = DeduplicateShardFn(tuple(index_files), now, retention, root, seq, winners)
 
     def expand(self, shards):
-        decided = (
-            shards
-            | "ProjectIds" >> beam.ParDo(ProjectIdsFn()).with_output_types(tuple[int, pa.Table])
-            | "GroupByBucket" >> beam.GroupByKey()
-            | "DecideIds"
-            >> beam.ParDo(self._decide)
-            .with_output_types(pa.Table, receipts=dict)
-            .with_outputs("receipts", main="decisions")
-        )
-        skip = beam.ParDo(SkipDuplicatesFn(), beam.pvalue.AsList(decided.decisions))
-        skipped = shards | "SkipDuplicates" >> skip.with_output_types(TABLE_ELEMENT).with_outputs(
-            "dead", "receipts", main="fresh"
-        )
-        receipts = (decided.receipts, skipped.receipts) | "DedupReceipts" >> beam.Flatten()
-        return {"fresh": skipped.fresh, "dead": skipped.dead, "receipts": receipts}
+        decided = shards | "DecideIds" >> beam.ParDo(self._decide).with_output_types(
+            TABLE_ELEMENT, dead=pa.Table, receipts=dict
+        ).with_outputs("dead", "receipts", main="fresh")
+        return {"fresh": decided.fresh, "dead": decided.dead, "receipts": decided.receipts}

@@ -5,15 +5,16 @@ The story of one micro-batch:
     ReadRanges -> Validate -> [ShardByCustomer] -> Deduplicate -> Sessionize -> AssignJourneys -> Land
 
 (ShardByCustomer only for files and for topics not keyed by customer: a Kafka partition of a
-customer-keyed topic already holds whole customers; Deduplicate decides on each id across all
-shards, through the id index), then, in the driver and in this order: check that the numbers
-add up (consumed = landed + dead-lettered + duplicates skipped), send the dead letters to their
-Kafka topic, commit the manifest (the one atomic step that makes the batch
-visible and records its offsets and watermarks), rebuild the DuckDB views, and only then mirror
-the offsets to Kafka's committed offsets. The manifest is the source of truth: a crash anywhere
-before its commit re-runs the batch under the same sequence number and file names; a crash
-after it resumes from the manifest's offsets. A run ends by refreshing the sessions and
-journeys marts for every batch since the last refresh, in one more commit (`marts.py`).
+customer-keyed topic already holds whole customers; Deduplicate decides each shard's ids against
+the id index, and the driver re-runs the rare batch whose shards landed the same id), then, in
+the driver and in this order: check that the numbers add up (consumed = landed + dead-lettered +
+duplicates skipped), send the dead letters to their Kafka topic, commit the manifest (the one
+atomic step that makes the batch visible and records its offsets and watermarks), rebuild the
+DuckDB views, and only then mirror the offsets to Kafka's committed offsets. The manifest is the
+source of truth: a crash anywhere before its commit re-runs the batch under the same sequence
+number and file names; a crash after it resumes from the manifest's offsets. A run ends by
+refreshing the sessions and journeys marts for every batch since the last refresh, in one more
+commit (`marts.py`).
 
 With `--workers N` a round's micro-batches run at once, so none sees the ids of the others:
 before publishing each, the driver checks its new ids against those of the batches published
@@ -39,13 +40,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from parcours.config import JourneyConfig
 from parcours.kafka import KafkaSettings, make_consumer, make_producer
 from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.dead_letter_topic import record_limit, records_of, send_in_order
-from parcours.pipelines.deduplicate import Deduplicate
+from parcours.pipelines.deduplicate import Deduplicate, ids_landed_twice
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
 from parcours.pipelines.lanes import start_workers
@@ -175,6 +177,7 @@ def build_pipeline(
     root: str,
     receipts_path: str,
     shards: int,
+    winners: pa.Table | None = None,
 ) -> beam.Pipeline:
     pipeline = beam.Pipeline(options=options)
     # Kafka topics keyed by customer: a group of whole partitions is a shard of whole customers,
@@ -188,7 +191,7 @@ def build_pipeline(
         checked.valid if by_partition else checked.valid | "ShardByCustomer" >> ShardByCustomer(shards)
     )
     unique = shards_of_customers | "Deduplicate" >> Deduplicate(
-        files.id_index, config.ingest.id_retention, now=now, root=root, seq=seq
+        files.id_index, config.ingest.id_retention, now=now, root=root, seq=seq, winners=winners
     )
     by_kind = beam.ParDo(_ByKindFn()).with_output_types(TABLE_ELEMENT, touchpoints=TABLE_ELEMENT, surveys=TABLE_ELEMENT)
     kinds = unique["fresh"] | "ByKind" >> by_kind.with_outputs("touchpoints", "surveys")
@@ -271,6 +274,8 @@ class BatchJob:
     shards: int
     source_of_kind: dict[str, frozenset[str]]
     sources_meta: tuple[dict, ...] = ()
+    # On a re-run only: the winning copies of the ids two shards both landed (`ids_landed_twice`).
+    winners: pa.Table | None = None
 
 
 @dataclass
@@ -292,7 +297,29 @@ class BatchOutcome:
 
 
 def execute(job: BatchJob) -> BatchOutcome:
-    """Run the Beam pipeline of one micro-batch and account for every record it consumed."""
+    """Run the Beam pipeline of one micro-batch and account for every record it consumed.
+
+    Each shard decides its ids against the published index and within itself; two shards of
+    the batch cannot see each other's ids, so their new index rows are checked here, before
+    anything is published, and a batch where two shards landed the same id (rare: an id reused
+    under two customers at once) runs again, same seq and file names, with the winning copies
+    of those ids passed in: every other copy then has exactly one outcome.
+    """
+    started = time.perf_counter()
+    job = replace(job, winners=None)  # decided afresh (a lane's re-run passes the job of its first run)
+    outcome = _execute_once(job)
+    winners = ids_landed_twice([str(Path(job.root) / f.path) for f in outcome.files if f.dataset == "id_index"])
+    if winners.num_rows:
+        log.info("batch %d: %d ids landed by two shards: run again with their winners", job.seq, winners.num_rows)
+        outcome = _execute_once(replace(job, winners=winners))
+        again = ids_landed_twice([str(Path(job.root) / f.path) for f in outcome.files if f.dataset == "id_index"])
+        if again.num_rows:  # cannot happen: the winners decide every other copy of those ids
+            raise RuntimeError(f"batch {job.seq}: ids still landed by two shards after the re-run")
+        outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _execute_once(job: BatchJob) -> BatchOutcome:
     started = time.perf_counter()
     staging = Path(job.root) / "_staging" / f"{job.seq:010d}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -310,6 +337,7 @@ def execute(job: BatchJob) -> BatchOutcome:
         root=job.root,
         receipts_path=str(receipts_path),
         shards=job.shards,
+        winners=job.winners,
     )
     pipeline.run().wait_until_finish()
     receipts = json.loads(receipts_path.read_text(encoding="utf-8"))

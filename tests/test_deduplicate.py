@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import xxhash
 
-from parcours.pipelines.deduplicate import NARROW_IDS, decide_ids, id_buckets
+from parcours.pipelines.deduplicate import NARROW_IDS, candidates, decide_ids, id_buckets
 from parcours.warehouse import ID_INDEX
 
 T = datetime(2026, 2, 2, tzinfo=UTC)
@@ -78,3 +79,39 @@ def test_the_lowest_position_lands_and_every_other_copy_has_one_outcome():
 def test_buckets_are_xxh3_of_the_id_modulo_the_bucket_count():
     ids = ["e-1", "e-2", "é-3", "r-42"]
     assert id_buckets(pa.array(ids), 8).tolist() == [xxhash.xxh3_64_intdigest(i.encode()) % 8 for i in ids]
+
+
+def test_a_winner_held_by_another_shard_decides_every_copy_here_and_never_lands_here():
+    # The driver found "x" landed by two shards; the other shard's copy (partition 0) wins.
+    winners = narrow([("touchpoints", "x", 2, "a", 0, 5)])
+    shard = narrow(
+        [
+            ("touchpoints", "x", 1, "b", 1, 0),  # other bytes: a conflict with the winner
+            ("touchpoints", "x", 2, "b", 1, 3),  # the winner's bytes: a duplicate
+            ("touchpoints", "w", 9, "b", 1, 4),  # untouched by the winners: lands
+        ]
+    )
+    new, decisions = decide_ids(shard, landed([]), winners)
+    assert new.select(["record_id", "source_offset"]).to_pylist() == [{"record_id": "w", "source_offset": 4}]
+    got = sorted(
+        (
+            d["source_offset"],
+            d["is_duplicate"],
+            d["is_landed"],
+            d["ref_customer_id"],
+            d["ref_partition"],
+            d["ref_offset"],
+        )
+        for d in decisions.to_pylist()
+    )
+    assert got == [(0, False, False, "a", 0, 5), (3, True, False, "a", 0, 5)]
+    # In the winner's own shard the winner is its own row: it lands, once.
+    new, decisions = decide_ids(narrow([("touchpoints", "x", 2, "a", 0, 5)]), landed([]), winners)
+    assert new.select(["record_id", "source_offset"]).to_pylist() == [{"record_id": "x", "source_offset": 5}]
+    assert decisions.num_rows == 0
+
+
+def test_only_repeated_or_known_hashes_need_the_exact_check():
+    hashes = np.array([5, 9, 5, 7, 11], dtype=np.uint64)  # 5 twice in the shard; 11 is in the index
+    assert candidates(hashes, np.array([11, 99], dtype=np.uint64)).tolist() == [True, False, True, False, True]
+    assert candidates(np.array([1, 2], dtype=np.uint64), np.empty(0, np.uint64)).tolist() == [False, False]
