@@ -65,6 +65,7 @@ from parcours.pipelines.sources import (
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
 from parcours.warehouse import INGEST, Manifest, OutboxEntry, PublishedFile, Warehouse
+from parcours.warehouse.ledger import merge_watermarks
 from parcours.warehouse.publish import Gate, accept_all
 from parcours.warehouse.publish import publish as publish_commit
 
@@ -242,16 +243,6 @@ def _add(into: dict[str, int], values: dict[str, int]) -> None:
         into[key] = into.get(key, 0) + value
 
 
-def _merge_watermarks(previous: dict[str, dict[int, str]], new: dict[str, dict[int, str]]) -> dict:
-    merged = {source: dict(parts) for source, parts in previous.items()}
-    for source, parts in new.items():
-        for partition, at in parts.items():
-            current = merged.setdefault(source, {}).get(int(partition))
-            if current is None or datetime.fromisoformat(at) > datetime.fromisoformat(current):
-                merged[source][int(partition)] = at
-    return merged
-
-
 def watermark_of(watermarks: dict[str, dict[int, str]], sources: set[str]) -> datetime | None:
     """Lateness reference: the minimum across a source's partitions of their latest landed time."""
     times = [datetime.fromisoformat(at) for s in sources for at in watermarks.get(s, {}).values()]
@@ -362,7 +353,7 @@ def _execute_once(job: BatchJob) -> BatchOutcome:
         _add(duplicates, receipt.get("duplicates_skipped", {}))
         relanded += sum(receipt.get("relanded", {}).values())
         for kind_marks in receipt.get("watermarks", {}).values():
-            watermarks = _merge_watermarks(watermarks, kind_marks)
+            watermarks = merge_watermarks(watermarks, kind_marks)
         published += [PublishedFile(**f) for f in receipt.get("files", [])]
     kind_of_source = {source: kind for kind, sources in job.source_of_kind.items() for source in sources}
     dead: dict[str, int] = {}
@@ -554,7 +545,7 @@ class Runner:
             config_fingerprint=self.config.fingerprint,
             files=tuple(outcome.files),
             offsets=offsets,
-            watermarks=_merge_watermarks(previous, outcome.watermarks),
+            watermarks=merge_watermarks(previous, outcome.watermarks),
             counts={
                 "consumed": sum(outcome.consumed.values()),
                 "landed": sum(outcome.landed.values()),

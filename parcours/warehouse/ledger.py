@@ -624,5 +624,16 @@ def _seqs_in(folder: Path) -> list[int]:
         return sorted(int(match.group(1)) for entry in entries if (match := _MANIFEST_NAME.match(entry.name)))
 
 
+def merge_watermarks(previous: dict[str, dict[int, str]], new: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:
+    """Per source and partition, the later of two latest landed event times (ISO text)."""
+    merged = {source: dict(parts) for source, parts in previous.items()}
+    for source, parts in new.items():
+        for partition, at in parts.items():
+            current = merged.setdefault(source, {}).get(int(partition))
+            if current is None or datetime.fromisoformat(at) > datetime.fromisoformat(current):
+                merged[source][int(partition)] = at
+    return merged
+
+
 def _utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from parcours.warehouse.datasets import DATASETS
-from parcours.warehouse.ledger import DROP, QUARANTINE, RELEASE, Manifest, Quarantine
+from parcours.warehouse.ledger import DROP, QUARANTINE, RELEASE, Manifest, Quarantine, merge_watermarks
 from parcours.warehouse.views import raw_view_sql
 
 
@@ -144,7 +144,7 @@ def drop(warehouse, seq: int, why: str, *, now: datetime | None = None) -> Manif
 def _merged_watermarks(warehouse, quarantine: Quarantine) -> dict[str, dict[int, str]]:
     """The published watermarks with the latest event time per source partition of the quarantine's
     touchpoints and answers, as their own commit would have merged them."""
-    merged = {source: dict(parts) for source, parts in warehouse._state().watermarks.items()}
+    latest: dict[str, dict[int, str]] = {}
     columns = {"touchpoints": "occurred_at", "survey_answers": "answered_at"}
     with duckdb.connect() as con:
         for dataset, column in columns.items():
@@ -152,11 +152,8 @@ def _merged_watermarks(warehouse, quarantine: Quarantine) -> dict[str, dict[int,
             if not paths:
                 continue
             con.execute(raw_view_sql(con, DATASETS[dataset], paths, temporary=True, name="released"))
-            for source, partition, latest in con.execute(
+            for source, partition, at in con.execute(
                 f"select source, coalesce(source_partition, -1), max({column}) from released group by all"
             ).fetchall():
-                at = latest.astimezone(UTC).isoformat()
-                current = merged.setdefault(source, {}).get(int(partition))
-                if current is None or datetime.fromisoformat(at) > datetime.fromisoformat(current):
-                    merged[source][int(partition)] = at
-    return merged
+                latest.setdefault(source, {})[int(partition)] = at.astimezone(UTC).isoformat()
+    return merge_watermarks(warehouse._state().watermarks, latest)
