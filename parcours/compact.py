@@ -254,7 +254,7 @@ def _compact_id_index(
         dropped += expired
         rows = con.sql(
             f"select * exclude ({ID_INDEX.partition_column}) from raw_id_index where ingested_at >= $cutoff "
-            "order by batch_seq, source, source_partition, source_offset",
+            "order by id_hash, kind, record_id",  # sorted by hash, as the look-ups read it
             params={"cutoff": cutoff},
         )
         new = warehouse.write_stream(ID_INDEX.name, bucket, rows.to_arrow_reader(BATCH_ROWS), seq, PART)

@@ -16,13 +16,16 @@ an id under two customers meet in no shard, and the landed datasets are laid out
 so finding an id in them means reading every date. The index (`data/id_index/id_bucket=<b>/`,
 declared in `parcours.warehouse.ID_INDEX`) holds one narrow row per landed id: kind, id, payload
 hash, customer and (source, partition, offset). Each shard of a micro-batch decides its own
-records, inside its own step: it hashes their ids, reads the index rows of those ids from the
-buckets they fall in (narrow columns only), decides within the shard and against the index, and
-writes its new ids as one file per bucket. No side input and no regrouping of rows: the step
-fuses with Validate, so the wide rows stream through as they did before the index.
+records, inside its own step: it hashes their ids and reads one column of the buckets they
+fall in, the index's id hashes (8 bytes a row; each file holds them sorted). An id whose hash
+repeats in the shard or is in the index (a re-send, a conflict, or rarely a hash collision) is
+decided exactly, in DuckDB, against the index rows of those hashes only, read from the files
+that hold them; every other id is new. The shard writes its new ids as one file per bucket,
+sorted by hash. No side input and no regrouping of rows: the step fuses with Validate, so the
+wide rows stream through as they did before the index.
 
-Two shards cannot see each other's ids. The driver therefore reads the batch's new index rows
-(a few narrow columns) before publishing it (`ids_landed_twice`); an id landed by two shards
+Two shards cannot see each other's ids. The driver therefore reads the hashes of the batch's
+new index rows before publishing it (`ids_landed_twice`, exact on the hashes that repeat); an id landed by two shards
 (rare: an id reused under two customers at once) makes it run the batch again, under the same
 seq and file names, with the winning copy of each such id passed in, so every other copy is a
 duplicate or one dead letter (`pipelines/run.py`, `execute`).
@@ -56,6 +59,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import xxhash
 
 from parcours.pipelines.batching import paused_gc
@@ -110,7 +114,23 @@ def candidates(hashes: np.ndarray, others: np.ndarray) -> np.ndarray:
     exact check. Pure: tested alone."""
     ordered = np.sort(hashes)
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    return np.isin(hashes, np.concatenate([repeated, others]))
+    return contains(np.sort(others, kind="stable"), hashes) | contains(repeated, hashes)
+
+
+def contains(pool: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Which of `values` are in `pool` (sorted ascending): a binary search per value, so a large
+    pool is never sorted again. Pure: tested alone."""
+    if not pool.size or not values.size:
+        return np.zeros(values.size, dtype=bool)
+    at = np.minimum(np.searchsorted(pool, values), pool.size - 1)
+    return pool[at] == values
+
+
+def file_hashes(path: str) -> np.ndarray:
+    """The id hashes of one id index file, sorted: its one 8-byte column (written sorted, so the
+    stable sort is a single pass)."""
+    column = pq.ParquetFile(path).read(columns=["id_hash"]).column(0)
+    return np.sort(column.to_numpy(), kind="stable")
 
 
 def narrow_ids(kind: str, table: pa.Table) -> pa.Table:
@@ -201,22 +221,20 @@ def decide_ids(batch: pa.Table, landed: pa.Table, winners: pa.Table | None = Non
         con.close()
 
 
-def _landed(index_files: Sequence[str], buckets: np.ndarray, ids: pa.Table, cutoff: datetime) -> pa.Table:
-    """The index rows, within retention, of `ids` (kind, record_id): only the buckets they fall
-    in, only the index's narrow columns."""
+def _landed(paths: Sequence[str], ids: pa.Table, cutoff: datetime) -> pa.Table:
+    """The index rows, within retention, of `ids` (kind, record_id, id_hash) from the files
+    `paths` (those that hold one of their hashes)."""
     from parcours.warehouse import ID_INDEX, raw_view_sql
 
-    wanted = {f"/id_bucket={int(b)}/" for b in np.unique(buckets)}
-    paths = [p for p in index_files if any(marker in p for marker in wanted)]
-    if not paths:
+    if not paths or not ids.num_rows:
         return _EMPTY_LANDED
     con = duckdb.connect()
     try:
         con.execute("set threads = 1")
-        con.execute(raw_view_sql(con, ID_INDEX, paths, temporary=True))
+        con.execute(raw_view_sql(con, ID_INDEX, list(paths), temporary=True))
         con.register("ids", ids)
         return con.sql(
-            "select i.* exclude (id_bucket) from raw_id_index i semi join ids using (kind, record_id) "
+            "select i.* exclude (id_bucket) from raw_id_index i semi join ids using (kind, id_hash, record_id) "
             "where i.ingested_at >= $cutoff",
             params={"cutoff": cutoff},
         ).to_arrow_table()
@@ -273,19 +291,28 @@ class DeduplicateShardFn(beam.DoFn):
         narrow = narrow_ids(kind, table).append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
         hashes = id_hashes(narrow.column("record_id"))
         buckets = (hashes % np.uint64(ID_BUCKETS)).astype(np.int32)
-        landed = _landed(self._index_files, buckets, narrow.select(["kind", "record_id"]), self._cutoff)
+        wanted = {f"/id_bucket={int(b)}/" for b in np.unique(buckets)}
+        index = {p: file_hashes(p) for p in self._index_files if any(marker in p for marker in wanted)}
         winners = self._winners
         if winners is not None:
             winners = winners.filter(pc.equal(winners.column("kind"), kind))
-        known = [t.column("record_id") for t in (landed, winners) if t is not None and t.num_rows]
-        others = id_hashes(pa.chunked_array(known, pa.string())) if known else np.empty(0, np.uint64)
+        known = [*index.values()]
+        if winners is not None and winners.num_rows:
+            known.append(id_hashes(winners.column("record_id")))
+        others = np.concatenate(known) if known else np.empty(0, np.uint64)
         # The exact decision (DuckDB) for the few rows that need one; the others are new ids.
         check = candidates(hashes, others)
-        new = narrow.filter(pa.array(~check))
+        new = narrow.append_column("id_hash", pa.array(hashes, pa.uint64())).filter(pa.array(~check))
         decisions = _NO_DECISIONS
         if check.any():
-            decided, decisions = decide_ids(narrow.filter(pa.array(check)), landed, winners)
-            new = pa.concat_tables([new, decided.cast(new.schema)]).sort_by("row")
+            checked = narrow.filter(pa.array(check))
+            asked = np.sort(hashes[check])
+            holding = [path for path, held in index.items() if contains(held, asked).any()]
+            ids = checked.select(["kind", "record_id"]).append_column("id_hash", pa.array(hashes[check], pa.uint64()))
+            landed = _landed(holding, ids, self._cutoff)
+            decided, decisions = decide_ids(checked, landed, winners)
+            decided = decided.append_column("id_hash", pa.array(hashes[decided.column("row").to_numpy()], pa.uint64()))
+            new = pa.concat_tables([new, decided.cast(new.schema)])
         if new.num_rows:
             yield beam.pvalue.TaggedOutput("receipts", {"files": self._write_index(kind, shard, new, buckets)})
         if not decisions.num_rows:
@@ -304,30 +331,43 @@ class DeduplicateShardFn(beam.DoFn):
             yield (kind, shard), table.filter(pa.array(keep)).drop_columns(["payload"])
 
     def _write_index(self, kind: str, shard: int, new: pa.Table, buckets: np.ndarray) -> list[dict]:
+        """The shard's new ids, one file per bucket, each sorted by id hash (see `file_hashes`)."""
         from parcours.warehouse import ID_INDEX
 
+        hashes, buckets = new.column("id_hash").to_numpy(), buckets[new.column("row").to_numpy()]
+        order = np.lexsort((hashes, buckets))  # by bucket (one file each), then by hash
         n = new.num_rows
-        rows = new.select(NARROW_IDS.names)
+        rows = new.select([*NARROW_IDS.names, "id_hash"]).take(pa.array(order))
         rows = rows.append_column("batch_seq", pa.array(np.full(n, self._seq, dtype=np.int64)))
         at = ID_INDEX.arrow_schema.field("ingested_at").type
-        rows = rows.append_column("ingested_at", pa.array([self._now] * n, at))
-        rows = rows.append_column("id_bucket", pa.array(buckets[new.column("row").to_numpy()], pa.int32()))
+        rows = rows.append_column("ingested_at", pa.repeat(pa.scalar(self._now, at), n))
+        rows = rows.append_column("id_bucket", pa.array(buckets[order], pa.int32()))
         files = self._warehouse.write_parquet("id_index", rows, self._seq, f"ids-{kind}-s{shard:03d}")
         return [asdict(f) for f in files]
 
 
 def ids_landed_twice(paths: Sequence[str]) -> pa.Table:
     """The winners of the ids that two shards of one batch both landed, from the batch's new
-    index files (`paths`; a few narrow columns): per such id, its copy with the lowest (topic,
-    partition, offset) (NARROW_IDS). Usually empty: an id reused under two customers at once.
+    index files (`paths`): per such id, its copy with the lowest (topic, partition, offset)
+    (NARROW_IDS). Usually empty (an id reused under two customers at once), and then only the
+    files' hash columns are read: the exact check reads the rows of the hashes that repeat.
     """
-    from parcours.warehouse import ID_INDEX, raw_view_sql
-
     if len(paths) < 2:
         return NARROW_IDS.empty_table()
+    ordered = np.sort(np.concatenate([file_hashes(p) for p in paths]))
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not repeated.size:
+        return NARROW_IDS.empty_table()
+    return _repeated_ids(paths, repeated)
+
+
+def _repeated_ids(paths: Sequence[str], hashes: np.ndarray) -> pa.Table:
+    from parcours.warehouse import ID_INDEX, raw_view_sql
+
     con = duckdb.connect()
     try:
         con.execute(raw_view_sql(con, ID_INDEX, list(paths), temporary=True, name="new_ids"))
+        con.register("hashes", pa.table({"id_hash": pa.array(hashes, pa.uint64())}))
         twice = con.sql(
             f"""
             with counted as (
@@ -336,7 +376,7 @@ def ids_landed_twice(paths: Sequence[str]) -> pa.Table:
                        row_number() over (
                            partition by kind, record_id order by source, source_partition, source_offset
                        ) as arrival
-                from new_ids
+                from new_ids semi join hashes using (id_hash)
             ), final as (
                 select {", ".join(NARROW_IDS.names)} from counted where copies > 1 and arrival = 1
             )
@@ -346,6 +386,35 @@ def ids_landed_twice(paths: Sequence[str]) -> pa.Table:
     finally:
         con.close()
     return twice.cast(NARROW_IDS)
+
+
+def shares_ids(new: Sequence[str], published: Sequence[str]) -> bool:
+    """Do the id index files `new` hold an id of the files `published` (same kind and id)?
+
+    Reads the hash columns, and the rows only for the hashes both hold (rare: with
+    `--workers N`, a batch that shares an id with one published before it in the round).
+    """
+    from parcours.warehouse import ID_INDEX, raw_view_sql
+
+    if not new or not published:
+        return False
+    ours = np.unique(np.concatenate([file_hashes(p) for p in new]))
+    theirs = np.concatenate([file_hashes(p) for p in published])
+    both = ours[contains(np.sort(theirs), ours)]
+    if not both.size:
+        return False
+    con = duckdb.connect()
+    try:
+        con.execute(raw_view_sql(con, ID_INDEX, list(new), temporary=True, name="new_ids"))
+        con.execute(raw_view_sql(con, ID_INDEX, list(published), temporary=True))
+        con.register("hashes", pa.table({"id_hash": pa.array(both, pa.uint64())}))
+        found = con.execute(
+            "select count(*) from (select kind, record_id from new_ids semi join hashes using (id_hash) "
+            "semi join raw_id_index using (kind, id_hash, record_id))"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    return found > 0
 
 
 def _conflict_letters(kind: str, table: pa.Table, conflicts: pa.Table) -> pa.Table:

@@ -47,7 +47,7 @@ from parcours.config import JourneyConfig
 from parcours.kafka import KafkaSettings, make_consumer, make_producer
 from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.dead_letter_topic import record_limit, records_of, send_in_order
-from parcours.pipelines.deduplicate import Deduplicate, ids_landed_twice
+from parcours.pipelines.deduplicate import Deduplicate, ids_landed_twice, shares_ids
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
 from parcours.pipelines.lanes import start_workers
@@ -299,15 +299,19 @@ def execute(job: BatchJob) -> BatchOutcome:
     started = time.perf_counter()
     job = replace(job, winners=None)  # decided afresh (a lane's re-run passes the job of its first run)
     outcome = _execute_once(job)
-    winners = ids_landed_twice([str(Path(job.root) / f.path) for f in outcome.files if f.dataset == "id_index"])
+    winners = ids_landed_twice(_id_index_paths(job.root, outcome.files))
     if winners.num_rows:
         log.info("batch %d: %d ids landed by two shards: run again with their winners", job.seq, winners.num_rows)
         outcome = _execute_once(replace(job, winners=winners))
-        again = ids_landed_twice([str(Path(job.root) / f.path) for f in outcome.files if f.dataset == "id_index"])
+        again = ids_landed_twice(_id_index_paths(job.root, outcome.files))
         if again.num_rows:  # cannot happen: the winners decide every other copy of those ids
             raise RuntimeError(f"batch {job.seq}: ids still landed by two shards after the re-run")
         outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _id_index_paths(root: str | Path, files: Sequence[PublishedFile]) -> list[str]:
+    return [str(Path(root) / f.path) for f in files if f.dataset == "id_index"]
 
 
 def _execute_once(job: BatchJob) -> BatchOutcome:
@@ -387,31 +391,6 @@ def _execute_once(job: BatchJob) -> BatchOutcome:
         blank_lines,
         internal_errors,
     )
-
-
-def shares_ids(root: Path, files: Sequence[PublishedFile], published: Sequence[str]) -> bool:
-    """Does a batch's new id index rows (in `files`) hold an id of the index files `published`?
-
-    Both are one round's new ids only, so this reads little: the batches of a round run at once,
-    and one that shares an id with a batch published before it must be decided again.
-    """
-    import duckdb
-
-    from parcours.warehouse import ID_INDEX, raw_view_sql
-
-    new = [str(root / f.path) for f in files if f.dataset == "id_index"]
-    if not new or not published:
-        return False
-    con = duckdb.connect()
-    try:
-        con.execute(raw_view_sql(con, ID_INDEX, new, temporary=True, name="new_ids"))
-        con.execute(raw_view_sql(con, ID_INDEX, [str(root / p) for p in published], temporary=True))
-        found = con.execute(
-            "select count(*) from (select kind, record_id from new_ids semi join raw_id_index using (kind, record_id))"
-        ).fetchone()[0]
-    finally:
-        con.close()
-    return found > 0
 
 
 def _lanes(partitions: list, workers: int) -> list[list]:
@@ -693,13 +672,13 @@ class Runner:
                 outcomes = [execute(jobs[0]), *(future.result() for future in others)]
                 published_ids: list[str] = []  # the id index files of this round's published batches
                 for index, outcome in enumerate(outcomes, 1):
-                    if published_ids and shares_ids(self.warehouse.root, outcome.files, published_ids):
+                    if shares_ids(_id_index_paths(self.warehouse.root, outcome.files), published_ids):
                         # It ran beside them and could not see their ids: decided again against
                         # the index as they left it. Rare (an id under two customers at once).
                         log.info("batch %d shares ids with a batch published before it: run again", outcome.job.seq)
                         outcome = execute(replace(outcome.job, files=self._published_files()))
                     report.batches.append(self.publish(outcome, refresh_views=index == len(outcomes)))
-                    published_ids += [f.path for f in outcome.files if f.dataset == "id_index"]
+                    published_ids += _id_index_paths(self.warehouse.root, outcome.files)
                 _crash_point("before_kafka_commit")
                 self._mirror_offsets(consumer, TopicPartition, OffsetAndMetadata)
         finally:

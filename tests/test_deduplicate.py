@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from parcours.pipelines.deduplicate import NARROW_IDS, candidates, decide_ids, id_buckets
+from parcours.pipelines.deduplicate import NARROW_IDS, candidates, contains, decide_ids, id_buckets
 from parcours.warehouse import ID_INDEX
 
 T = datetime(2026, 2, 2, tzinfo=UTC)
@@ -115,3 +115,14 @@ def test_only_repeated_or_known_hashes_need_the_exact_check():
     hashes = np.array([5, 9, 5, 7, 11], dtype=np.uint64)  # 5 twice in the shard; 11 is in the index
     assert candidates(hashes, np.array([11, 99], dtype=np.uint64)).tolist() == [True, False, True, False, True]
     assert candidates(np.array([1, 2], dtype=np.uint64), np.empty(0, np.uint64)).tolist() == [False, False]
+
+
+def test_contains_agrees_with_numpy_isin():
+    rng = np.random.default_rng(7)
+    pool = np.sort(rng.integers(0, 2**64 - 1, 5_000, dtype=np.uint64, endpoint=True))
+    values = np.concatenate([pool[::7], rng.integers(0, 2**64 - 1, 3_000, dtype=np.uint64, endpoint=True)])
+    values = np.concatenate([values, np.array([0, 2**64 - 1], dtype=np.uint64)])  # the extremes
+    assert (contains(pool, values) == np.isin(values, pool)).all()
+    assert contains(pool, values).sum() == len(pool[::7])
+    assert not contains(np.empty(0, np.uint64), values).any()
+    assert contains(pool, np.empty(0, np.uint64)).size == 0

@@ -248,6 +248,7 @@ ID_INDEX = DatasetSpec(
         [
             pa.field("kind", pa.string()),  # touchpoints | surveys
             pa.field("record_id", pa.string()),  # the event_id or response_id
+            pa.field("id_hash", pa.uint64()),  # XXH3-64 of record_id; a file's rows are sorted by it
             pa.field("payload_hash", pa.uint64()),
             pa.field("customer_id", pa.string()),
             *_LINEAGE,

@@ -107,9 +107,12 @@ class Files:
             raise ValueError(f"{dataset}: partition column {column!r} must be {spec.partition_type}, got {kind}")
         if table.column(column).null_count:
             raise ValueError(f"{dataset}: {table.column(column).null_count} rows have no {column}")
-        # A stable sort keeps each partition's rows in input order; one pass, whatever the number of dates.
-        table = table.take(pc.sort_indices(table, sort_keys=[(column, "ascending")]))
+        # A stable sort keeps each partition's rows in input order; one pass, whatever the number
+        # of dates (none when the caller already ordered the rows by partition).
         keys = table.column(column)
+        if table.num_rows > 1 and not pc.all(pc.less_equal(keys.slice(0, len(keys) - 1), keys.slice(1))).as_py():
+            table = table.take(pc.sort_indices(table, sort_keys=[(column, "ascending")]))
+            keys = table.column(column)
         data = _conform(spec, table.drop_columns([column]))
         published: list[PublishedFile] = []
         folders: set[Path] = set()
