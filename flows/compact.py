@@ -7,7 +7,7 @@ The story of one scheduled compaction:
 
 It is what `parcours compact` does, through the same functions: which rows are current and how
 the new files are published live in `parcours/compact.py`, the marts refresh in
-`pipelines/marts.py`, not here. What this module adds is what a schedule needs:
+`parcours/refresh/refresher.py`, not here. What this module adds is what a schedule needs:
 
 * a run that finds the warehouse locked (an ingestion pass landing, a manual `parcours run` or
   `parcours compact`) is skipped, like an ingestion tick (`flows/busy.py`): compaction is never
@@ -34,7 +34,7 @@ from prefect.states import State
 
 from parcours.compact import CompactionReport, compact
 from parcours.flows.busy import skipped
-from parcours.pipelines.marts import RefreshReport, catch_up
+from parcours.refresh.refresher import RefreshReport, catch_up
 from parcours.warehouse import Warehouse, WarehouseBusy
 
 

@@ -387,7 +387,7 @@ def compact(
 
     from parcours.compact import compact as compact_warehouse
     from parcours.config import parse_duration
-    from parcours.pipelines.marts import catch_up
+    from parcours.refresh.refresher import catch_up
     from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
 
     period = parse_duration(grace)

@@ -51,7 +51,6 @@ from parcours.pipelines.deduplicate import Deduplicate, ids_landed_twice, shares
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
 from parcours.pipelines.lanes import start_workers
-from parcours.pipelines.marts import RefreshReport, catch_up
 from parcours.pipelines.sessionize import Sessionize
 from parcours.pipelines.shard import ShardByCustomer
 from parcours.pipelines.sources import (
@@ -64,6 +63,7 @@ from parcours.pipelines.sources import (
 )
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
+from parcours.refresh.refresher import RefreshReport, catch_up
 from parcours.warehouse import INGEST, Manifest, OutboxEntry, PublishedFile, Warehouse
 from parcours.warehouse.ledger import merge_watermarks
 from parcours.warehouse.publish import Gate, accept_all

@@ -339,7 +339,7 @@ def land_without_refresh(tmp_path: Path) -> Warehouse:
 def test_compaction_refuses_batches_the_marts_do_not_hold_yet(tmp_path: Path) -> None:
     """Compaction drops the refresh markers: batches not refreshed yet would be lost to the marts."""
     from parcours.compact import MartsNotRefreshed
-    from parcours.pipelines.marts import catch_up
+    from parcours.refresh.refresher import catch_up
 
     warehouse = land_without_refresh(tmp_path)
     with warehouse.lock():

@@ -23,8 +23,8 @@ import duckdb
 import pytest
 
 from parcours.config import load_config
-from parcours.pipelines.marts import ROLLUP_MODELS
 from parcours.pipelines.run import Runner
+from parcours.refresh.refresher import ROLLUP_MODELS
 from parcours.warehouse import DATASETS, ROLLUPS, Warehouse
 from tests.pipeline_helpers import make_events, query, write_jsonl
 

@@ -20,8 +20,8 @@ import duckdb
 import pytest
 
 from parcours.config import load_config
-from parcours.pipelines.marts import catch_up
 from parcours.pipelines.run import Runner
+from parcours.refresh.refresher import catch_up
 from parcours.warehouse import DROP, QUARANTINE, RELEASE, Warehouse, kind_of
 from parcours.warehouse.publish import ACCEPTED, NotQuarantined, Staged, Verdict, drop, release
 from tests.pipeline_helpers import query, write_jsonl

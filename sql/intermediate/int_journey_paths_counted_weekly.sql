@@ -3,7 +3,7 @@
 -- started in, its cycle type and how it ended: the "top paths" of a dashboard.
 -- grain: one row per (started_week, first_steps, cycle_type, is_converted, is_churned)
 -- `n_journeys`, `n_events` and `revenue` add up over every column.
--- The pipeline lands these rows for the weeks its refreshes touched (pipelines/marts.py); as a
+-- The pipeline lands these rows for the weeks its refreshes touched (parcours/refresh/refresher.py); as a
 -- view this model re-aggregates every journey on each query: for checks, not for dashboards.
 with journeys as (
     select * from stg_parcours__journeys

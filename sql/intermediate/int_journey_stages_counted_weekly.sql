@@ -5,7 +5,7 @@
 -- grain: one row per (started_week, stage, cycle_type, segment, product_line)
 -- `n_journeys`, `n_converted` and `n_churned` add up over every column but `stage`;
 -- `n_customers` is distinct within the row.
--- The pipeline lands these rows for the weeks its refreshes touched (pipelines/marts.py); as a
+-- The pipeline lands these rows for the weeks its refreshes touched (parcours/refresh/refresher.py); as a
 -- view this model re-aggregates every journey on each query: for checks, not for dashboards.
 with journeys as (
     select * from stg_parcours__journeys

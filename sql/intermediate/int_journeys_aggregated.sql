@@ -4,7 +4,7 @@
 -- the counts are over every event of the cycle.
 -- grain: one row per (customer_id, journey_cycle)
 -- The pipeline runs this model over the (customer, journey cycle) groups each batch touched and
--- lands the rows in the `journeys` dataset (pipelines/marts.py); the `journeys` mart reads those
+-- lands the rows in the `journeys` dataset (parcours/refresh/refresher.py); the `journeys` mart reads those
 -- rows. As a view it aggregates every touchpoint on each query: for checks, not for dashboards.
 with events as (
     select * from stg_parcours__touchpoints

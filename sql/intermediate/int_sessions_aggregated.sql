@@ -2,7 +2,7 @@
 -- apart, within the maximum duration, aggregated from its current touchpoints.
 -- grain: one row per session_id
 -- The pipeline runs this model over the sessions each batch touched and lands the rows in the
--- `sessions` dataset (pipelines/marts.py); the `sessions` mart reads those rows. As a view it
+-- `sessions` dataset (parcours/refresh/refresher.py); the `sessions` mart reads those rows. As a view it
 -- aggregates every touchpoint on each query: for checks, not for dashboards.
 with events as (
     select * from stg_parcours__touchpoints

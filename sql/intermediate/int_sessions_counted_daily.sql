@@ -4,7 +4,7 @@
 -- A session with events on several channels counts once under each of them, so `n_sessions`,
 -- `n_events` and `revenue` add up over days, segments and product lines, not over channels.
 -- `n_customers` is distinct within the row: it adds up over nothing.
--- The pipeline lands these rows for the days its refreshes touched (pipelines/marts.py); as a
+-- The pipeline lands these rows for the days its refreshes touched (parcours/refresh/refresher.py); as a
 -- view this model re-aggregates every session on each query: for checks, not for dashboards.
 with sessions as (
     select * from stg_parcours__sessions

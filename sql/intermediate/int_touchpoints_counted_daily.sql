@@ -2,7 +2,7 @@
 -- channel, touchpoint, segment and product line.
 -- grain: one row per (event_date, stage, channel, touchpoint, segment, product_line)
 -- `n_events` and `revenue` add up over every column; `n_customers` is distinct within the row.
--- The pipeline lands these rows for the days its batches touched (pipelines/marts.py); as a
+-- The pipeline lands these rows for the days its batches touched (parcours/refresh/refresher.py); as a
 -- view this model re-aggregates every touchpoint on each query: for checks, not for dashboards.
 with events as (
     select * from stg_parcours__touchpoints

@@ -6,7 +6,7 @@
 -- `path_cleaning.summary_steps` touchpoints of the journey's cleaned path.
 -- Materialised: the rows of `int_journey_paths_counted_weekly` for each partition (day or week) a
 -- refresh touched, one file per partition, replaced whole when a later refresh touches it again
--- (pipelines/marts.py).
+-- (parcours/refresh/refresher.py).
 with rolled_up as (
     select * from raw_journey_paths_weekly
 ),

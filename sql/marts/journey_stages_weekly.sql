@@ -7,7 +7,7 @@
 -- is distinct within the row.
 -- Materialised: the rows of `int_journey_stages_counted_weekly` for each partition (day or week) a
 -- refresh touched, one file per partition, replaced whole when a later refresh touches it again
--- (pipelines/marts.py).
+-- (parcours/refresh/refresher.py).
 with rolled_up as (
     select * from raw_journey_stages_weekly
 ),

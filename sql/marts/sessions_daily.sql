@@ -6,7 +6,7 @@
 -- product lines, not over channels. `n_customers` is distinct within the row.
 -- Materialised: the rows of `int_sessions_counted_daily` for each partition (day or week) a
 -- refresh touched, one file per partition, replaced whole when a later refresh touches it again
--- (pipelines/marts.py).
+-- (parcours/refresh/refresher.py).
 with rolled_up as (
     select * from raw_sessions_daily
 ),

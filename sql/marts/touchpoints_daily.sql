@@ -5,7 +5,7 @@
 -- `n_events` and `revenue` add up over every column; `n_customers` is distinct within the row.
 -- Materialised: the rows of `int_touchpoints_counted_daily` for each partition (day or week) a
 -- refresh touched, one file per partition, replaced whole when a later refresh touches it again
--- (pipelines/marts.py).
+-- (parcours/refresh/refresher.py).
 with rolled_up as (
     select * from raw_touchpoints_daily
 ),
