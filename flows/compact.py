@@ -2,7 +2,7 @@
 
 The story of one scheduled compaction:
 
-    take the warehouse lock (busy: skip this tick) -> catch_up_marts -> compact_partitions
+    take the warehouse lock (busy: skip this tick) -> refresh_marts -> compact_partitions
     -> log and return what it did, as a plain dict
 
 It is what `parcours compact` does, through the same functions: which rows are current and how
@@ -34,20 +34,9 @@ from prefect.states import State
 
 from parcours.compact import CompactionReport, compact
 from parcours.flows.busy import skipped
-from parcours.refresh.refresher import RefreshReport, catch_up
+from parcours.flows.refresh import refresh_marts
+from parcours.refresh.refresher import RefreshReport
 from parcours.warehouse import Warehouse, WarehouseBusy
-
-
-@task(name="catch_up_marts", cache_policy=NO_CACHE)  # a cached result would skip the refresh
-def catch_up_marts(warehouse: Warehouse) -> RefreshReport | None:
-    """The marts refreshed for every batch committed since the last refresh; None if none was.
-
-    The caller holds the warehouse lock. The views are rebuilt first if they are stale (a moved
-    folder, or a run that died between a commit and its rebuild), as every command does.
-    """
-    if warehouse.views_outdated():
-        warehouse.rebuild_views()
-    return catch_up(warehouse)
 
 
 @task(name="compact_partitions", cache_policy=NO_CACHE)
@@ -102,7 +91,7 @@ def compact_warehouse(warehouse: str = "warehouse") -> dict[str, Any] | State:
         return summary(str(wh.root), None, CompactionReport(seq=None))
     try:
         with wh.lock():
-            refreshed = catch_up_marts(wh)
+            refreshed = refresh_marts(wh)
             if refreshed is not None:
                 logger.info(
                     f"marts {refreshed.seq}: caught up first, for {refreshed.batches} batch(es) "
@@ -116,4 +105,4 @@ def compact_warehouse(warehouse: str = "warehouse") -> dict[str, Any] | State:
     return result
 
 
-__all__ = ["catch_up_marts", "compact_partitions", "compact_warehouse", "describe", "summary"]
+__all__ = ["compact_partitions", "compact_warehouse", "describe", "summary"]

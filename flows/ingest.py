@@ -3,7 +3,8 @@
 The story of one scheduled pass:
 
     take the warehouse lock (busy: skip this tick) -> land_from_kafka (retried while the
-    broker is unreachable) -> log and return the counts of every micro-batch
+    broker is unreachable) -> refresh_marts (every derived dataset, `flows/refresh.py`)
+    -> log and return the counts of every micro-batch and what the refresh wrote
 
 It is the pass `parcours run` makes, through the same `Runner.run_kafka`: the pipeline, its
 exactly-once publication and its accounting live in `pipelines/run.py`, not here. What this
@@ -25,6 +26,7 @@ must not be. The schedule is declared in `prefect.yaml`; `parcours serve` runs i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +39,8 @@ from prefect.tasks import exponential_backoff
 
 from parcours.config import load_config
 from parcours.flows.busy import skipped
+from parcours.flows.refresh import describe as describe_refresh
+from parcours.flows.refresh import refresh_marts, refreshed
 from parcours.kafka import BrokerUnavailable, KafkaSettings
 from parcours.warehouse import Warehouse, WarehouseBusy
 
@@ -84,6 +88,7 @@ class IngestReport:
     warehouse: str
     batches: tuple[dict[str, Any], ...] = ()  # BatchReport fields: seq, consumed, landed... per kind
     skipped: str | None = None
+    refreshed: dict[str, Any] | None = None  # what the refresh after the landing did (`flows/refresh.py`)
 
     def total(self, name: str) -> int:
         """Sum over batches and kinds of one count: consumed, landed, dead_lettered, duplicates_skipped."""
@@ -139,7 +144,7 @@ def land_from_kafka(
         on_batch=lambda batch: logger.info(batch.describe()),
     )
     runner.tidy()
-    result = runner.run_kafka(settings, max_batches=max_batches)
+    result = runner.run_kafka(settings, max_batches=max_batches, refresh=False)  # refresh_marts follows
     return IngestReport(str(warehouse.root), tuple(asdict(batch) for batch in result.batches))
 
 
@@ -171,9 +176,12 @@ def ingest_events(
     try:
         with wh.lock():
             report = land_from_kafka(wh, settings, config, workers, batch_size, max_batches)
+            refresh = refresh_marts(wh)
+            report = dataclasses.replace(report, refreshed=refreshed(refresh))
     except WarehouseBusy as exc:
         return skipped(exc, IngestReport(str(wh.root), skipped=str(exc)))
     logger.info(report.describe())
+    logger.info(describe_refresh(refresh, str(wh.root)))
     return report
 
 

@@ -203,8 +203,8 @@ def build_deployments(
     `parameters` override the file's (e.g. an absolute warehouse path), for each deployment
     whose flow takes them; one that no flow takes is an error, as is a parameter of the file
     that its flow does not take (Prefect would only say so when the first run fails, maybe at
-    night). `interval` replaces every schedule with one of that many seconds, for benchmarks
-    and tests only.
+    night). `interval` replaces every schedule with one of that many seconds (a deployment with
+    none stays on demand), for benchmarks and tests only.
     """
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Schedule
@@ -224,7 +224,7 @@ def build_deployments(
             )
         taken = {name: value for name, value in overrides.items() if name in accepted}
         used |= set(taken)
-        if interval is not None:
+        if interval is not None and spec.schedules:  # an on-demand deployment stays on demand
             schedules = [Schedule(interval=timedelta(seconds=interval))]
         else:
             schedules = [Schedule(**schedule.model_dump(exclude_none=True)) for schedule in spec.schedules]

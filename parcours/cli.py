@@ -319,9 +319,10 @@ def run(
 
 
 def _describe_refresh(report) -> str:
+    rebuilt = f", {len(report.rebuilt)} rebuilt whole ({', '.join(report.rebuilt)})" if report.rebuilt else ""
     return (
         f"marts {report.seq}: sessions and journeys of {report.customers:,} customers refreshed for "
-        f"{report.batches} batch{'es' if report.batches > 1 else ''} ({report.seconds:.1f} s)"
+        f"{report.batches} batch{'es' if report.batches != 1 else ''}{rebuilt} ({report.seconds:.1f} s)"
     )
 
 
@@ -369,6 +370,48 @@ def serve(
         )
     except ServeError as exc:
         fail(str(exc))
+
+
+@app.command()
+def refresh(
+    warehouse: WarehouseOption = Path("warehouse"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what is pending for each dataset, and why; change nothing.")
+    ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Also rebuild whole every derived dataset whose definition (models, declaration, the settings "
+            "they read) changed since its rows were written.",
+        ),
+    ] = False,
+) -> None:
+    """Bring every derived dataset (sessions, journeys, rollups...) up to date with what landed."""
+    from parcours.refresh.refresher import catch_up, plan
+    from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
+
+    wh = Warehouse(warehouse)
+    if not wh.manifest_dir.is_dir():
+        fail(f"{wh.root} is not a parcours warehouse (no _manifests folder): nothing to refresh")
+    if dry_run:
+        for pending in plan(wh):
+            if not pending.reasons:
+                console.print(f"{pending.dataset}: current")
+                continue
+            console.print(f"{pending.dataset}: " + "; ".join(pending.reasons), soft_wrap=True)
+        return
+    try:
+        with wh.lock():
+            refreshed = catch_up(wh, full=full)  # its commit rebuilds the views
+            if refreshed is None and wh.views_outdated():
+                wh.rebuild_views()
+    except (WarehouseBusy, CheckpointError) as exc:
+        fail(str(exc))
+    if refreshed is None:
+        console.print("nothing to refresh: every derived dataset is current")
+        return
+    console.print(_describe_refresh(refreshed))
 
 
 @app.command()

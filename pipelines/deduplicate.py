@@ -15,18 +15,20 @@ customer (a Kafka partition of a customer-keyed topic holds whole customers), so
 an id under two customers meet in no shard, and the landed datasets are laid out by event date,
 so finding an id in them means reading every date. The index (`data/id_index/id_bucket=<b>/`,
 declared in `parcours.warehouse.ID_INDEX`) holds one narrow row per landed id: kind, id, payload
-hash, customer and (source, partition, offset). Each shard of a micro-batch decides its own
-records, inside its own step: it hashes their ids and reads one column of the buckets they
-fall in, the index's id hashes (8 bytes a row; each file holds them sorted). An id whose hash
-repeats in the shard or is in the index (a re-send, a conflict, or rarely a hash collision) is
-decided exactly, in DuckDB, against the index rows of those hashes only, read from the files
-that hold them; every other id is new. The shard writes its new ids as one file per bucket,
-sorted by hash. No side input and no regrouping of rows: the step fuses with Validate, so the
-wide rows stream through as they did before the index.
+hash, id hash, customer and (source, partition, offset). Each shard of a micro-batch decides
+its own records, inside its own step: it hashes their ids and reads one column of the buckets
+they fall in, the index's id hashes (8 bytes a row). An id whose hash repeats in the shard or is
+in the index (a re-send, a conflict, or rarely a hash collision) is decided exactly, in DuckDB,
+against the index rows of those hashes only, read from the files that hold them; every other id
+is new. The shard writes its new ids as one file per bucket, on a thread of its own (the Parquet
+encoding overlaps the batch's other work); compaction rewrites each bucket as one file in hash
+order. No side input and no regrouping of rows: the step fuses with Validate, so the wide rows
+stream through as they did before the index.
 
 Two shards cannot see each other's ids. The driver therefore reads the hashes of the batch's
-new index rows before publishing it (`ids_landed_twice`, exact on the hashes that repeat); an id landed by two shards
-(rare: an id reused under two customers at once) makes it run the batch again, under the same
+new index rows before publishing it (`ids_landed_twice`, exact on the hashes that repeat); an
+id landed by two shards (rare: an id reused under two customers at once) makes it run the batch
+again, under the same
 seq and file names, with the winning copy of each such id passed in, so every other copy is a
 duplicate or one dead letter (`pipelines/run.py`, `execute`).
 
@@ -51,6 +53,7 @@ every id already indexed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -61,6 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
+from apache_beam.transforms.window import GlobalWindows
 
 from parcours.pipelines.batching import paused_gc
 from parcours.pipelines.coders import TABLE_ELEMENT
@@ -127,10 +131,11 @@ def contains(pool: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def file_hashes(path: str) -> np.ndarray:
-    """The id hashes of one id index file, sorted: its one 8-byte column (written sorted, so the
-    stable sort is a single pass)."""
+    """The id hashes of one id index file, sorted: its one 8-byte column. A batch's files are
+    small (one shard's ids of one bucket); a compacted bucket is written in hash order, which
+    the stable sort passes over in one run."""
     column = pq.ParquetFile(path).read(columns=["id_hash"]).column(0)
-    return np.sort(column.to_numpy(), kind="stable")
+    return np.sort(column.to_numpy())
 
 
 def narrow_ids(kind: str, table: pa.Table) -> pa.Table:
@@ -285,6 +290,21 @@ class DeduplicateShardFn(beam.DoFn):
         from parcours.warehouse import Warehouse
 
         self._warehouse = Warehouse(self._root)
+        # The new index rows are written on a thread of their own: Parquet encoding releases the
+        # GIL, so it overlaps the rest of the batch's Python work instead of adding to it.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="id-index")
+
+    def start_bundle(self) -> None:
+        self._writes: list[Future] = []
+
+    def finish_bundle(self) -> Iterator:
+        writes, self._writes = self._writes, []
+        for write in writes:  # a failed write raises here and fails the bundle, like any step
+            yield beam.pvalue.TaggedOutput("receipts", GlobalWindows.windowed_value({"files": write.result()}))
+
+    def teardown(self) -> None:
+        if getattr(self, "_writer", None) is not None:
+            self._writer.shutdown(wait=True)
 
     def process(self, element: tuple[tuple[str, int], pa.Table]) -> Iterator:
         (kind, shard), table = element
@@ -314,7 +334,7 @@ class DeduplicateShardFn(beam.DoFn):
             decided = decided.append_column("id_hash", pa.array(hashes[decided.column("row").to_numpy()], pa.uint64()))
             new = pa.concat_tables([new, decided.cast(new.schema)])
         if new.num_rows:
-            yield beam.pvalue.TaggedOutput("receipts", {"files": self._write_index(kind, shard, new, buckets)})
+            self._writes.append(self._writer.submit(self._write_index, kind, shard, new, buckets))
         if not decisions.num_rows:
             yield (kind, shard), table.drop_columns(["payload"])
             return
@@ -331,17 +351,16 @@ class DeduplicateShardFn(beam.DoFn):
             yield (kind, shard), table.filter(pa.array(keep)).drop_columns(["payload"])
 
     def _write_index(self, kind: str, shard: int, new: pa.Table, buckets: np.ndarray) -> list[dict]:
-        """The shard's new ids, one file per bucket, each sorted by id hash (see `file_hashes`)."""
+        """The shard's new ids, one file per bucket (in the shard's row order: `file_hashes` sorts
+        on reading, which costs less than sorting the rows here)."""
         from parcours.warehouse import ID_INDEX
 
-        hashes, buckets = new.column("id_hash").to_numpy(), buckets[new.column("row").to_numpy()]
-        order = np.lexsort((hashes, buckets))  # by bucket (one file each), then by hash
         n = new.num_rows
-        rows = new.select([*NARROW_IDS.names, "id_hash"]).take(pa.array(order))
+        rows = new.select([*NARROW_IDS.names, "id_hash"])
         rows = rows.append_column("batch_seq", pa.array(np.full(n, self._seq, dtype=np.int64)))
         at = ID_INDEX.arrow_schema.field("ingested_at").type
         rows = rows.append_column("ingested_at", pa.repeat(pa.scalar(self._now, at), n))
-        rows = rows.append_column("id_bucket", pa.array(buckets[order], pa.int32()))
+        rows = rows.append_column("id_bucket", pa.array(buckets[new.column("row").to_numpy()], pa.int32()))
         files = self._warehouse.write_parquet("id_index", rows, self._seq, f"ids-{kind}-s{shard:03d}")
         return [asdict(f) for f in files]
 

@@ -613,8 +613,10 @@ class Runner:
         )
 
     # -- whole runs ------------------------------------------------------------------------
-    def run_kafka(self, settings: KafkaSettings, max_batches: int | None = None) -> RunReport:
-        """Catch up from the published offsets to a snapshot of the end offsets taken now.
+    def run_kafka(self, settings: KafkaSettings, max_batches: int | None = None, *, refresh: bool = True) -> RunReport:
+        """Catch up from the published offsets to a snapshot of the end offsets taken now, then
+        (unless `refresh` is false: the scheduled flow refreshes in a task of its own) the
+        derived datasets.
 
         With `workers` > 1, that many micro-batches run at once in worker processes, each over
         its own partitions (customers never span partitions), and are published in order.
@@ -686,7 +688,8 @@ class Runner:
                 pool.shutdown(cancel_futures=True)
                 self._pool = None
             consumer.close()
-        report.marts = catch_up(self.warehouse)
+        if refresh:
+            report.marts = catch_up(self.warehouse)
         return report
 
     def _mirror_offsets(self, consumer, topic_partition, offset_and_metadata) -> None:
@@ -699,8 +702,9 @@ class Runner:
         if commits:
             consumer.commit(commits)
 
-    def run_files(self, data_dir: Path, max_batches: int | None = None) -> RunReport:
-        """Backfill from touchpoints.jsonl / surveys.jsonl, resuming after what was landed."""
+    def run_files(self, data_dir: Path, max_batches: int | None = None, *, refresh: bool = True) -> RunReport:
+        """Backfill from touchpoints.jsonl / surveys.jsonl, resuming after what was landed, then
+        (unless `refresh` is false) refresh the derived datasets."""
         report = RunReport(self.warehouse.root)
         found: dict[str, Path] = {}
         for name, kind in FILE_KINDS.items():
@@ -730,7 +734,8 @@ class Runner:
             report.batches.append(
                 self.run_batch(batch_ranges, settings=None, source_of_kind=source_of_kind, sources_meta=meta)
             )
-        report.marts = catch_up(self.warehouse)
+        if refresh:
+            report.marts = catch_up(self.warehouse)
         return report
 
 

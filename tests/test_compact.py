@@ -21,6 +21,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from parcours.compact import compact
@@ -294,6 +295,9 @@ def test_compaction_drops_the_ids_older_than_the_retention(warehouse: Warehouse)
     buckets = query(db, "select count(distinct id_bucket) from raw_id_index")[0][0]
     assert len(warehouse.live_files("id_index")) == buckets
     assert query(db, "select count(*) from raw_id_index") == [(ids,)]
+    for published in warehouse.live_files("id_index"):  # each bucket rewritten in hash order
+        hashes = pq.read_table(warehouse.root / published.path, columns=["id_hash"]).column(0).to_pylist()
+        assert hashes == sorted(hashes)
     with warehouse.lock():
         expired = compact(warehouse, now=last + timedelta(days=400, seconds=1))
     assert expired.rows_dropped["id_index"] == ids

@@ -186,7 +186,7 @@ def test_the_flow_retries_the_kafka_task_only_while_the_broker_is_unavailable(
 
     calls = []
 
-    def run_kafka(self, settings, max_batches=None):
+    def run_kafka(self, settings, max_batches=None, *, refresh=True):
         calls.append(settings.bootstrap)
         if len(calls) <= len(failures):
             raise failures[len(calls) - 1]
@@ -241,6 +241,8 @@ def test_the_compaction_flow_compacts_what_ingestion_passes_landed(prefect_api, 
     produce_run(kafka_settings, tmp_path / "run2", RUN_2, [answer("r2", 50)])
     second = ingest_events(warehouse=str(root), return_state=True).result()
     assert (second.total("landed"), second.batches[0]["relanded"]) == (3, 1)  # e3 re-landed after the late e2
+    # ingest -> refresh in one flow run: the refresh is the commit after the pass's batch
+    assert (second.refreshed["seq"], second.refreshed["batches"]) == (4, 1)
     warehouse = Warehouse(root)
     before = view_rows(warehouse.db_path)
     assert query(warehouse.db_path, RAW_COUNTS) == [(6, 5, 5, 4, 1, 4, 2)]
@@ -335,7 +337,13 @@ def test_a_folder_where_nothing_was_landed_has_nothing_to_compact(prefect_api, t
 
 
 def test_prefect_yaml_schedules_ingestion_every_minute_and_compaction_nightly():
-    ingestion, compaction = read_deployments(DEFAULT_PREFECT_YAML)
+    ingestion, refresh, compaction = read_deployments(DEFAULT_PREFECT_YAML)
+    # The refresh alone runs on demand: each ingestion pass and each compaction refresh first.
+    assert (refresh.name, refresh.entrypoint, refresh.schedules) == (
+        "refresh-warehouse",
+        "flows/refresh.py:refresh_warehouse",
+        [],
+    )
     assert (ingestion.name, ingestion.entrypoint) == ("ingest-events", "flows/ingest.py:ingest_events")
     assert [s.interval for s in ingestion.schedules] == [timedelta(seconds=60)]
     # The ticks at 30 s past the minute, the compaction on it: a pass never starts with it.
@@ -373,7 +381,8 @@ def test_serve_registers_every_deployment_with_the_parameters_each_flow_takes(pr
     ids = [deployment.apply() for deployment in built]
 
     with get_client(sync_client=True) as client:
-        ingestion, compaction = (client.read_deployment(deployment_id) for deployment_id in ids)
+        ingestion, refresh, compaction = (client.read_deployment(deployment_id) for deployment_id in ids)
+    assert (refresh.name, refresh.parameters, refresh.schedules) == ("refresh-warehouse", {"warehouse": "/srv/w"}, [])
     assert (ingestion.name, ingestion.parameters) == ("ingest-events", overrides)
     assert [s.schedule.interval for s in ingestion.schedules] == [timedelta(seconds=60)]
     # The compaction takes neither workers nor a journey configuration.
@@ -388,7 +397,8 @@ def test_serve_serves_only_the_deployments_named():
     assert select_deployments(specs, None, DEFAULT_PREFECT_YAML) == specs
     assert [s.name for s in select_deployments(specs, ["ingest-events"], DEFAULT_PREFECT_YAML)] == ["ingest-events"]
     with pytest.raises(
-        ServeError, match=r"no deployment named 'compact' \(deployments: ingest-events, compact-warehouse\)"
+        ServeError,
+        match=r"no deployment named 'compact' \(deployments: ingest-events, refresh-warehouse, compact-warehouse\)",
     ):
         select_deployments(specs, ["compact"], DEFAULT_PREFECT_YAML)
 
@@ -489,7 +499,7 @@ def test_parcours_serve_runs_the_schedules_of_prefect_yaml_and_stops_its_server(
     text = "".join(output)
     assert "consumed 223 = landed 220 + dead-lettered 2 + duplicates skipped 1" in text, text[-3000:]
     assert query(tmp_path / "w" / "parcours.duckdb", "select count(*) from touchpoints") == [(200,)]
-    assert sorted(d["name"] for d in registered) == ["compact-warehouse", "ingest-events"]
+    assert sorted(d["name"] for d in registered) == ["compact-warehouse", "ingest-events", "refresh-warehouse"]
     assert "was never awaited" not in text  # Prefect's SIGTERM warning, silenced (flows/serve.py)
     (server_pid,) = re.findall(r"Prefect API at http://127\.0\.0\.1:\d+/api \(pid (\d+)", text)
     with pytest.raises(ProcessLookupError):  # stopped with serve

@@ -24,7 +24,7 @@ import pytest
 
 from parcours.config import load_config
 from parcours.pipelines.run import Runner
-from parcours.refresh.refresher import ROLLUP_MODELS
+from parcours.refresh.declarations import PARTITIONS, declarations
 from parcours.warehouse import DATASETS, ROLLUPS, Warehouse
 from tests.pipeline_helpers import make_events, query, write_jsonl
 
@@ -118,7 +118,9 @@ def test_materialised_marts_have_the_columns_of_their_models(two_runs: Path) -> 
         names = [row[0] for row in query(two_runs, f"describe int_{dataset}_aggregated")]
         assert DATASETS[dataset].arrow_schema.names == [*names, "batch_seq"]
     # And the rollups': their partition column first, read back from the folder name as a DATE.
-    for dataset, (model, _) in ROLLUP_MODELS.items():
+    rollups = [(d.name, d.model) for d in declarations() if d.invalidation.kind == PARTITIONS]
+    assert sorted(name for name, _ in rollups) == sorted(ROLLUPS)
+    for dataset, model in rollups:
         spec = DATASETS[dataset]
         described = query(two_runs, f"describe {model}")
         assert described[0][:2] == (spec.partition_column, "DATE")

@@ -1,43 +1,46 @@
-"""Refresh the materialised marts for what the micro-batches since the last refresh touched.
+"""The refresher: every declared derived dataset brought up to date with what ingestion landed.
 
-The `sessions` and `journeys` marts are Parquet datasets, not views that aggregate every
-touchpoint on each query. A refresh lands, for every customer those batches touched:
+Each derived dataset is declared beside its model (`parcours.refresh.declarations`); a pass of
+the refresher runs, in dependency order, the datasets that the ingestion commits since the last
+refresh invalidated, and publishes all their rows in one commit of kind `refresh`:
 
-* the rows of `int_sessions_aggregated` for the sessions it recomputed: the session its earliest
-  landed event belongs to (the one its new events continue, or a new one) and every later one;
-* the rows of `int_journeys_aggregated` for the journey cycles it recomputed: the cycle of its
-  earliest landed event and every later one;
-* one `refreshes` marker (customer_id, sessions_from_at, journeys_from_cycle, batch_seq), by
-  which the staging models `stg_parcours__sessions` / `__journeys` supersede the customer's
-  older rows from there on.
-
-The batches' touchpoint rows say all of that: they are every current event of the customer from
-its earliest new one on (recomputed with it), so their earliest session start and journey cycle
-are where recomputation began. Sessions and cycles never interleave in time, so the events at
-or after that session start (that cycle) are exactly the events of the groups to recompute,
-older ones included: they are read from the published Parquet.
+* **customers** datasets (`sessions`, `journeys`): for every customer those commits touched, the
+  model's rows from the customer's recompute point on (the earliest value of the declaration's
+  `from` column among its new touchpoint rows: the session its new events continue, the cycle of
+  its earliest landed event), and one `refreshes` marker per customer recording those points,
+  by which the staging models supersede the customer's older rows from there on.
+  The batches' touchpoint rows say all of that: they are every current event of the customer from
+  its earliest new one on (recomputed with it). Sessions and cycles never interleave in time, so
+  the events at or after that point are exactly the events of the groups to recompute, older ones
+  included: they are read from the published Parquet (a timestamp point prunes the event-date
+  partitions before it; a cycle number cannot, so a journeys refresh reads the touched
+  customers' rows of every partition);
+* **partitions** datasets (the rollups `sessions_daily`, `touchpoints_daily`,
+  `journey_stages_weekly`, `journey_paths_weekly`): every partition the pass changed, recomputed
+  whole by the model over the warehouse as it will read after the commit, its old file removed
+  by the manifest. Changed partitions: of a landed source, the partitions of its new files (a
+  re-landed event keeps its date); of a derived source, the declaration's `source_partition` of
+  the source's new rows and of the rows their markers supersede. A dataset with no file yet is
+  computed whole once.
 
 The rows come from the model SQL itself, run by DuckDB over those events only, so a session row
-and a journey row keep one definition (`sql/intermediate/`).
+and a journey row keep one definition (`sql/intermediate/`), and no count is ever patched by a
+difference.
 
-The same commit replaces the rollups (`sessions_daily`, `touchpoints_daily`,
-`journey_stages_weekly`, `journey_paths_weekly`: the marts at the grain dashboards chart them at)
-for the days and weeks that changed: the partitions of the refreshed session and journey rows,
-of the rows they supersede, and of the batches' touchpoints. Each such partition is recomputed
-whole by its model (`int_*_counted_*`) over the warehouse as it reads after the commit, and its
-old file is removed by the manifest; the other partitions keep theirs. So a dashboard query reads
-a few thousand pre-counted rows instead of millions of sessions (BENCHMARKS.md), and a refresh
-costs what the touched days and weeks hold, not the whole history. A rollup with no file yet
-(a warehouse from before rollups existed) is computed whole once.
+The refresh commit also records, per derived dataset, the fingerprint its rows are current
+under (its models' text, declaration and the configuration keys they read) and the point in
+event time it covers (`as_of`): `parcours_datasets` shows them, and `plan` says when a model or
+setting changed since (`parcours refresh --full` rebuilds those datasets whole).
 
-When: `catch_up`, once at the end of every `parcours run` (and before a compaction), as its own
-manifest commit, for every batch committed since the last refresh (`Warehouse.marts_pending`),
-so a run that crashed between its batches and its refresh is caught up by the next one. Why not
-with each batch: the journeys model re-aggregates whole open cycles (weeks of events), ~1.7 s a
+When: `catch_up`, at the end of every `parcours run`, from `parcours refresh`, from the
+`refresh_marts` flow after each scheduled ingestion pass, and before a compaction, for every
+commit since the last refresh (`Warehouse.marts_pending`), survey-only batches included, so a
+run that crashed between its batches and its refresh is caught up by the next one. Why not with
+each batch: the journeys model re-aggregates whole open cycles (weeks of events), ~1.7 s a
 250,000-event batch at 1M events and more as history grows, which made a catch-up of a backlog
-(several batches) a third slower; once per run it is paid once. The price: while a run lands
-several micro-batches, `sessions` and `journeys` show the state before the run until it ends
-(the touchpoints are current after each batch).
+(several batches) a third slower; once per pass it is paid once. The price: while a run lands
+several micro-batches, the derived datasets show the state before the run until it ends (the
+touchpoints are current after each batch).
 """
 
 from __future__ import annotations
@@ -46,17 +49,20 @@ import dataclasses
 import gc
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import duckdb
 import pyarrow as pa
 
 from parcours.pipelines.state import file_date
+from parcours.refresh.declarations import CUSTOMERS, PARTITIONS, Derived, declarations, fingerprint
 from parcours.warehouse import (
     DATASETS,
     MARTS_THROUGH,
     REFRESH,
+    DerivedState,
     Manifest,
     PublishedFile,
     Warehouse,
@@ -66,22 +72,9 @@ from parcours.warehouse import (
 )
 from parcours.warehouse.publish import publish
 
-SESSIONS_MODEL = "int_sessions_aggregated"
-JOURNEYS_MODEL = "int_journeys_aggregated"
 PART = "mart"
 MEMORY_LIMIT = "1GB"
 STREAM_ROWS = 122_880  # rows per Arrow batch, so per row group (DuckDB's own size)
-
-
-# Rollup dataset -> (its model, what changes its partitions). Sessions and journeys are
-# recomputed by the refresh itself; touchpoints by the batches it catches up.
-ROLLUP_MODELS: dict[str, tuple[str, str]] = {
-    "sessions_daily": ("int_sessions_counted_daily", "sessions"),
-    "touchpoints_daily": ("int_touchpoints_counted_daily", "touchpoints"),
-    "journey_stages_weekly": ("int_journey_stages_counted_weekly", "journeys"),
-    "journey_paths_weekly": ("int_journey_paths_counted_weekly", "journeys"),
-}
-_WEEK = "cast(date_trunc('week', timezone('UTC', started_at)) as DATE)"  # the models' started_week
 
 
 @dataclass(frozen=True)
@@ -95,18 +88,66 @@ class RefreshReport:
     seconds: float = 0.0
     rollup_partitions: int = 0  # rollup partitions recomputed
     removed: tuple[str, ...] = ()  # rollup files replaced by this refresh
+    rows: dict[str, int] = field(default_factory=dict)  # per derived dataset: rows written
+    rebuilt: tuple[str, ...] = ()  # datasets rebuilt whole (`--full`: their definition changed)
 
 
-def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport | None:
-    """Refresh the marts for every batch committed since the last refresh, in one commit.
+@dataclass(frozen=True)
+class Pending:
+    """What a refresh pass would do for one derived dataset, and why (`parcours refresh --dry-run`)."""
 
-    The caller holds the warehouse lock. None when nothing is pending.
+    dataset: str
+    reasons: tuple[str, ...]
+    stale_definition: bool = False  # its rows were written under another fingerprint
+
+
+def plan(warehouse: Warehouse) -> list[Pending]:
+    """What the next refresh pass would do for each derived dataset, and why. Reads the
+    ledger only (and the pending commits' manifests): cheap, takes no lock."""
+    pending = warehouse.marts_pending()
+    state = warehouse.derived_state()
+    settings = warehouse.manifests()[-1].settings if len(warehouse.manifests()) else {}
+    touched = sum(m.counts.get("landed", 0) for m in pending)
+    out = []
+    for derived in declarations():
+        reasons = []
+        if pending:
+            seqs = [m.seq for m in pending]
+            reasons.append(
+                f"{len(pending)} commit(s) since the last refresh (seq {seqs[0]}..{seqs[-1]}, "
+                f"{touched:,} records landed)"
+            )
+        current = state.get(derived.name)
+        stale = False
+        if settings and current is not None and current.fingerprint != fingerprint(derived, settings):
+            stale = True
+            reasons.append(
+                f"its definition changed since its rows were written (fingerprint {current.fingerprint} -> "
+                f"{fingerprint(derived, settings)}): `parcours refresh --full` rebuilds it"
+            )
+        if settings and current is None and not warehouse.live_files(derived.name) and pending:
+            reasons.append("never built: computed whole")
+        out.append(Pending(derived.name, tuple(reasons), stale))
+    return out
+
+
+def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = False) -> RefreshReport | None:
+    """Refresh every derived dataset for every commit since the last refresh, in one commit.
+
+    With `full`, the datasets whose definition changed since their rows were written (their
+    fingerprint) are rebuilt whole instead, and every other one is refreshed as usual, all in
+    that one commit. The caller holds the warehouse lock. None when nothing is to do.
     """
     started = time.perf_counter()
     pending = warehouse.marts_pending()
-    if not pending:
+    manifests = warehouse.manifests()
+    if not len(manifests):
         return None
-    latest = warehouse.manifests()[-1]
+    latest = manifests[-1]
+    state = warehouse.derived_state()
+    rebuild = _stale(warehouse, latest.settings) if full else set()
+    if not pending and not rebuild:
+        return None
     now = now or datetime.now(UTC)
     # After a run's micro-batches, Arrow's allocator still holds their freed memory: hand it back
     # before DuckDB takes its own, so the run's peak is the larger of the two, not their sum.
@@ -114,8 +155,27 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport
     pa.default_memory_pool().release_unused()
     seq = warehouse.next_seq()
     changed = [f for manifest in pending for f in manifest.files]
-    report = refresh_marts(warehouse, seq, changed, latest.settings, now.date())
-    report = refresh_rollups(warehouse, seq, report, changed, latest.settings, now.date())
+    derived = declarations()
+    report = refresh_customers(
+        warehouse,
+        seq,
+        [d for d in derived if d.invalidation.kind == CUSTOMERS],
+        changed,
+        latest.settings,
+        now.date(),
+        rebuild=rebuild,
+    )
+    report = refresh_partitions(
+        warehouse,
+        seq,
+        report,
+        [d for d in derived if d.invalidation.kind == PARTITIONS],
+        changed,
+        latest.settings,
+        now.date(),
+        rebuild=rebuild,
+    )
+    as_of = _as_of(latest.watermarks)
     publish(
         warehouse,
         Manifest(
@@ -132,39 +192,78 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None) -> RefreshReport
                 "refreshed_journeys": report.journeys,
                 "refreshed_batches": len(pending),
                 "refreshed_rollup_partitions": report.rollup_partitions,
+                "rebuilt_datasets": len(rebuild),
                 MARTS_THROUGH: seq,
             },
             settings=latest.settings,
             removed=report.removed,
             kind=REFRESH,
+            derived={
+                d.name: DerivedState(
+                    _current_under(d, state, rebuild, latest.settings), report.rows.get(d.name, 0), as_of
+                )
+                for d in derived
+            },
         ),
     )
-    return dataclasses.replace(report, seq=seq, batches=len(pending), seconds=time.perf_counter() - started)
+    return dataclasses.replace(
+        report, seq=seq, batches=len(pending), seconds=time.perf_counter() - started, rebuilt=tuple(sorted(rebuild))
+    )
 
 
-def refresh_marts(
+def _current_under(derived: Derived, state: dict, rebuild: set[str], settings: dict) -> str:
+    """The fingerprint a dataset's rows are current under after this refresh: the definition
+    now if it was rebuilt whole (or built for the first time), else the one recorded before: an
+    incremental refresh under a changed definition leaves rows of both, until `--full`."""
+    if derived.name in rebuild or derived.name not in state:
+        return fingerprint(derived, settings)
+    return state[derived.name].fingerprint
+
+
+def _stale(warehouse: Warehouse, settings: dict) -> set[str]:
+    state = warehouse.derived_state()
+    return {d.name for d in declarations() if d.name in state and state[d.name].fingerprint != fingerprint(d, settings)}
+
+
+def _as_of(watermarks: dict[str, dict[int, str]]) -> str | None:
+    """The event time the refresh covers: the earliest partition's latest landed event."""
+    times = [datetime.fromisoformat(at) for partitions in watermarks.values() for at in partitions.values()]
+    return min(times).astimezone(UTC).isoformat() if times else None
+
+
+def refresh_customers(
     warehouse: Warehouse,
     seq: int,
+    datasets: Sequence[Derived],
     batch_files: list[PublishedFile],
     settings: dict,
     batch_date: date,
     *,
+    rebuild: set[str] = frozenset(),
     threads: int = 2,
 ) -> RefreshReport:
-    """Write the mart rows and markers for what the files `batch_files` changed, under `seq`.
+    """Write the rows of the customer datasets `datasets`, and their markers, for what the files
+    `batch_files` changed, under `seq`; a dataset in `rebuild` gets every customer's rows from
+    the start (its older files are removed by the commit).
 
     `batch_files` may be committed already or not yet. Returns the new files, for the manifest.
     """
     root = warehouse.root
     new_touchpoints = sorted({str(root / f.path) for f in batch_files if f.dataset == "touchpoints"})
-    if not new_touchpoints:
+    rebuilding = [d for d in datasets if d.name in rebuild]
+    if not new_touchpoints and not rebuilding:
         return RefreshReport(0, 0, 0, [])
     touchpoints = sorted({str(root / p) for p in warehouse.published_files("touchpoints")} | set(new_touchpoints))
     rewrites = {str(root / p) for p in warehouse.published_files("rewrites")}
     rewrites = sorted(rewrites | {str(root / f.path) for f in batch_files if f.dataset == "rewrites"})
+    markers = DATASETS["refreshes"].arrow_schema
+    touchpoint_types = DATASETS["touchpoints"].arrow_schema
 
     spill = root / "_staging" / f"marts-{seq}"
     con = duckdb.connect()
+    files: list[PublishedFile | None] = []
+    rows: dict[str, int] = {}
+    removed: list[str] = []
     try:
         con.execute(f"set threads = {int(threads)}")
         # Bounded like the micro-batches: past this, DuckDB spills its aggregation state to disk
@@ -172,93 +271,144 @@ def refresh_marts(
         con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
         con.execute("set temp_directory = ?", [str(spill)])
         con.execute("set preserve_insertion_order = false")
-        con.execute(raw_view_sql(con, DATASETS["touchpoints"], new_touchpoints, temporary=True, name="batch_events"))
+        # A rebuild recomputes every customer from its first event: the "batch" is everything.
+        source = touchpoints if rebuilding else new_touchpoints
+        con.execute(raw_view_sql(con, DATASETS["touchpoints"], source, temporary=True, name="batch_events"))
+        points = {d.invalidation.marker: d.invalidation.from_column for d in datasets}
+        columns = []
+        for name in markers.names:
+            if name in ("customer_id", "batch_seq"):
+                continue
+            column = points.get(name)
+            columns.append(
+                f"min({column}) as {name}"
+                if column
+                else f"cast(null as {_sql_type(markers.field(name).type)}) as {name}"
+            )
         con.execute(
-            "create temp table touched as select customer_id, "
-            "min(session_started_at) as sessions_from_at, min(journey_cycle) as journeys_from_cycle "
+            f"create temp table touched as select customer_id, {', '.join(columns)} "
             "from batch_events group by customer_id"
         )
         con.execute(raw_view_sql(con, DATASETS["rewrites"], rewrites, temporary=True))
         for statement in settings_views_sql(settings, temporary=True):
             con.execute(statement)
 
-        # Sessions: the touched customers' events from their earliest recomputed session on.
-        # Those sessions start at most a few days back, so older partitions are not even opened.
-        (earliest,) = con.execute("select min(sessions_from_at) from touched").fetchone()
-        horizon = earliest.astimezone(UTC).date() if earliest is not None else None  # partitions are UTC dates
-        recent = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
-        _point_events_at(con, recent, "r.occurred_at >= t.sessions_from_at")
-        files = [_stream(warehouse, con, "sessions", model_sql("intermediate", SESSIONS_MODEL), seq, batch_date)]
-
-        # Journeys: the touched customers' events of their recomputed cycles, which may go far back.
-        _point_events_at(con, touchpoints, "r.journey_cycle >= t.journeys_from_cycle")
-        files.append(_stream(warehouse, con, "journeys", model_sql("intermediate", JOURNEYS_MODEL), seq, batch_date))
-        files.append(_stream(warehouse, con, "refreshes", "select * from touched", seq, batch_date))
+        for derived in datasets:
+            point, marker = derived.invalidation.from_column, derived.invalidation.marker
+            candidates = touchpoints
+            if pa.types.is_timestamp(touchpoint_types.field(point).type):
+                # A time point: the events before the earliest one are in partitions not even opened.
+                (earliest,) = con.execute(f"select min({marker}) from touched").fetchone()
+                horizon = earliest.astimezone(UTC).date() if earliest is not None else None  # partitions are UTC dates
+                candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
+            _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
+            written = _stream(warehouse, con, derived.name, model_sql(derived.layer, derived.model), seq, batch_date)
+            files.append(written)
+            rows[derived.name] = written.rows if written is not None else 0
+            if derived.name in rebuild:
+                removed += [f.path for f in warehouse.live_files(derived.name)]
+        marker_file = _stream(warehouse, con, "refreshes", "select * from touched", seq, batch_date)
+        files.append(marker_file)
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    sessions, journeys, markers = (f.rows if f is not None else 0 for f in files)
-    return RefreshReport(markers, sessions, journeys, [f for f in files if f is not None])
+    customers = marker_file.rows if marker_file is not None else 0
+    return RefreshReport(
+        customers,
+        rows.get("sessions", 0),
+        rows.get("journeys", 0),
+        [f for f in files if f is not None],
+        removed=tuple(removed),
+        rows=rows,
+    )
 
 
-def refresh_rollups(
+def _sql_type(kind: pa.DataType) -> str:
+    if pa.types.is_timestamp(kind):
+        return "TIMESTAMPTZ"
+    if pa.types.is_integer(kind):
+        return "BIGINT"
+    return "VARCHAR"
+
+
+def refresh_partitions(
     warehouse: Warehouse,
     seq: int,
     marts: RefreshReport,
+    datasets: Sequence[Derived],
     batch_files: list[PublishedFile],
     settings: dict,
     batch_date: date,
     *,
+    rebuild: set[str] = frozenset(),
     threads: int = 2,
 ) -> RefreshReport:
-    """Recompute the rollup partitions that the marts refresh `marts` and the batches' files
-    `batch_files` changed; returns `marts` with the new rollup files and the replaced ones.
+    """Recompute the partitions of the partition datasets `datasets` that the customer datasets'
+    refresh `marts` and the batches' files `batch_files` changed; returns `marts` with the new
+    files and the replaced ones. A dataset in `rebuild`, or with no file yet, is computed whole.
 
-    Changed partitions: the days (weeks) of the refreshed session (journey) rows and of the
-    rows they supersede, and the event dates of the batches' touchpoint files (a re-landed event
-    keeps its date). Each is recomputed whole by the rollup's model, over the views as they will
-    read once this refresh commits, so no count is ever patched by a difference.
+    Each changed partition is recomputed whole by the dataset's model, over the views as they
+    will read once this refresh commits, so no count is ever patched by a difference.
     """
-    new_files = {name: [f for f in marts.files if f.dataset == name] for name in ("sessions", "journeys", "refreshes")}
+    by_name = {d.name: d for d in declarations()}
+    sources = {d.invalidation.source for d in datasets}
+    new_files = {name: [f for f in marts.files if f.dataset == name] for name in (*sources, "refreshes")}
     spill = warehouse.root / "_staging" / f"rollups-{seq}"
     con = duckdb.connect()
+    files: list[PublishedFile] = []
+    removed: list[str] = [*marts.removed]
+    rows = dict(marts.rows)
+    recomputed = 0
     try:
         con.execute(f"set threads = {int(threads)}")
         con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
         con.execute("set temp_directory = ?", [str(spill)])
-        warehouse.create_views(con, adding=marts.files, settings=settings)
-        for name, files in new_files.items():
-            paths = [str(warehouse.root / f.path) for f in files]
+        # The warehouse as it reads after this commit: the new rows in, the rebuilt datasets' old files out.
+        warehouse.create_views(con, adding=marts.files, settings=settings, leaving=marts.removed)
+        for name, added in new_files.items():
+            paths = [str(warehouse.root / f.path) for f in added]
             con.execute(raw_view_sql(con, DATASETS[name], paths, temporary=True, name=f"new_{name}"))
-        changed = {
-            "touchpoints": {date.fromisoformat(f.partition) for f in batch_files if f.dataset == "touchpoints"},
-            "sessions": _changed_partitions(con, "sessions", "started_date", "started_at >= r.sessions_from_at"),
-            "journeys": _changed_partitions(con, "journeys", _WEEK, "journey_cycle >= r.journeys_from_cycle"),
-        }
-        files: list[PublishedFile] = []
-        removed: list[str] = []
-        recomputed = 0
-        for dataset, (model, source) in ROLLUP_MODELS.items():
-            spec = DATASETS[dataset]
-            live = warehouse.live_files(dataset)
-            query = f"select * from {model}"
-            partitions = sorted(changed[source]) if live else []  # none yet: computed whole, once
-            if live:
+        changed: dict[tuple[str, str], set[date]] = {}
+        for derived in datasets:
+            source, expression = derived.invalidation.source, derived.invalidation.source_partition
+            if (source, expression) in changed:
+                continue
+            if source not in by_name:  # a landed dataset: the partitions of its new files
+                if expression != DATASETS[source].partition_column:
+                    raise ValueError(f"{derived.source}: a landed source's partition must be its own, {expression!r}")
+                changed[source, expression] = {
+                    date.fromisoformat(f.partition) for f in batch_files if f.dataset == source
+                }
+            else:
+                upstream = by_name[source].invalidation
+                changed[source, expression] = _changed_partitions(
+                    con, source, expression, f"{upstream.supersedes} >= r.{upstream.marker}"
+                )
+        for derived in datasets:
+            spec = DATASETS[derived.name]
+            live = warehouse.live_files(derived.name)
+            whole = not live or derived.name in rebuild or derived.invalidation.source in rebuild
+            partitions = (
+                [] if whole else sorted(changed[derived.invalidation.source, derived.invalidation.source_partition])
+            )
+            query = f"select * from {derived.model}"
+            if not whole:
                 if not partitions:
                     continue
                 query += f" where {spec.partition_column} in ({', '.join('?' * len(partitions))})"
-                live = [f for f in live if date.fromisoformat(f.partition) in changed[source]]
+                live = [f for f in live if date.fromisoformat(f.partition) in set(partitions)]
             table = con.sql(query, params=partitions).to_arrow_table()
             table = table.append_column("batch_seq", pa.repeat(pa.scalar(seq, pa.int64()), table.num_rows))
-            written = warehouse.write_parquet(dataset, table, seq, PART)
+            written = warehouse.write_parquet(derived.name, table, seq, PART)
             files += written
+            rows[derived.name] = table.num_rows
             removed += [f.path for f in live]
             recomputed += len({f.partition for f in (*live, *written)})
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
     return dataclasses.replace(
-        marts, files=[*marts.files, *files], rollup_partitions=recomputed, removed=(*marts.removed, *removed)
+        marts, files=[*marts.files, *files], rollup_partitions=recomputed, removed=tuple(removed), rows=rows
     )
 
 

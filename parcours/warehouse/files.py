@@ -134,6 +134,7 @@ class Files:
                         compression="zstd",
                         compression_level=1,
                         use_dictionary=dictionary_columns,
+                        write_statistics=True if spec.statistics is None else list(spec.statistics),
                     )
                     sink.flush()
                     os.fsync(sink.fileno())

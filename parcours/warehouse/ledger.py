@@ -9,6 +9,7 @@ latest checkpoint and only the manifests committed after it (see the package doc
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -42,6 +43,28 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True)
+class DerivedState:
+    """A derived dataset as a refresh left it: the fingerprint of the definition its rows are
+    current under (`parcours.refresh.declarations.fingerprint`), the rows that refresh wrote, and
+    the event time it covers (the earliest partition's latest landed event, UTC ISO 8601)."""
+
+    fingerprint: str
+    rows_written: int = 0
+    as_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """A derived dataset's latest refresh: its `DerivedState`, and which commit, when."""
+
+    seq: int
+    refreshed_at: str
+    fingerprint: str
+    rows_written: int = 0
+    as_of: str | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     """One committed batch. Immutable once written; the warehouse state is the sum of them."""
 
@@ -67,6 +90,8 @@ class Manifest:
     # Dead letters still to be sent to their topic after this commit, in order; None: the commit
     # leaves the outbox as it was (a refresh, a compaction, a manifest older than the field).
     outbox: tuple[OutboxEntry, ...] | None = None
+    # A refresh: per derived dataset, the definition its rows are now current under.
+    derived: dict[str, DerivedState] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         # Indented: manifests are the first thing a person reads when a number looks wrong.
@@ -116,6 +141,9 @@ class WarehouseBusy(RuntimeError):
 # Counts key of a commit after which the sessions and journeys marts summarise every batch
 # committed so far (a marts refresh, or a compaction, which runs one first).
 MARTS_THROUGH = "marts_through_seq"
+# A commit that lands rows of these is pending for the refresher (survey answers too: the
+# datasets that read them are derived like any other).
+_REFRESHED_FROM = ("touchpoints", "rewrites", "survey_answers")
 
 
 class ManifestExists(FileExistsError):
@@ -168,6 +196,7 @@ class Checkpoint:
     marts_pending: tuple[int, ...]
     quarantined: tuple[Quarantine, ...] = ()  # open quarantines, neither released nor dropped
     outbox: tuple[OutboxEntry, ...] = ()  # of the latest manifest that set one (none in older checkpoints)
+    derived: dict[str, Refreshed] = field(default_factory=dict)  # each derived dataset's latest refresh
 
     def to_json(self) -> bytes:
         state = msgspec.json.encode(self)
@@ -244,6 +273,7 @@ class _State:
     marts_pending: list[int] = field(default_factory=list)
     quarantined: dict[int, Quarantine] = field(default_factory=dict)
     outbox: tuple[OutboxEntry, ...] = ()
+    derived: dict[str, Refreshed] = field(default_factory=dict)
 
     @classmethod
     def starting_at(cls, checkpoint: Checkpoint) -> _State:
@@ -262,6 +292,7 @@ class _State:
             marts_pending=list(checkpoint.marts_pending),
             quarantined={q.seq: q for q in checkpoint.quarantined},
             outbox=tuple(checkpoint.outbox),
+            derived=dict(checkpoint.derived),
         )
 
     def add(self, manifest: Manifest) -> None:
@@ -298,9 +329,11 @@ class _State:
             settled = self.quarantined.pop(manifest.settles, None)
             if kind == DROP and settled is not None:
                 self.removals.append(Removal(manifest.seq, manifest.created_at, tuple(f.path for f in settled.files)))
+        for name, state in manifest.derived.items():
+            self.derived[name] = Refreshed(manifest.seq, manifest.created_at, **dataclasses.asdict(state))
         if kind in (REFRESH, COMPACTION):
             self.marts_pending = []
-        elif any(published.dataset in ("touchpoints", "rewrites") for published in manifest.files):
+        elif any(published.dataset in _REFRESHED_FROM for published in manifest.files):
             self.marts_pending.append(manifest.seq)
 
     def checkpoint(self, on_disk: Callable[[str], bool]) -> Checkpoint:
@@ -323,6 +356,7 @@ class _State:
             marts_pending=tuple(self.marts_pending),
             quarantined=tuple(self.quarantined.values()),
             outbox=self.outbox,
+            derived=self.derived,
         )
 
 
@@ -506,6 +540,10 @@ class Ledger:
             raise
         _fsync_dir(self.checkpoint_dir)
         return final
+
+    def derived_state(self) -> dict[str, Refreshed]:
+        """Each derived dataset's latest refresh (none before its first)."""
+        return dict(self._state().derived)
 
     def marts_pending(self) -> list[Manifest]:
         """Committed batches the sessions and journeys marts do not summarise yet, oldest first."""

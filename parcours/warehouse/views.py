@@ -13,7 +13,7 @@ import fcntl
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +26,7 @@ import duckdb
 
 from parcours.warehouse.datasets import DATASETS, DatasetSpec
 from parcours.warehouse.files import _fsync_dir
-from parcours.warehouse.ledger import Manifest, PublishedFile, _utc_iso
+from parcours.warehouse.ledger import Manifest, PublishedFile, Refreshed, _utc_iso
 
 # DuckDB 1.x clients (most BI drivers) cannot open a file written with DuckDB 2.0's default
 # storage format; v1.0.0 is the oldest format the 2.0 writer offers and every 1.x reads it.
@@ -35,6 +35,7 @@ MODEL_LAYERS = ("staging", "intermediate", "marts")
 META_VIEW = "parcours_meta"
 SETTINGS_VIEW = "parcours_settings"
 STAGES_VIEW = "parcours_stages"
+DATASETS_VIEW = "parcours_datasets"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VIEW_HEADER = re.compile(r"^--\s*view:\s*(\S+)\s*$")
 _BUILD_ALIAS = "parcours_build"
@@ -112,7 +113,10 @@ class Views:
                     con.execute(f"ATTACH {_literal(str(tmp))} AS {_BUILD_ALIAS} ({options})")
                     con.execute(f"USE {_BUILD_ALIAS}")
                     con.execute(self._meta_view_sql(manifests))
-                    self._create_views(con, models, _latest_settings(manifests))
+                    settings = _latest_settings(manifests)
+                    self._create_views(con, models, settings)
+                    if sql_dir is None:  # the package's models: the views the declarations name
+                        con.execute(_datasets_view_sql(self.derived_state(), settings))
                     con.execute("USE memory")
                     con.execute(f"DETACH {_BUILD_ALIAS}")  # checkpoints: no WAL is left beside the file
                 # A WAL left by someone who opened the old file read-write belongs to the old file:
@@ -128,14 +132,20 @@ class Views:
         return self.db_path
 
     def create_views(
-        self, con: duckdb.DuckDBPyConnection, *, adding: Iterable[PublishedFile] = (), settings: dict | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        adding: Iterable[PublishedFile] = (),
+        leaving: Iterable[str] = (),
+        settings: dict | None = None,
     ) -> None:
         """Create every view of the views file in `con` (an in-memory connection of the caller's),
-        over the live files plus `adding`: the warehouse as it will read once a commit listing
-        those files lands. The marts refresh computes the rollups through it, from the same
-        models the views file holds."""
+        over the live files plus `adding` less the paths `leaving`: the warehouse as it will read
+        once a commit listing those files lands. The refresher computes the partition datasets
+        through it, from the same models the views file holds."""
         models = _read_models(resources.files("parcours.sql"))
-        self._create_views(con, models, settings or _latest_settings(self.manifests()), adding=tuple(adding))
+        settings = settings or _latest_settings(self.manifests())
+        self._create_views(con, models, settings, adding=tuple(adding), leaving=frozenset(leaving))
 
     def _create_views(
         self,
@@ -143,9 +153,11 @@ class Views:
         models: list[_Model],
         settings: dict[str, Any],
         adding: tuple[PublishedFile, ...] = (),
+        leaving: frozenset[str] = frozenset(),
     ) -> None:
         for spec in DATASETS.values():
             paths = self.published_files(spec.name) + [f.path for f in adding if f.dataset == spec.name]
+            paths = [path for path in paths if path not in leaving]
             con.execute(raw_view_sql(con, spec, [str(self.root / path) for path in paths]))
         for statement in settings_views_sql(settings):
             con.execute(statement)
@@ -168,6 +180,50 @@ class Views:
             yield
         finally:
             os.close(fd)
+
+
+def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any]) -> str:
+    """`parcours_datasets`: one row per derived dataset, from its declaration and its latest
+    refresh: what it is, how it is kept current, the definition its rows are current under
+    against the one the code and configuration give now, and its current row count."""
+    from parcours.refresh.declarations import declarations, fingerprint
+
+    def strings(values: Iterable[str]) -> str:
+        return "cast([" + ", ".join(_literal(v) for v in values) + "] as VARCHAR[])"
+
+    def nullable(value: Any, kind: str) -> str:
+        return f"cast(null as {kind})" if value is None else f"cast({_literal(str(value))} as {kind})"
+
+    rows = []
+    for derived in declarations():
+        refreshed = state.get(derived.name)
+        current = fingerprint(derived, settings)
+        stored = refreshed.fingerprint if refreshed is not None else None
+        rows.append(
+            "select "
+            + ", ".join(
+                [
+                    f"{_literal(derived.name)} as dataset",
+                    f"{_literal(derived.view)} as view_name",
+                    f"{_literal(derived.description)} as description",
+                    f"{_literal(derived.source)} as declared_in",
+                    f"{strings(derived.grain)} as grain",
+                    f"{_literal(derived.partition)} as partition_column",
+                    f"{_literal(derived.cadence)} as cadence",
+                    f"{_literal(derived.invalidation.kind)} as invalidation",
+                    f"{strings(derived.depends_on)} as depends_on",
+                    f"{strings(derived.reads_config)} as reads_config",
+                    f"{nullable(stored, 'VARCHAR')} as fingerprint",
+                    f"{_literal(current)} as current_fingerprint",
+                    f"{'null' if stored is None else str(stored != current).lower()} as is_stale",
+                    f"{nullable(refreshed.seq if refreshed else None, 'BIGINT')} as refreshed_seq",
+                    f"{nullable(refreshed.refreshed_at if refreshed else None, 'TIMESTAMPTZ')} as refreshed_at",
+                    f"{nullable(refreshed.as_of if refreshed else None, 'TIMESTAMPTZ')} as as_of",
+                    f"(select count(*) from {_quote(derived.view)}) as n_rows",
+                ]
+            )
+        )
+    return f"create view {DATASETS_VIEW} as " + " union all ".join(rows)
 
 
 def _latest_settings(manifests: Sequence[Manifest]) -> dict[str, Any]:

@@ -1,0 +1,307 @@
+"""Derived datasets, each declared once beside its model (docs/analytics-core.md §2).
+
+A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a declaration
+`sql/<layer>/<model>.yml` beside it, in the dbt convention:
+
+    dataset: sessions                # the registered dataset its rows land in
+    view: sessions                   # the view readers query, where the grain holds
+    description: ...
+    grain: [session_id]              # unique and not null in `view`
+    not_null: [customer_id, ...]
+    identities: ["n_customers <= n_sessions", ...]  # true on every row of `view`
+    partition: batch_date            # the dataset's partition column
+    cadence: every_pass
+    invalidation:                    # what makes rows stale
+      kind: customers                # touched by new events: recomputed per customer
+      from: session_started_at       # touchpoints column: where a touched customer restarts
+      marker: sessions_from_at       # the `refreshes` column recording that point
+      supersedes: started_at         # this dataset's column: rows at or after the marker are stale
+    # or
+    invalidation:
+      kind: partitions               # follows the changed partitions of an upstream dataset
+      source: journeys
+      source_partition: <SQL over the source's rows giving this dataset's partition>
+
+What a declaration does not state is read from the models, so it cannot drift: the models a
+dataset's model reads (transitively), the derived datasets it depends on (those whose raw
+view a model of it reads: the dependency order), the configuration keys it reads (the settings
+columns named in those models), and from both its fingerprint.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from parcours.warehouse import DATASETS
+from parcours.warehouse.views import MODEL_LAYERS, model_references
+
+CADENCES = ("every_pass",)  # hourly and daily arrive with the first dataset that needs them
+CUSTOMERS, PARTITIONS = "customers", "partitions"
+INVALIDATIONS = (CUSTOMERS, PARTITIONS)
+_FIELDS = {"dataset", "view", "description", "grain", "not_null", "identities", "partition", "cadence", "invalidation"}
+
+
+class DeclarationError(ValueError):
+    """A declaration that does not describe its dataset: the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    kind: str
+    # customers
+    from_column: str = ""
+    marker: str = ""
+    supersedes: str = ""
+    # partitions
+    source: str = ""
+    source_partition: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """One derived dataset: its declaration, and what its models say of it."""
+
+    name: str
+    model: str  # the model's name (`int_sessions_aggregated`)
+    layer: str  # its folder under sql/
+    view: str
+    description: str
+    grain: tuple[str, ...]
+    not_null: tuple[str, ...]
+    identities: tuple[str, ...]
+    partition: str
+    cadence: str
+    invalidation: Invalidation
+    source: str  # "intermediate/int_sessions_aggregated.yml", for messages
+    reads: frozenset[str] = frozenset()  # every model its model reads, transitively, itself included
+    depends_on: tuple[str, ...] = ()  # the derived datasets it reads, in name order
+    reads_config: tuple[str, ...] = ()  # the settings columns its models name
+    fingerprint: str = ""
+
+
+def _texts() -> dict[str, tuple[str, str]]:
+    """model name -> (layer, text) of every SQL model."""
+    root = resources.files("parcours.sql")
+    texts: dict[str, tuple[str, str]] = {}
+    for layer in MODEL_LAYERS:
+        folder = root.joinpath(layer)
+        for item in sorted(folder.iterdir(), key=lambda i: i.name):
+            if item.name.endswith(".sql"):
+                texts[item.name.removesuffix(".sql")] = (layer, item.read_text("utf-8"))
+    return texts
+
+
+@functools.cache
+def declarations() -> tuple[Derived, ...]:
+    """Every declared derived dataset, in dependency order (a dataset after those it reads)."""
+    root = resources.files("parcours.sql")
+    found: list[tuple[str, str, Mapping[str, Any]]] = []
+    for layer in MODEL_LAYERS:
+        for item in sorted(root.joinpath(layer).iterdir(), key=lambda i: i.name):
+            if item.name.endswith(".yml"):
+                found.append((layer, item.name, yaml.safe_load(item.read_text("utf-8")) or {}))
+    return resolve(found, _texts(), _settings_columns())
+
+
+def by_name() -> dict[str, Derived]:
+    return {d.name: d for d in declarations()}
+
+
+def resolve(
+    found: Iterable[tuple[str, str, Mapping[str, Any]]],
+    texts: Mapping[str, tuple[str, str]],
+    settings_columns: Iterable[str],
+) -> tuple[Derived, ...]:
+    """Check the declarations `found` ((layer, file name, parsed YAML)) against the models
+    `texts` and the dataset registry, complete them from the models, and order them. Pure:
+    tested alone."""
+    settings_columns = tuple(settings_columns)
+    declared = [_parse(layer, name, body, texts) for layer, name, body in found]
+    names = [d.name for d in declared]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DeclarationError(f"datasets declared twice: {twice}")
+    closure = {d.name: _closure(d.model, texts) for d in declared}
+    complete: dict[str, Derived] = {}
+    for d in declared:
+        words = set().union(*(_words(texts[m][1]) for m in closure[d.name]))
+        depends = tuple(sorted(o.name for o in declared if o.name != d.name and f"raw_{o.name}" in words))
+        if d.invalidation.kind == PARTITIONS and d.invalidation.source not in (*depends, *_LANDED_SOURCES):
+            raise DeclarationError(
+                f"{d.source}: invalidation source {d.invalidation.source!r} is neither a landed dataset "
+                f"({', '.join(_LANDED_SOURCES)}) nor a derived dataset its model reads ({list(depends)})"
+            )
+        reads_config = tuple(c for c in settings_columns if c in words)
+        digest = hashlib.sha256()
+        for model in sorted(closure[d.name]):
+            digest.update(f"{model}\n{texts[model][1]}\n".encode())
+        digest.update(json.dumps([d.grain, d.partition, d.invalidation.__repr__()]).encode())
+        complete[d.name] = Derived(
+            **{**_as_dict(d), "reads": closure[d.name], "depends_on": depends, "reads_config": reads_config},
+            fingerprint=digest.hexdigest()[:16],
+        )
+    return tuple(complete[n] for n in _ordered(complete))
+
+
+_LANDED_SOURCES = ("touchpoints", "survey_answers")
+
+
+def fingerprint(derived: Derived, settings: Mapping[str, Any]) -> str:
+    """The dataset's fingerprint under `settings` (a settings record): its models' text, its
+    declaration, and the values of the configuration keys its models read. Rows written under
+    another fingerprint were defined differently: `parcours refresh --full` rebuilds them."""
+    values = {column: _setting(settings, column) for column in derived.reads_config}
+    return hashlib.sha256(
+        f"{derived.fingerprint}{json.dumps(values, sort_keys=True, default=str)}".encode()
+    ).hexdigest()[:16]
+
+
+def _setting(settings: Mapping[str, Any], column: str) -> Any:
+    for key in (column, f"{column}_in_s", f"{column}s", f"{column}s_in_s"):
+        if key in settings:
+            return settings[key]
+    return None
+
+
+def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, tuple[str, str]]) -> Derived:
+    source = f"{layer}/{name}"
+    model = name.removesuffix(".yml")
+
+    def fail(message: str) -> DeclarationError:
+        return DeclarationError(f"{source}: {message}")
+
+    if model not in texts or texts[model][0] != layer:
+        raise fail(f"no model {layer}/{model}.sql beside it")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise fail(f"unknown fields {unknown} (known: {sorted(_FIELDS)})")
+    missing = sorted(f for f in ("dataset", "view", "grain", "partition", "cadence", "invalidation") if f not in body)
+    if missing:
+        raise fail(f"missing {missing}")
+    dataset = str(body["dataset"])
+    spec = DATASETS.get(dataset)
+    if spec is None:
+        raise fail(f"dataset {dataset!r} is not registered (parcours/warehouse/datasets.py)")
+    if body["partition"] != spec.partition_column:
+        raise fail(f"partition {body['partition']!r}, but the dataset is partitioned by {spec.partition_column!r}")
+    if body["cadence"] not in CADENCES:
+        raise fail(f"cadence {body['cadence']!r}: one of {list(CADENCES)}")
+    if str(body["view"]) not in texts:
+        raise fail(f"view {body['view']!r} is no model")
+    columns = set(spec.arrow_schema.names) | {spec.partition_column}
+    grain = _names(body["grain"], fail, "grain")
+    not_null = _names(body.get("not_null", []), fail, "not_null")
+    absent = sorted(set(grain + not_null) - columns)
+    if absent:
+        raise fail(f"columns {absent} are not in dataset {dataset!r}")
+    return Derived(
+        name=dataset,
+        model=model,
+        layer=layer,
+        view=str(body["view"]),
+        description=str(body.get("description", "")),
+        grain=grain,
+        not_null=not_null,
+        identities=tuple(str(i) for i in body.get("identities", []) or []),
+        partition=spec.partition_column,
+        cadence=str(body["cadence"]),
+        invalidation=_invalidation(body["invalidation"], fail, columns),
+        source=source,
+    )
+
+
+def _invalidation(body: Any, fail, columns: set[str]) -> Invalidation:
+    if not isinstance(body, Mapping) or body.get("kind") not in INVALIDATIONS:
+        raise fail(f"invalidation.kind must be one of {list(INVALIDATIONS)}")
+    if body["kind"] == CUSTOMERS:
+        wanted = ("from", "marker", "supersedes")
+        if sorted(set(body) - {"kind"}) != sorted(wanted):
+            raise fail(f"a customers invalidation states exactly {list(wanted)}")
+        touchpoints, markers = set(DATASETS["touchpoints"].arrow_schema.names), DATASETS["refreshes"].arrow_schema
+        if body["from"] not in touchpoints:
+            raise fail(f"invalidation.from {body['from']!r} is not a touchpoints column")
+        if body["marker"] not in markers.names:
+            raise fail(f"invalidation.marker {body['marker']!r} is not a column of `refreshes`")
+        if body["supersedes"] not in columns:
+            raise fail(f"invalidation.supersedes {body['supersedes']!r} is not a column of the dataset")
+        return Invalidation(CUSTOMERS, from_column=body["from"], marker=body["marker"], supersedes=body["supersedes"])
+    wanted = ("source", "source_partition")
+    if sorted(set(body) - {"kind"}) != sorted(wanted):
+        raise fail(f"a partitions invalidation states exactly {list(wanted)}")
+    return Invalidation(PARTITIONS, source=str(body["source"]), source_partition=str(body["source_partition"]))
+
+
+def _names(value: Any, fail, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fail(f"{field} must be a list of column names")
+    return tuple(value)
+
+
+def _closure(model: str, texts: Mapping[str, tuple[str, str]]) -> frozenset[str]:
+    seen: set[str] = set()
+    todo = [model]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += model_references(texts[name][1], texts.keys() - {name})
+    return frozenset(seen)
+
+
+def _words(text: str) -> frozenset[str]:
+    return model_references(text, _words_universe(text))
+
+
+def _words_universe(text: str) -> set[str]:
+    import re
+
+    return {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)}
+
+
+def _ordered(complete: Mapping[str, Derived]) -> list[str]:
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            cycle = [*visiting[visiting.index(name) :], name]
+            raise DeclarationError(f"derived datasets read each other in a cycle: {' -> '.join(cycle)}")
+        visiting.append(name)
+        for other in complete[name].depends_on:
+            visit(other)
+        visiting.pop()
+        order.append(name)
+
+    for name in sorted(complete):
+        visit(name)
+    return order
+
+
+def _as_dict(d: Derived) -> dict[str, Any]:
+    return {
+        f: getattr(d, f) for f in Derived.__slots__ if f not in ("reads", "depends_on", "reads_config", "fingerprint")
+    }
+
+
+def _settings_columns() -> tuple[str, ...]:
+    """The columns of `parcours_settings` and `parcours_stages`, as the settings views name them."""
+    from parcours.config import load_config
+
+    columns = []
+    for key, value in load_config().settings_record().items():
+        if key == "stages":
+            continue
+        name = key.removesuffix("_in_s")
+        columns.append(name.removesuffix("s") if isinstance(value, dict) else name)
+    return tuple(columns)
