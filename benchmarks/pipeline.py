@@ -90,11 +90,17 @@ if __name__ == "__main__":
 """
 
 
+# Every measured process starts in an empty folder: `python -c` and `-m` put the working
+# directory first on sys.path, so started from a checkout, a baseline's interpreter would import
+# that checkout's `parcours/` instead of its own.
+NEUTRAL = tempfile.mkdtemp(prefix="parcours-bench-cwd-")
+
+
 def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MiB of the process and its reaped children, stdout) of a command."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True, cwd=NEUTRAL)
         _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage, unlike getrusage
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -217,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.Popen(
                     [python, "-c", RAW_CONSUMER, str(processes), str(i), mode],
                     env=env,
+                    cwd=NEUTRAL,
                     stdout=subprocess.PIPE,
                     text=True,
                 )

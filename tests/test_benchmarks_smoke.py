@@ -141,3 +141,33 @@ def test_latency_benchmark_sees_every_produced_event_through_the_schedule(kafka_
     assert results["events_measured"] > 0 and results["flow_runs_completed"] >= 2
     assert len(results["run_duration_s"]) == results["flow_runs_completed"]
     assert results["latency_min_s"] <= results["latency_p50_s"] <= results["latency_p95_s"] <= results["latency_max_s"]
+
+
+def test_identical_tells_the_same_landing_from_a_different_one(data: Path, tmp_path: Path) -> None:
+    def backfill(folder: Path, root: Path) -> None:
+        warehouse = Warehouse(root)
+        with warehouse.lock():
+            Runner(warehouse, load_config()).run_files(folder)
+
+    backfill(data, tmp_path / "a")
+    backfill(data, tmp_path / "b")
+    # The same data less its last touchpoint: every view that counts it differs.
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    lines = (data / "touchpoints.jsonl").read_text().splitlines(keepends=True)
+    (fewer / "touchpoints.jsonl").write_text("".join(lines[:-1]))
+    (fewer / "surveys.jsonl").write_text((data / "surveys.jsonl").read_text())
+    backfill(fewer, tmp_path / "c")
+
+    def identical(a: Path, b: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(BENCHMARKS / "identical.py"), str(a), str(b)], capture_output=True, text=True
+        )
+
+    same = identical(tmp_path / "a", tmp_path / "b")
+    assert same.returncode == 0 and same.stdout.rstrip().endswith("identical"), same.stdout + same.stderr
+    differs = identical(tmp_path / "a", tmp_path / "c")
+    assert differs.returncode == 1 and differs.stdout.rstrip().endswith("DIFFERENT")
+    touchpoints = next(line for line in differs.stdout.splitlines() if line.startswith("touchpoints "))
+    n = len(lines)
+    assert touchpoints.split()[1:] == [f"{n:,}", f"{n - 1:,}", "1", "0"]

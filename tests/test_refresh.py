@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pytest
 
 from parcours.config import load_config
@@ -12,6 +14,7 @@ from parcours.pipelines.run import Runner
 from parcours.refresh.declarations import declarations, fingerprint
 from parcours.refresh.refresher import catch_up, plan
 from parcours.warehouse import REFRESH, Warehouse, kind_of
+from tests.harness import grain_problems
 from tests.pipeline_helpers import csat_answers, make_events, parcours, query, write_jsonl
 
 CONFIG = load_config()
@@ -143,3 +146,29 @@ def test_refresh_of_a_folder_that_is_no_warehouse_fails_clearly(tmp_path, flag):
     result = parcours("refresh", *([flag] if flag else []), "-w", str(tmp_path / "nowhere"))
     assert result.returncode == 2  # the CLI's code for a usage error (`fail`)
     assert "is not a parcours warehouse" in result.stdout + result.stderr
+
+
+def test_every_declared_dataset_meets_its_declared_grain_and_a_broken_one_is_caught(tmp_path):
+    write_jsonl(tmp_path / "data" / "touchpoints.jsonl", EVENTS)
+    root = tmp_path / "w"
+    land(tmp_path / "data", root, refresh=True)
+    db = root / "parcours.duckdb"
+    for d in declarations():
+        rows = arrow(db, f"select * from {d.view}")
+        assert rows.num_rows > 0, d.name
+        assert grain_problems(rows, d.grain, not_null=d.not_null, identities=d.identities) == [], d.name
+    # A session row landed twice, and a journey whose counts break its identity: both reported.
+    sessions = arrow(db, "select * from sessions")
+    twice = pa.concat_tables([sessions, sessions.slice(0, 1)])
+    declared = {d.name: d for d in declarations()}
+    assert grain_problems(twice, declared["sessions"].grain) == [
+        f"2 rows share the key (\"session_id\") = ['{sessions.column('session_id')[0].as_py()}']"
+    ]
+    journeys = arrow(db, "select * exclude (n_sessions), n_events + 1 as n_sessions from journeys")
+    problems = grain_problems(journeys, declared["journeys"].grain, identities=declared["journeys"].identities)
+    assert problems == [f"{journeys.num_rows} rows break n_sessions between 1 and n_events"]
+
+
+def arrow(db: Path, sql: str) -> pa.Table:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.sql(sql).to_arrow_table()

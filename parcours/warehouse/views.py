@@ -223,6 +223,8 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
                 ]
             )
         )
+    if not rows:
+        return f"create view {DATASETS_VIEW} as select cast(null as VARCHAR) as dataset where false"
     return f"create view {DATASETS_VIEW} as " + " union all ".join(rows)
 
 
