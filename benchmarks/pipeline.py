@@ -7,7 +7,7 @@ local broker, then measures in the same run, on the same data, each step in its 
 (wall time and that process tree's peak resident memory):
 
 * raw: the consumer setup the pipeline uses (kafka-python, whole record batches unpacked by
-  `parcours.kafka_records`), reading every message, in 1 process and in N processes over
+  `parcours.kafka.records`), reading every message, in 1 process and in N processes over
   disjoint partitions: the ceiling; and kafka-python's own per-record path, for reference;
 * pipeline: what `parcours run` does (validated, sessionized, landed, manifest committed, views
   rebuilt; then the sessions and journeys marts refreshed) with the default batch size, with 1
@@ -45,7 +45,7 @@ RAW_CONSUMER = """
 import sys, time
 from kafka import TopicPartition
 from parcours.kafka import KafkaSettings, make_consumer
-from parcours.kafka_records import enable_batch_unpacking
+from parcours.kafka.records import enable_batch_unpacking
 settings = KafkaSettings.from_env()
 groups, index, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 consumer = make_consumer(settings)
@@ -81,7 +81,8 @@ if __name__ == "__main__":
     warehouse = Warehouse(sys.argv[1])
     started = time.perf_counter()
     with warehouse.lock():
-        report = run.Runner(warehouse, load_config(), workers=int(sys.argv[2])).run_kafka(KafkaSettings.from_env())
+        ingestion = getattr(run, "Ingestion", None) or run.Runner  # a baseline from before the rename
+        report = ingestion(warehouse, load_config(), workers=int(sys.argv[2])).run_kafka(KafkaSettings.from_env())
     total = time.perf_counter() - started
     marts = report.marts.seconds if report.marts else 0.0
     events = sum(b.total_consumed for b in report.batches)

@@ -6,7 +6,7 @@ The story of one scheduled pass:
     broker is unreachable) -> refresh_marts (every derived dataset, `flows/refresh.py`)
     -> log and return the counts of every micro-batch and what the refresh wrote
 
-It is the pass `parcours run` makes, through the same `Runner.run_kafka`: the pipeline, its
+It is the pass `parcours run` makes, through the same `Ingestion.run_kafka`: the pipeline, its
 exactly-once publication and its accounting live in `pipelines/run.py`, not here. What this
 module adds is what a schedule needs:
 
@@ -130,13 +130,13 @@ def land_from_kafka(
     from parcours.pipelines import import_beam_quietly
 
     import_beam_quietly()
-    from parcours.pipelines.run import Runner
+    from parcours.pipelines.run import Ingestion
 
     logger = get_run_logger()
     # As in `parcours run`: a broker that just started moves its group coordinator while the
     # first offset commit is retried; kafka-python warns on each retry, then succeeds.
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
-    runner = Runner(
+    runner = Ingestion(
         warehouse,
         load_config(Path(config_path) if config_path else None),
         batch_size=batch_size,

@@ -201,7 +201,7 @@ def produce(
 ) -> None:
     """Send the JSONL files of a folder to Kafka, keyed by customer_id (bad lines included)."""
     from parcours.kafka import BrokerUnavailable, KafkaSecurityError, KafkaSettings, KafkaSettingsError, ensure_topics
-    from parcours.produce import FILES, count_lines, produce_dir
+    from parcours.kafka.produce import FILES, count_lines, produce_dir
 
     try:
         settings = KafkaSettings.from_env()
@@ -251,7 +251,7 @@ def run(
     # A broker that just started moves its group coordinator while the first offset commit is
     # retried: kafka-python warns on each retry, then succeeds (or raises, which is reported).
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR)
-    from parcours.pipelines.lanes import start_workers
+    from parcours.pipelines.worker_pool import start_workers
 
     # Kafka workers start importing now, beside this process's own imports below.
     pool = start_workers(workers - 1) if source is None else None
@@ -259,7 +259,7 @@ def run(
 
     import_beam_quietly()
     from parcours.kafka import BrokerUnavailable, KafkaSecurityError, KafkaSettings, KafkaSettingsError
-    from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Runner, WorkersNeedKeyedTopics
+    from parcours.pipelines.run import AmbiguousBackfill, CountsDoNotAddUp, Ingestion, WorkersNeedKeyedTopics
     from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
     from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
 
@@ -270,7 +270,7 @@ def run(
         console.print(batch.describe(), soft_wrap=True)
 
     try:
-        runner = Runner(
+        runner = Ingestion(
             wh,
             journey,
             beam_args=ctx.args,

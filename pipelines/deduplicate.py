@@ -66,8 +66,8 @@ import pyarrow.parquet as pq
 import xxhash
 from apache_beam.transforms.window import GlobalWindows
 
-from parcours.pipelines.batching import paused_gc
 from parcours.pipelines.coders import TABLE_ELEMENT
+from parcours.pipelines.record_loops import paused_gc
 from parcours.pipelines.validate import CONTRACTS, dead_letters
 from parcours.schemas.contracts import Reason
 

@@ -50,7 +50,6 @@ from parcours.pipelines.dead_letter_topic import record_limit, records_of, send_
 from parcours.pipelines.deduplicate import Deduplicate, ids_landed_twice, shares_ids
 from parcours.pipelines.journeys import AssignJourneys
 from parcours.pipelines.land import Land
-from parcours.pipelines.lanes import start_workers
 from parcours.pipelines.sessionize import Sessionize
 from parcours.pipelines.shard import ShardByCustomer
 from parcours.pipelines.sources import (
@@ -63,6 +62,7 @@ from parcours.pipelines.sources import (
 )
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
+from parcours.pipelines.worker_pool import start_workers
 from parcours.refresh.refresher import RefreshReport, catch_up
 from parcours.warehouse import INGEST, Manifest, OutboxEntry, PublishedFile, Warehouse
 from parcours.warehouse.ledger import merge_watermarks
@@ -405,8 +405,10 @@ def _lanes(partitions: list, workers: int) -> list[list]:
     return [lane for lane in lanes if lane]
 
 
-class Runner:
-    """Runs micro-batches into one warehouse; the caller holds the warehouse lock."""
+class Ingestion:
+    """Ingestion into one warehouse: plans, runs and publishes its micro-batches (from Kafka or
+    from files), then refreshes the derived datasets; the caller holds the warehouse lock. Not a
+    Beam runner: each micro-batch's Beam pipeline runs on the runner its options name."""
 
     def __init__(
         self,

@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 
 from parcours.kafka import KafkaSettings, make_consumer
-from parcours.pipelines.batching import paused_gc
 from parcours.pipelines.coders import TABLE_ELEMENT
+from parcours.pipelines.record_loops import paused_gc
 
 RAW_ARROW = pa.schema(
     [
@@ -39,7 +39,7 @@ KINDS = ("touchpoints", "surveys")
 # Rows per Arrow batch handed downstream: big enough for vectorised work, small enough
 # to keep several batches in flight without memory spikes.
 CHUNK_ROWS = 50_000
-# Record batches per poll when they arrive whole (see parcours.kafka_records).
+# Record batches per poll when they arrive whole (see parcours.kafka.records).
 MAX_POLL_CHUNKS = 1_000
 
 
@@ -205,7 +205,7 @@ class ReadOffsetRangesFn(beam.DoFn):
 
     def setup(self) -> None:
         from parcours.kafka import check_crc32c
-        from parcours.kafka_records import enable_batch_unpacking
+        from parcours.kafka.records import enable_batch_unpacking
 
         check_crc32c()
         self._consumer = make_consumer(self._settings)

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from parcours.config import IngestRules
-from parcours.pipelines.batching import paused_gc
 from parcours.pipelines.coders import TABLE_ELEMENT
+from parcours.pipelines.record_loops import paused_gc
 from parcours.schemas.contracts import (
     DEAD_LETTER_ARROW,
     SURVEY_ANSWER,

@@ -12,7 +12,7 @@ import pytest
 
 from parcours.config import load_config
 from parcours.kafka import KafkaSettings
-from parcours.pipelines.run import Runner
+from parcours.pipelines.run import Ingestion
 from parcours.synthetic import generate_dataset
 from parcours.warehouse import Warehouse
 
@@ -55,7 +55,7 @@ def test_sessionize_benchmark_agrees_with_its_sql_baseline(data: Path) -> None:
 def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path / "w")
     with warehouse.lock():
-        Runner(warehouse, load_config()).run_files(data)
+        Ingestion(warehouse, load_config()).run_files(data)
     # One batch and its marts refresh, nothing removed yet: every file they list is live.
     landed_files = sum(len(m.files) for m in warehouse.manifests())
     assert len(warehouse.manifests()) == 2
@@ -147,7 +147,7 @@ def test_identical_tells_the_same_landing_from_a_different_one(data: Path, tmp_p
     def backfill(folder: Path, root: Path) -> None:
         warehouse = Warehouse(root)
         with warehouse.lock():
-            Runner(warehouse, load_config()).run_files(folder)
+            Ingestion(warehouse, load_config()).run_files(folder)
 
     backfill(data, tmp_path / "a")
     backfill(data, tmp_path / "b")

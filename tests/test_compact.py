@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from parcours.compact import compact
-from parcours.pipelines.run import Runner
+from parcours.pipelines.run import Ingestion
 from parcours.pipelines.sources import plan_file_ranges
 from parcours.warehouse import DATASETS, MARKER_DATASETS, ROLLUPS, Manifest, Warehouse
 from tests.pipeline_helpers import query, write_jsonl
@@ -331,7 +331,7 @@ def land_without_refresh(tmp_path: Path) -> Warehouse:
     write_jsonl(tmp_path / "run1" / "touchpoints.jsonl", RUN_1)
     warehouse = Warehouse(tmp_path / "w")
     with warehouse.lock():
-        Runner(warehouse, CONFIG).run_batch(
+        Ingestion(warehouse, CONFIG).run_batch(
             plan_file_ranges("touchpoints", tmp_path / "run1" / "touchpoints.jsonl", 0),
             settings=None,
             source_of_kind={"touchpoints": {str(tmp_path / "run1" / "touchpoints.jsonl")}},

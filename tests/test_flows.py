@@ -26,9 +26,9 @@ from kafka import errors as kafka_errors
 from parcours.config import ConfigError
 from parcours.flows.serve import DEFAULT_PREFECT_YAML, ServeError, free_port, read_deployments
 from parcours.kafka import BrokerUnavailable, KafkaSettings, KafkaSettingsError
-from parcours.pipelines.run import CountsDoNotAddUp, Runner, RunReport
+from parcours.kafka.produce import produce_dir
+from parcours.pipelines.run import CountsDoNotAddUp, Ingestion, RunReport
 from parcours.pipelines.sources import OffsetOutOfRetention, SourceStalled
-from parcours.produce import produce_dir
 from parcours.warehouse import DATASETS, Warehouse
 from tests.pipeline_helpers import csat_answers, make_events, query, write_jsonl
 from tests.test_compact import RAW_COUNTS, ROWS_DROPPED, answer, land_without_refresh, view_rows
@@ -193,7 +193,7 @@ def test_the_flow_retries_the_kafka_task_only_while_the_broker_is_unavailable(
         return RunReport(self.warehouse.root)
 
     monkeypatch.setenv("PARCOURS_KAFKA_BOOTSTRAP", UNREACHABLE)
-    monkeypatch.setattr(Runner, "run_kafka", run_kafka)
+    monkeypatch.setattr(Ingestion, "run_kafka", run_kafka)
     monkeypatch.setattr(ingest, "land_from_kafka", ingest.land_from_kafka.with_options(retry_delay_seconds=0))
 
     state = ingest.ingest_events(warehouse=str(tmp_path / "w"), return_state=True)

@@ -12,7 +12,7 @@ import random
 import pytest
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from parcours.kafka_records import CorruptBatch, supports_batch_unpacking, unpack_records
+from parcours.kafka.records import CorruptBatch, supports_batch_unpacking, unpack_records
 
 CODECS = {
     "none": DefaultRecordBatchBuilder.CODEC_NONE,

@@ -13,7 +13,7 @@ import pytest
 from kafka import TopicPartition
 
 from parcours.kafka import KafkaSettings, make_admin, make_consumer, make_producer
-from parcours.kafka_records import RecordChunk, enable_batch_unpacking
+from parcours.kafka.records import RecordChunk, enable_batch_unpacking
 
 pytestmark = pytest.mark.kafka
 

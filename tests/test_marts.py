@@ -23,7 +23,7 @@ import duckdb
 import pytest
 
 from parcours.config import load_config
-from parcours.pipelines.run import Runner
+from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import PARTITIONS, declarations
 from parcours.warehouse import DATASETS, ROLLUPS, Warehouse
 from tests.pipeline_helpers import make_events, query, write_jsonl
@@ -52,7 +52,7 @@ RUN_2 = [event("e2", "c1", 20, "checkout", "purchase"), event("e5", "c2", 120, "
 def land(data: Path, root: Path, batch_size: int | None = None, max_batches: int | None = None) -> list:
     warehouse = Warehouse(root)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, batch_size=batch_size).run_files(data, max_batches=max_batches).batches
+        return Ingestion(warehouse, CONFIG, batch_size=batch_size).run_files(data, max_batches=max_batches).batches
 
 
 @pytest.fixture(scope="module")

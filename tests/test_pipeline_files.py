@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parcours.config import load_config
-from parcours.pipelines.run import Runner
+from parcours.pipelines.run import Ingestion
 from parcours.warehouse import ROLLUPS, Warehouse
 from tests.pipeline_helpers import make_events, query, reference_sessions, view_sessions, write_jsonl
 
@@ -22,7 +22,7 @@ MAX = CONFIG.sessions.max_duration
 def land(data: Path, root: Path, batch_size: int | None = None, beam_args: tuple[str, ...] = ()) -> list:
     warehouse = Warehouse(root)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, batch_size=batch_size, beam_args=beam_args).run_files(data).batches
+        return Ingestion(warehouse, CONFIG, batch_size=batch_size, beam_args=beam_args).run_files(data).batches
 
 
 def journey_columns(db: Path) -> list[tuple]:

@@ -17,7 +17,7 @@ import xxhash
 
 from parcours.config import load_config
 from parcours.kafka import KafkaSettings, make_producer
-from parcours.pipelines.run import Runner
+from parcours.pipelines.run import Ingestion
 from parcours.warehouse import Warehouse
 from tests.pipeline_helpers import query
 
@@ -78,7 +78,7 @@ class Topics:
 def run(settings: KafkaSettings, root: Path, workers: int) -> list:
     warehouse = Warehouse(root)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, workers=workers).run_kafka(settings).batches
+        return Ingestion(warehouse, CONFIG, workers=workers).run_kafka(settings).batches
 
 
 def totals(batches: list) -> tuple[int, int, int, int]:

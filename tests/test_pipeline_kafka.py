@@ -13,9 +13,9 @@ from kafka import TopicPartition
 
 from parcours.config import load_config
 from parcours.kafka import KafkaSettings, make_admin, make_consumer
-from parcours.pipelines.run import CONSUMER_GROUP, Runner
+from parcours.kafka.produce import produce_dir
+from parcours.pipelines.run import CONSUMER_GROUP, Ingestion
 from parcours.pipelines.sources import OffsetOutOfRetention, plan_offset_ranges
-from parcours.produce import produce_dir
 from parcours.warehouse import Warehouse
 from tests.pipeline_helpers import csat_answers, make_events, query, reference_sessions, view_sessions, write_jsonl
 
@@ -46,7 +46,9 @@ def run(settings: KafkaSettings, root: Path, **kwargs) -> list:
     batch_size = kwargs.pop("batch_size", None)
     workers = kwargs.pop("workers", 1)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, batch_size=batch_size, workers=workers).run_kafka(settings, **kwargs).batches
+        return (
+            Ingestion(warehouse, CONFIG, batch_size=batch_size, workers=workers).run_kafka(settings, **kwargs).batches
+        )
 
 
 def cli_env(settings: KafkaSettings, **extra: str) -> dict[str, str]:
@@ -223,8 +225,8 @@ def test_a_message_not_keyed_by_its_customer_is_a_dead_letter_unless_the_topic_s
     warehouse = Warehouse(tmp_path / "loose")
     with warehouse.lock():
         with pytest.raises(WorkersNeedKeyedTopics):
-            Runner(warehouse, loose, workers=2).run_kafka(kafka_settings)
-        [batch] = Runner(warehouse, loose).run_kafka(kafka_settings).batches
+            Ingestion(warehouse, loose, workers=2).run_kafka(kafka_settings)
+        [batch] = Ingestion(warehouse, loose).run_kafka(kafka_settings).batches
     assert batch.landed == {"touchpoints": 20} and not batch.dead_lettered
     assert query(
         tmp_path / "loose" / "parcours.duckdb", "select count(*), count(distinct event_id) from touchpoints"

@@ -19,7 +19,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from parcours.config import load_config
 from parcours.kafka import KafkaSettings, ensure_topics, make_admin, make_consumer, make_producer
-from parcours.pipelines.run import CountsDoNotAddUp, Runner, TooManyInternalErrors
+from parcours.pipelines.run import CountsDoNotAddUp, Ingestion, TooManyInternalErrors
 from parcours.warehouse import Manifest, Warehouse
 from tests.pipeline_helpers import csat_answers, make_events, query, write_jsonl
 
@@ -30,13 +30,13 @@ NESTED = b"[" * 10000 + b"]" * 10000  # the issue's reproduction
 def run_kafka(settings: KafkaSettings, root: Path, **kwargs) -> list:
     warehouse = Warehouse(root)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG, **kwargs).run_kafka(settings).batches
+        return Ingestion(warehouse, CONFIG, **kwargs).run_kafka(settings).batches
 
 
 def run_files(data: Path, root: Path) -> list:
     warehouse = Warehouse(root)
     with warehouse.lock():
-        return Runner(warehouse, CONFIG).run_files(data).batches
+        return Ingestion(warehouse, CONFIG).run_files(data).batches
 
 
 def send(settings: KafkaSettings, kind: str, messages: list[tuple[str | None, bytes]], **producer_config) -> None:

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from parcours.config import load_config
-from parcours.pipelines.run import Runner
+from parcours.pipelines.run import Ingestion
 from parcours.refresh.refresher import catch_up
 from parcours.warehouse import DROP, QUARANTINE, RELEASE, Warehouse, kind_of
 from parcours.warehouse.publish import ACCEPTED, NotQuarantined, Staged, Verdict, drop, release
@@ -64,7 +64,7 @@ def run_all(tmp: Path) -> Warehouse:
     for index, rows in enumerate(RUNS, 1):
         write_jsonl(tmp / f"run{index}" / "touchpoints.jsonl", rows)
         with warehouse.lock():
-            Runner(warehouse, CONFIG, gate=marker_gate).run_files(tmp / f"run{index}")
+            Ingestion(warehouse, CONFIG, gate=marker_gate).run_files(tmp / f"run{index}")
     return warehouse
 
 
@@ -100,7 +100,7 @@ def test_a_quarantined_batch_is_invisible_to_every_view_and_refresh(quarantined:
     assert quarantined.orphans() == []
     # Its backfill range is consumed: a rerun lands nothing again.
     with quarantined.lock():
-        again = Runner(quarantined, CONFIG, gate=marker_gate).run_files(quarantined.root.parent / "run2")
+        again = Ingestion(quarantined, CONFIG, gate=marker_gate).run_files(quarantined.root.parent / "run2")
     assert again.batches == []
 
 

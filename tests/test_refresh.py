@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from parcours.config import load_config
-from parcours.pipelines.run import Runner
+from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import declarations, fingerprint
 from parcours.refresh.refresher import catch_up, plan
 from parcours.warehouse import REFRESH, Warehouse, kind_of
@@ -24,7 +24,7 @@ EVENTS = make_events(customers=12, per_customer=12, seed=5)
 def land(data: Path, root: Path, config=CONFIG, *, refresh: bool = False) -> None:
     warehouse = Warehouse(root)
     with warehouse.lock():
-        Runner(warehouse, config).run_files(data, refresh=refresh)
+        Ingestion(warehouse, config).run_files(data, refresh=refresh)
 
 
 def models_equal_marts(db: Path, dataset: str, model: str) -> bool:
