@@ -165,62 +165,75 @@ def _crash_point(name: str) -> None:
         os._exit(137)
 
 
-def build_pipeline(
-    options: PipelineOptions,
-    ranges: list[OffsetRange] | list[FileRange],
-    *,
-    settings: KafkaSettings | None,
-    config: JourneyConfig,
-    files: PublishedFiles,
-    watermarks: dict[str, datetime | None],
-    seq: int,
-    now: datetime,
-    root: str,
-    receipts_path: str,
-    shards: int,
-    winners: pa.Table | None = None,
-) -> beam.Pipeline:
-    pipeline = beam.Pipeline(options=options)
-    # Kafka topics keyed by customer: a group of whole partitions is a shard of whole customers,
-    # so the reader yields shards and no shuffle is needed. Files (and other keys) are regrouped.
-    by_partition = bool(ranges) and isinstance(ranges[0], OffsetRange) and config.ingest.keyed_by_customer
-    read = pipeline | "ReadRanges" >> ReadRanges(ranges, settings, read_groups=shards, whole_shards=by_partition)
-    checked = read.raw | "Validate" >> Validate(
-        config.ingest, watermarks, now, check_key=by_partition, stages=config.stages
-    )
-    shards_of_customers = (
-        checked.valid if by_partition else checked.valid | "ShardByCustomer" >> ShardByCustomer(shards)
-    )
-    unique = shards_of_customers | "Deduplicate" >> Deduplicate(
-        files.id_index, config.ingest.id_retention, now=now, root=root, seq=seq, winners=winners
-    )
-    by_kind = beam.ParDo(_ByKindFn()).with_output_types(TABLE_ELEMENT, touchpoints=TABLE_ELEMENT, surveys=TABLE_ELEMENT)
-    kinds = unique["fresh"] | "ByKind" >> by_kind.with_outputs("touchpoints", "surveys")
-    touchpoints, surveys = kinds.touchpoints, kinds.surveys
-    journeys = (
-        touchpoints
-        | "Sessionize" >> Sessionize(files, config.sessions.inactivity_gap, config.sessions.max_duration)
-        | "AssignJourneys" >> AssignJourneys(config)
-    )
-    # Each branch lands on its own: a Flatten of large tables before Land would make the
-    # FnApiRunner materialise (pickle) every table at the join, measured at ~1.3 GB per
-    # 250,000 events. Only the small receipts are joined.
-    landed = [
-        branch | f"Land{name}" >> Land(root, seq, now)
-        for name, branch in (
-            ("Touchpoints", journeys),
-            ("Surveys", surveys),
-            ("Invalid", checked.dead),
-            ("Conflicts", unique["dead"]),
+class IngestMicroBatch(beam.PTransform):
+    """The story of one micro-batch, applied to a pipeline's start:
+
+        ReadRanges -> Validate -> [ShardByCustomer] -> Deduplicate -> ByKind
+            touchpoints -> Sessionize -> AssignJourneys -> Land
+            survey answers, invalid records, id conflicts -> Land
+        every step's receipts -> one JSON file (`receipts_path`), which `execute` accounts from
+
+    `job` says everything else: the ranges to read, the configuration, the warehouse's published
+    files and watermarks, the batch's seq and ingestion time, the shard count and, on a re-run,
+    the winning copies of ids two shards both landed.
+    """
+
+    def __init__(self, job: BatchJob, receipts_path: str) -> None:
+        super().__init__()
+        self._job = job
+        self._receipts_path = receipts_path
+
+    def expand(self, begin):
+        job, config = self._job, self._job.config
+        ranges = list(job.ranges)
+        # Kafka topics keyed by customer: a group of whole partitions is a shard of whole
+        # customers, so the reader yields shards and no shuffle is needed. Files (and other keys)
+        # are regrouped.
+        by_partition = bool(ranges) and isinstance(ranges[0], OffsetRange) and config.ingest.keyed_by_customer
+        read = begin | "ReadRanges" >> ReadRanges(
+            ranges, job.settings, read_groups=job.shards, whole_shards=by_partition
         )
-    ]
-    _ = (
-        (*landed, read.receipts, unique["receipts"])
-        | "AllReceipts" >> beam.Flatten()
-        | "CollectReceipts" >> beam.combiners.ToList()
-        | "WriteReceipts" >> beam.Map(_write_receipts, receipts_path)
-    )
-    return pipeline
+        checked = read.raw | "Validate" >> Validate(
+            config.ingest, job.watermarks, job.now, check_key=by_partition, stages=config.stages
+        )
+        shards_of_customers = (
+            checked.valid if by_partition else checked.valid | "ShardByCustomer" >> ShardByCustomer(job.shards)
+        )
+        unique = shards_of_customers | "Deduplicate" >> Deduplicate(
+            job.files.id_index,
+            config.ingest.id_retention,
+            now=job.now,
+            root=job.root,
+            seq=job.seq,
+            winners=job.winners,
+        )
+        by_kind = beam.ParDo(_ByKindFn()).with_output_types(
+            TABLE_ELEMENT, touchpoints=TABLE_ELEMENT, surveys=TABLE_ELEMENT
+        )
+        kinds = unique["fresh"] | "ByKind" >> by_kind.with_outputs("touchpoints", "surveys")
+        journeys = (
+            kinds.touchpoints
+            | "Sessionize" >> Sessionize(job.files, config.sessions.inactivity_gap, config.sessions.max_duration)
+            | "AssignJourneys" >> AssignJourneys(config)
+        )
+        # Each branch lands on its own: a Flatten of large tables before Land would make the
+        # FnApiRunner materialise (pickle) every table at the join, measured at ~1.3 GB per
+        # 250,000 events. Only the small receipts are joined.
+        landed = [
+            branch | f"Land{name}" >> Land(job.root, job.seq, job.now)
+            for name, branch in (
+                ("Touchpoints", journeys),
+                ("Surveys", kinds.surveys),
+                ("Invalid", checked.dead),
+                ("Conflicts", unique["dead"]),
+            )
+        ]
+        return (
+            (*landed, read.receipts, unique["receipts"])
+            | "AllReceipts" >> beam.Flatten()
+            | "CollectReceipts" >> beam.combiners.ToList()
+            | "WriteReceipts" >> beam.Map(_write_receipts, self._receipts_path)
+        )
 
 
 class _ByKindFn(beam.DoFn):
@@ -320,20 +333,8 @@ def _execute_once(job: BatchJob) -> BatchOutcome:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     receipts_path = staging / "receipts.json"
-    pipeline = build_pipeline(
-        pipeline_options(job.beam_args),
-        list(job.ranges),
-        settings=job.settings,
-        config=job.config,
-        files=job.files,
-        watermarks=job.watermarks,
-        seq=job.seq,
-        now=job.now,
-        root=job.root,
-        receipts_path=str(receipts_path),
-        shards=job.shards,
-        winners=job.winners,
-    )
+    pipeline = beam.Pipeline(options=pipeline_options(job.beam_args))
+    _ = pipeline | "IngestMicroBatch" >> IngestMicroBatch(job, str(receipts_path))
     pipeline.run().wait_until_finish()
     receipts = json.loads(receipts_path.read_text(encoding="utf-8"))
     shutil.rmtree(staging, ignore_errors=True)

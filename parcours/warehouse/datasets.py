@@ -30,6 +30,9 @@ class DatasetSpec:
     # The columns whose Parquet statistics (min/max per row group) are written; None: all. A
     # dataset read only through some columns skips the cost of the others' (strings mostly).
     statistics: tuple[str, ...] | None = None
+    # The codec of the files a batch writes (`write_parquet`); rewrites (`write_stream`: compaction)
+    # always use zstd.
+    batch_compression: str = "zstd"
 
     @property
     def by_date(self) -> bool:
@@ -261,6 +264,9 @@ ID_INDEX = DatasetSpec(
     "id_bucket",
     pa.int32(),
     statistics=("id_hash",),  # look-ups select by hash; the strings' min/max would cost ~30 % of the write
+    # Uncompressed until the nightly compaction rewrites each bucket in zstd: half the cost of
+    # the write, for 78 instead of 38 bytes an id meanwhile.
+    batch_compression="none",
 )
 DATASETS[ID_INDEX.name] = ID_INDEX
 

@@ -131,8 +131,8 @@ class Files:
                     pq.write_table(
                         data.slice(offset, rows),
                         sink,
-                        compression="zstd",
-                        compression_level=1,
+                        compression=spec.batch_compression,
+                        compression_level=1 if spec.batch_compression == "zstd" else None,
                         use_dictionary=dictionary_columns,
                         write_statistics=True if spec.statistics is None else list(spec.statistics),
                     )
