@@ -110,9 +110,11 @@ def grain_problems(
     *,
     not_null: Sequence[str] = (),
     identities: Sequence[str] = (),
+    nullable: Sequence[str] = (),
 ) -> list[str]:
-    """What breaks the grain: duplicate keys, null keys or required columns, false identities
-    (SQL boolean expressions over one row, e.g. `n_entered = n_moved_on + n_dropped`)."""
+    """What breaks the grain: duplicate keys, null keys (but in the `nullable` key columns, where
+    a null is a value of its own) or required columns, false identities (SQL boolean expressions
+    over one row, e.g. `n_entered = n_moved_on + n_dropped`)."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
     if table.num_rows == 0:
         return []
@@ -126,7 +128,7 @@ def grain_problems(
                 f"select {key}, count(*) from checked group by all having count(*) > 1 order by all limit 5"
             ).fetchall()
         ]
-        for column in (*grain, *not_null):
+        for column in (*(c for c in grain if c not in nullable), *not_null):
             (nulls,) = con.execute(f"select count(*) from checked where {_quote(column)} is null").fetchone()
             if nulls:
                 problems.append(f"{nulls} rows have no {column}")

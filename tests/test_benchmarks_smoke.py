@@ -149,15 +149,17 @@ def test_identical_tells_the_same_landing_from_a_different_one(data: Path, tmp_p
         with warehouse.lock():
             Ingestion(warehouse, load_config()).run_files(folder)
 
-    backfill(data, tmp_path / "a")
-    backfill(data, tmp_path / "b")
-    # The same data less its last touchpoint: every view that counts it differs.
-    fewer = tmp_path / "fewer"
-    fewer.mkdir()
+    # Rows name the file they came from: every landing reads the same path.
+    source = tmp_path / "src"
+    source.mkdir()
     lines = (data / "touchpoints.jsonl").read_text().splitlines(keepends=True)
-    (fewer / "touchpoints.jsonl").write_text("".join(lines[:-1]))
-    (fewer / "surveys.jsonl").write_text((data / "surveys.jsonl").read_text())
-    backfill(fewer, tmp_path / "c")
+    (source / "surveys.jsonl").write_text((data / "surveys.jsonl").read_text())
+    (source / "touchpoints.jsonl").write_text("".join(lines))
+    backfill(source, tmp_path / "a")
+    backfill(source, tmp_path / "b")
+    # The same data less its last touchpoint: every view that counts it differs.
+    (source / "touchpoints.jsonl").write_text("".join(lines[:-1]))
+    backfill(source, tmp_path / "c")
 
     def identical(a: Path, b: Path) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -72,8 +72,8 @@ def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_pa
     db = root / "parcours.duckdb"
     rows = query(
         db,
-        "select dataset, view_name, grain, fingerprint, current_fingerprint, is_stale, refreshed_seq, "
-        "as_of, n_rows, cadence from parcours_datasets order by dataset",
+        "select name, view_name, grain, fingerprint, current_fingerprint, is_stale, refreshed_seq, "
+        "as_of, rows, cadence from parcours_datasets order by name",
     )
     settings = Warehouse(root).manifests()[-1].settings
     by_name = {d.name: d for d in declarations()}
@@ -121,7 +121,7 @@ def test_full_rebuilds_the_datasets_whose_definition_changed_and_keeps_the_other
     write_jsonl(tmp_path / "more" / "touchpoints.jsonl", EVENTS[100:])
     land(tmp_path / "more", root, config=shorter, refresh=True)
     db = root / "parcours.duckdb"
-    stale = dict(query(db, "select dataset, is_stale from parcours_datasets"))
+    stale = dict(query(db, "select name, is_stale from parcours_datasets"))
     assert stale == {d.name: d.name == "journeys" for d in declarations()}
     # Incremental refreshes mix the two definitions: journeys cut at 200 and at 3 steps.
     reasons = {p.dataset: p for p in plan(Warehouse(root))}
@@ -156,7 +156,9 @@ def test_every_declared_dataset_meets_its_declared_grain_and_a_broken_one_is_cau
     for d in declarations():
         rows = arrow(db, f"select * from {d.view}")
         assert rows.num_rows > 0, d.name
-        assert grain_problems(rows, d.grain, not_null=d.not_null, identities=d.identities) == [], d.name
+        assert grain_problems(rows, d.grain, not_null=d.not_null, identities=d.identities, nullable=d.nullable) == [], (
+            d.name
+        )
     # A session row landed twice, and a journey whose counts break its identity: both reported.
     sessions = arrow(db, "select * from sessions")
     twice = pa.concat_tables([sessions, sessions.slice(0, 1)])

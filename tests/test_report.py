@@ -311,7 +311,8 @@ def test_analytics_views_once_they_exist_are_drawn_from(warehouse, browser, tmp_
             ") as t(funnel, step_index, step, breakdown, period, n_reached, n_in_progress, n_not_converted)"
         )
         con.execute(
-            "create view parcours_datasets as select 'path_edges' as name, 'anchor, step' as grain, 6 as rows, "
+            "create or replace view parcours_datasets as "
+            "select 'path_edges' as name, 'anchor, step' as grain, 6 as rows, "
             "timestamptz '2026-03-01 10:00:00+00' as refreshed_at, timestamptz '2026-02-27 00:00:00+00' as as_of, "
             "'f1' as fingerprint, 'hourly' as cadence"
         )

@@ -7,6 +7,7 @@ A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a decl
     view: sessions                   # the view readers query, where the grain holds
     description: ...
     grain: [session_id]              # unique and not null in `view`
+    nullable: [segment]              # grain columns where a null is a value of its own
     not_null: [customer_id, ...]
     identities: ["n_customers <= n_sessions", ...]  # true on every row of `view`
     partition: batch_date            # the dataset's partition column
@@ -46,7 +47,18 @@ from parcours.warehouse.views import MODEL_LAYERS, model_references
 CADENCES = ("every_pass",)  # hourly and daily arrive with the first dataset that needs them
 CUSTOMERS, PARTITIONS = "customers", "partitions"
 INVALIDATIONS = (CUSTOMERS, PARTITIONS)
-_FIELDS = {"dataset", "view", "description", "grain", "not_null", "identities", "partition", "cadence", "invalidation"}
+_FIELDS = {
+    "dataset",
+    "view",
+    "description",
+    "grain",
+    "nullable",
+    "not_null",
+    "identities",
+    "partition",
+    "cadence",
+    "invalidation",
+}
 
 
 class DeclarationError(ValueError):
@@ -75,6 +87,7 @@ class Derived:
     view: str
     description: str
     grain: tuple[str, ...]
+    nullable: tuple[str, ...]  # of the grain: a null there is a value (a segment not sent)
     not_null: tuple[str, ...]
     identities: tuple[str, ...]
     partition: str
@@ -199,6 +212,9 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
     columns = set(spec.arrow_schema.names) | {spec.partition_column}
     grain = _names(body["grain"], fail, "grain")
     not_null = _names(body.get("not_null", []), fail, "not_null")
+    nullable = _names(body.get("nullable", []), fail, "nullable")
+    if not set(nullable) <= set(grain):
+        raise fail(f"nullable columns {sorted(set(nullable) - set(grain))} are not in the grain")
     absent = sorted(set(grain + not_null) - columns)
     if absent:
         raise fail(f"columns {absent} are not in dataset {dataset!r}")
@@ -209,6 +225,7 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
         view=str(body["view"]),
         description=str(body.get("description", "")),
         grain=grain,
+        nullable=nullable,
         not_null=not_null,
         identities=tuple(str(i) for i in body.get("identities", []) or []),
         partition=spec.partition_column,

@@ -203,7 +203,7 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
             "select "
             + ", ".join(
                 [
-                    f"{_literal(derived.name)} as dataset",
+                    f"{_literal(derived.name)} as name",
                     f"{_literal(derived.view)} as view_name",
                     f"{_literal(derived.description)} as description",
                     f"{_literal(derived.source)} as declared_in",
@@ -219,12 +219,12 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
                     f"{nullable(refreshed.seq if refreshed else None, 'BIGINT')} as refreshed_seq",
                     f"{nullable(refreshed.refreshed_at if refreshed else None, 'TIMESTAMPTZ')} as refreshed_at",
                     f"{nullable(refreshed.as_of if refreshed else None, 'TIMESTAMPTZ')} as as_of",
-                    f"(select count(*) from {_quote(derived.view)}) as n_rows",
+                    f"(select count(*) from {_quote(derived.view)}) as rows",
                 ]
             )
         )
     if not rows:
-        return f"create view {DATASETS_VIEW} as select cast(null as VARCHAR) as dataset where false"
+        return f"create view {DATASETS_VIEW} as select cast(null as VARCHAR) as name where false"
     return f"create view {DATASETS_VIEW} as " + " union all ".join(rows)
 
 
