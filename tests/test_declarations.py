@@ -158,3 +158,14 @@ def test_a_declaration_needs_its_model_and_a_dataset_is_declared_once():
         resolve([("staging", "int_a.yml", SESSIONS)], TEXTS, [])
     with pytest.raises(DeclarationError, match=r"datasets declared twice: \['sessions'\]"):
         resolve([("intermediate", "int_a.yml", SESSIONS), ("intermediate", "int_b.yml", SESSIONS)], TEXTS, [])
+
+
+def test_datasets_that_read_each_other_are_refused():
+    # sessions' model reads the raw rows of sessions_daily, whose model reads sessions'.
+    texts = {
+        **TEXTS,
+        "int_a": ("intermediate", "select * from raw_sessions_daily"),
+        "int_b": ("intermediate", "select * from raw_sessions"),
+    }
+    with pytest.raises(DeclarationError, match=r"derived datasets read each other in a cycle: .*sessions"):
+        resolve([("intermediate", "int_a.yml", SESSIONS), ("intermediate", "int_b.yml", DAILY)], texts, [])

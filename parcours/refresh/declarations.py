@@ -32,6 +32,7 @@ columns named in those models), and from both its fingerprint.
 from __future__ import annotations
 
 import functools
+import graphlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -285,24 +286,12 @@ def _words_universe(text: str) -> set[str]:
 
 
 def _ordered(complete: Mapping[str, Derived]) -> list[str]:
-    order: list[str] = []
-    visiting: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in order:
-            return
-        if name in visiting:
-            cycle = [*visiting[visiting.index(name) :], name]
-            raise DeclarationError(f"derived datasets read each other in a cycle: {' -> '.join(cycle)}")
-        visiting.append(name)
-        for other in complete[name].depends_on:
-            visit(other)
-        visiting.pop()
-        order.append(name)
-
-    for name in sorted(complete):
-        visit(name)
-    return order
+    """Dataset names, each after the datasets it reads (by name among those ready at once)."""
+    sorter = graphlib.TopologicalSorter({name: complete[name].depends_on for name in sorted(complete)})
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        raise DeclarationError(f"derived datasets read each other in a cycle: {' -> '.join(exc.args[1])}") from None
 
 
 def _as_dict(d: Derived) -> dict[str, Any]:
