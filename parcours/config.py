@@ -19,6 +19,12 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 UNMAPPED_STAGE = "unmapped"
+# Values the analytics views give a meaning of their own (a rolled-up dimension, a null, an
+# answer attached to no touchpoint, the ends of a path, the rest of a top-N): never a stage or
+# a touchpoint name, compared exactly (case-sensitive) as the views compare them.
+RESERVED_NAMES = ("all", "unknown", "unattached", "(start)", "(end)", "(ended)", "(other)")
+# What the company sends rather than what the customer does: not activity for drop-off or churn.
+COMPANY_SENT = ("invoice", "renewal_reminder", "welcome_email", "newsletter_open")
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -81,6 +87,9 @@ class DropOffRules(_Strict):
 class ChurnRules(_Strict):
     outcomes: tuple[str, ...] = ("cancellation",)
     inactivity: Duration | None = timedelta(days=180)
+    # Touchpoints that are not activity for drop-off and inactivity churn. Given in the file, each
+    # must be a configured touchpoint; by default, those of COMPANY_SENT the configuration maps.
+    not_activity: tuple[str, ...] = COMPANY_SENT
 
     @model_validator(mode="after")
     def _check(self) -> ChurnRules:
@@ -156,7 +165,23 @@ class JourneyConfig(_Strict):
         for stage in self.drop_off.timeouts:
             if stage not in known:
                 raise ValueError(f"drop_off.timeouts.{stage}: unknown stage (stages: {list(self.stages)})")
+        for key, names in (("stages", self.stages), ("touchpoints", self.touchpoints)):
+            reserved = sorted(set(names) & set(RESERVED_NAMES))
+            if reserved:
+                raise ValueError(
+                    f"{key}: {', '.join(map(repr, reserved))} reserved (the views give "
+                    f"{', '.join(RESERVED_NAMES)} a meaning of their own)"
+                )
+        if "not_activity" in self.churn.model_fields_set:
+            unknown = sorted(set(self.churn.not_activity) - set(self.touchpoints))
+            if unknown:
+                raise ValueError(f"churn.not_activity: {unknown} are not configured touchpoints")
         return self
+
+    @property
+    def not_activity(self) -> tuple[str, ...]:
+        """The configured touchpoints that are not activity (see `ChurnRules.not_activity`)."""
+        return tuple(t for t in self.churn.not_activity if t in self.touchpoints)
 
     def stage_of(self, touchpoint: str) -> str:
         return self.touchpoints.get(touchpoint, UNMAPPED_STAGE)
@@ -187,6 +212,7 @@ class JourneyConfig(_Strict):
             "attachment_window_in_s": seconds(self.surveys.attachment_window),
             "churn_outcomes": list(self.churn.outcomes),
             "churn_inactivity_in_s": seconds(self.churn.inactivity),
+            "churn_not_activity": list(self.not_activity),
             "collapse_repeats": self.path_cleaning.collapse_repeats,
             "ignore_touchpoints": list(self.path_cleaning.ignore_touchpoints),
             "max_path_length": self.path_cleaning.max_path_length,

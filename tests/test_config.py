@@ -225,6 +225,13 @@ BAD_CONFIGS = [
         "drop_off.timeouts.c: unknown stage (stages: ['a', 'b'])",
     ),
     ("duplicate stages", "stages: [a, b, a]\n", "stages: a listed more than once"),
+    ("a reserved stage", "stages: [a, all]\n", "stages: 'all' reserved (the views give all, unknown, unattached,"),
+    ("a reserved touchpoint", "stages: [a]\ntouchpoints: {(end): a}\n", "touchpoints: '(end)' reserved"),
+    (
+        "company-sent touchpoints that are not configured",
+        "stages: [a]\ntouchpoints: {invoice: a}\nchurn: {not_activity: [invoice, fax]}\n",
+        "churn.not_activity: ['fax'] are not configured touchpoints",
+    ),
     ("no stages", "stages: []\n", "stages must list at least one stage"),
     ("not valid YAML", "stages: [a\n", "not valid YAML: "),
     ("tabs in YAML", "stages: [a]\nsessions:\n\tinactivity_gap: 30m\n", "not valid YAML: "),
@@ -303,6 +310,7 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "attachment_window_in_s": 7 * DAY,
         "churn_outcomes": ["cancellation"],
         "churn_inactivity_in_s": 180 * DAY,
+        "churn_not_activity": ["invoice", "renewal_reminder", "welcome_email", "newsletter_open"],
         "collapse_repeats": True,
         "ignore_touchpoints": [],
         "max_path_length": 200,
@@ -330,11 +338,14 @@ def test_settings_record_of_a_small_config() -> None:
         "attachment_window_in_s": 7 * DAY,
         "churn_outcomes": [],
         "churn_inactivity_in_s": 30 * DAY,
+        "churn_not_activity": [],  # none of the company-sent defaults is a touchpoint here
         "collapse_repeats": False,
         "ignore_touchpoints": ["ping"],
         "max_path_length": 5,
         "path_summary_steps": 6,
     }
+    mapped = parse_config("stages: [a]\ntouchpoints: {invoice: a, visit: a}\n").settings_record()
+    assert mapped["churn_not_activity"] == ["invoice"]  # the defaults this configuration maps
     explicit_only = parse_config("stages: [a]\nchurn: {inactivity: null}\n").settings_record()
     assert explicit_only["churn_inactivity_in_s"] is None
 
