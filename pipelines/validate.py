@@ -19,7 +19,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from parcours.config import IngestRules
+from parcours.config import RESERVED_NAMES, IngestRules
 from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.record_loops import paused_gc
 from parcours.schemas.contracts import (
@@ -34,6 +34,8 @@ from parcours.schemas.contracts import (
 
 CONTRACTS: dict[str, Contract] = {"touchpoints": TOUCHPOINT, "surveys": SURVEY_ANSWER}
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# Producer-sent dimensions the views break rows out by: none may be spelt as a reserved name.
+RESERVED_FIELDS = ("segment", "product_line")
 
 
 def dead_letters(
@@ -82,6 +84,8 @@ def check_batch(
     `stages`: the configured stages; a touchpoint's own `stage` must be one of them
     (`unknown_stage`: else it would land as a stage of its own, outside the lifecycle). The
     pipeline's `unmapped` is not one of them: a producer may not send it either.
+    A `segment` or `product_line` equal to one of `RESERVED_NAMES` (exactly: `All` is a segment
+    of its own) is `reserved_value`.
     """
     contract = CONTRACTS[kind]
     with paused_gc():
@@ -160,6 +164,24 @@ def check_batch(
             record_ids += rows.column(contract.id_field).to_pylist()
             customer_ids += rows.column("customer_id").to_pylist()
             rejected = pc.or_(rejected, unknown)
+    # A segment or product line the views would read as one of their own words (`all` for a
+    # rolled-up row, `unknown` for a null...): it would merge into those rows, so it is refused.
+    for column in (c for c in RESERVED_FIELDS if c in valid.column_names) if valid.num_rows else ():
+        values = valid.column(column)
+        reserved = pc.fill_null(pc.is_in(values, value_set=pa.array(RESERVED_NAMES, pa.string())), False)
+        reserved = pc.and_(reserved, pc.invert(rejected))
+        hits = pc.indices_nonzero(reserved).to_pylist()
+        if hits:
+            rows = valid.take(pa.array(hits, pa.int64()))
+            dead_index += [decoded.valid_index[i] for i in hits]
+            reasons += [Reason.RESERVED_VALUE] * len(hits)
+            details += [
+                f"{column} {value!r} is a name the views reserve ({', '.join(RESERVED_NAMES)}) - at `$.{column}`"
+                for value in rows.column(column).to_pylist()
+            ]
+            record_ids += rows.column(contract.id_field).to_pylist()
+            customer_ids += rows.column("customer_id").to_pylist()
+            rejected = pc.or_(rejected, reserved)
     # pyarrow compute on a column of zero chunks (a batch with no valid row) crashes: skip it.
     for reason, mask, why in checks if valid.num_rows else ():
         mask = pc.and_(mask, pc.invert(rejected))

@@ -77,6 +77,7 @@ class Reason:
     KEY_MISMATCH = "key_not_customer_id"
     TOO_DEEPLY_NESTED = "too_deeply_nested"
     UNKNOWN_STAGE = "unknown_stage"
+    RESERVED_VALUE = "reserved_value"  # a segment or product line spelt as a word the views reserve
     # Not a data reason: parcours itself failed on this record (a bug). Counted apart, and a run
     # stops when too many records of a batch hit it (`pipelines.run.TooManyInternalErrors`).
     INTERNAL_ERROR = "internal_error"

@@ -439,6 +439,7 @@ def test_the_corpus_covers_every_reason_decode_batch_can_give() -> None:
         Reason.DUPLICATE_CONFLICT,
         Reason.KEY_MISMATCH,
         Reason.UNKNOWN_STAGE,
+        Reason.RESERVED_VALUE,  # Validate's, like the stage check: tests/test_pipeline_poison.py
     }
     every = {value for key, value in vars(Reason).items() if key.isupper()}
     covered = {case.reason for case in CORPUS if isinstance(case, Case) and case.reason}

@@ -285,6 +285,40 @@ def test_landed_is_counted_from_the_rows_written(tmp_path, monkeypatch):
     assert manifests(tmp_path / "w") == []
 
 
+def test_a_segment_or_product_line_spelt_as_a_reserved_name_is_dead_lettered(tmp_path):
+    rows = [
+        touchpoint_with("c1", "seg-all", segment="all"),
+        touchpoint_with("c1", "line-end", product_line="(end)"),
+        touchpoint_with("c1", "both", segment="unknown", product_line="(other)"),  # one letter, the first field
+        touchpoint_with("c2", "seg-All", segment="All"),  # exact comparison: a segment of its own
+        touchpoint_with("c2", "seg-allx", segment="allx"),
+        touchpoint_with("c2", "none"),
+    ]
+    write_jsonl(tmp_path / "data" / "touchpoints.jsonl", rows)
+    [batch] = run_files(tmp_path / "data", tmp_path / "w")
+    assert (batch.consumed, batch.landed, batch.dead_lettered) == (
+        {"touchpoints": 6},
+        {"touchpoints": 3},
+        {"touchpoints": 3},
+    )
+    db = tmp_path / "w" / "parcours.duckdb"
+    reserved = "all, unknown, unattached, (start), (end), (ended), (other)"
+    assert sorted(query(db, "select record_id, reason, detail from dead_letters")) == [
+        ("both", "reserved_value", f"segment 'unknown' is a name the views reserve ({reserved}) - at `$.segment`"),
+        (
+            "line-end",
+            "reserved_value",
+            f"product_line '(end)' is a name the views reserve ({reserved}) - at `$.product_line`",
+        ),
+        ("seg-all", "reserved_value", f"segment 'all' is a name the views reserve ({reserved}) - at `$.segment`"),
+    ]
+    assert sorted(query(db, "select event_id, segment from touchpoints")) == [
+        ("none", None),
+        ("seg-All", "All"),
+        ("seg-allx", "allx"),
+    ]
+
+
 def test_unknown_stages_unmapped_touchpoints_and_blank_lines_are_counted(tmp_path):
     rows = [
         touchpoint_with("c1", "mapped"),  # home_page -> consideration
