@@ -12,7 +12,7 @@ the time checks that need run context are vectorised here:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
@@ -129,72 +129,66 @@ def check_batch(
             )
         )
     rejected = pa.array([False] * valid.num_rows, pa.bool_())
-    if check_key and valid.num_rows:
+
+    def reject(mask: pa.Array, reason: str, detail_of: Callable[[pa.Table, pa.Array], list[str]]) -> None:
+        """Dead-letter the valid rows of `mask` not rejected yet, each with `detail_of(rows, hits)`."""
+        nonlocal rejected
+        mask = pc.and_(pc.fill_null(mask, False), pc.invert(rejected))
+        hits = pc.indices_nonzero(mask)
+        if not len(hits):
+            return
+        rows = valid.take(hits)
+        dead_index.extend(decoded.valid_index[i] for i in hits.to_pylist())
+        reasons.extend([reason] * len(hits))
+        details.extend(detail_of(rows, hits))
+        record_ids.extend(rows.column(contract.id_field).to_pylist())
+        customer_ids.extend(rows.column("customer_id").to_pylist())
+        rejected = pc.or_(rejected, mask)
+
+    if not valid.num_rows:  # pyarrow compute on a column of zero chunks crashes: nothing to check
+        return valid, dead_letters(raw, dead_index, reasons, details, record_ids, customer_ids)
+    if check_key:
         keys = provenance.column("source_key")
-        customers = valid.column("customer_id").cast(pa.binary())
-        mismatch = pc.fill_null(pc.not_equal(keys, customers), True)
-        hits = pc.indices_nonzero(mismatch).to_pylist()
-        if hits:
-            rows = valid.take(pa.array(hits, pa.int64()))
-            dead_index += [decoded.valid_index[i] for i in hits]
-            reasons += [Reason.KEY_MISMATCH] * len(hits)
-            details += [
+        reject(
+            pc.fill_null(pc.not_equal(keys, valid.column("customer_id").cast(pa.binary())), True),
+            Reason.KEY_MISMATCH,
+            lambda _rows, hits: [
                 f"the Kafka key {key!r} is not the customer_id: every event of a customer must be keyed by "
                 f"its customer_id, so that they share a partition (resend it keyed, or set "
                 f"ingest.keyed_by_customer: false)"
-                for key in keys.take(pa.array(hits, pa.int64())).to_pylist()
-            ]
-            record_ids += rows.column(contract.id_field).to_pylist()
-            customer_ids += rows.column("customer_id").to_pylist()
-            rejected = pc.or_(rejected, mismatch)
-    if stages is not None and contract is TOUCHPOINT and valid.num_rows:
+                for key in keys.take(hits).to_pylist()
+            ],
+        )
+    if stages is not None and contract is TOUCHPOINT:
         stage = valid.column("stage")
-        unknown = pc.and_(pc.is_valid(stage), pc.invert(pc.is_in(stage, value_set=pa.array(stages, pa.string()))))
-        unknown = pc.and_(pc.fill_null(unknown, False), pc.invert(rejected))
-        hits = pc.indices_nonzero(unknown).to_pylist()
-        if hits:
-            rows = valid.take(pa.array(hits, pa.int64()))
-            dead_index += [decoded.valid_index[i] for i in hits]
-            reasons += [Reason.UNKNOWN_STAGE] * len(hits)
-            listed = ", ".join(stages)
-            details += [
+        listed = ", ".join(stages)
+        reject(
+            pc.and_(pc.is_valid(stage), pc.invert(pc.is_in(stage, value_set=pa.array(stages, pa.string())))),
+            Reason.UNKNOWN_STAGE,
+            lambda rows, _hits: [
                 f"stage {value!r} is not a configured stage ({listed}) - at `$.stage`"
                 for value in rows.column("stage").to_pylist()
-            ]
-            record_ids += rows.column(contract.id_field).to_pylist()
-            customer_ids += rows.column("customer_id").to_pylist()
-            rejected = pc.or_(rejected, unknown)
+            ],
+        )
     # A segment or product line the views would read as one of their own words (`all` for a
     # rolled-up row, `unknown` for a null...): it would merge into those rows, so it is refused.
-    for column in (c for c in RESERVED_FIELDS if c in valid.column_names) if valid.num_rows else ():
-        values = valid.column(column)
-        reserved = pc.fill_null(pc.is_in(values, value_set=pa.array(RESERVED_NAMES, pa.string())), False)
-        reserved = pc.and_(reserved, pc.invert(rejected))
-        hits = pc.indices_nonzero(reserved).to_pylist()
-        if hits:
-            rows = valid.take(pa.array(hits, pa.int64()))
-            dead_index += [decoded.valid_index[i] for i in hits]
-            reasons += [Reason.RESERVED_VALUE] * len(hits)
-            details += [
+    for column in (c for c in RESERVED_FIELDS if c in valid.column_names):
+        reject(
+            pc.is_in(valid.column(column), value_set=pa.array(RESERVED_NAMES, pa.string())),
+            Reason.RESERVED_VALUE,
+            lambda rows, _hits, column=column: [
                 f"{column} {value!r} is a name the views reserve ({', '.join(RESERVED_NAMES)}) - at `$.{column}`"
                 for value in rows.column(column).to_pylist()
-            ]
-            record_ids += rows.column(contract.id_field).to_pylist()
-            customer_ids += rows.column("customer_id").to_pylist()
-            rejected = pc.or_(rejected, reserved)
-    # pyarrow compute on a column of zero chunks (a batch with no valid row) crashes: skip it.
-    for reason, mask, why in checks if valid.num_rows else ():
-        mask = pc.and_(mask, pc.invert(rejected))
-        hits = pc.indices_nonzero(mask).to_pylist()
-        if hits:
-            rows = valid.take(pa.array(hits, pa.int64()))
-            values = rows.column(contract.time_field).to_pylist()
-            dead_index += [decoded.valid_index[i] for i in hits]
-            reasons += [reason] * len(hits)
-            details += [f"{contract.time_field} {v.isoformat()} is {why}" for v in values]
-            record_ids += rows.column(contract.id_field).to_pylist()
-            customer_ids += rows.column("customer_id").to_pylist()
-            rejected = pc.or_(rejected, mask)
+            ],
+        )
+    for reason, mask, why in checks:
+        reject(
+            mask,
+            reason,
+            lambda rows, _hits, why=why: [
+                f"{contract.time_field} {v.isoformat()} is {why}" for v in rows.column(contract.time_field).to_pylist()
+            ],
+        )
     valid = valid.filter(pc.invert(rejected))
     return valid, dead_letters(raw, dead_index, reasons, details, record_ids, customer_ids)
 
