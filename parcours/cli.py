@@ -372,8 +372,9 @@ def serve(
         fail(str(exc))
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def refresh(
+    ctx: typer.Context,
     warehouse: WarehouseOption = Path("warehouse"),
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what is pending for each dataset, and why; change nothing.")
@@ -387,7 +388,10 @@ def refresh(
         ),
     ] = False,
 ) -> None:
-    """Bring every derived dataset (sessions, journeys, rollups...) up to date with what landed."""
+    """Bring every derived dataset (sessions, journeys, rollups...) up to date with what landed.
+
+    Extra arguments are Beam pipeline options for the Python models (`--runner PrismRunner ...`),
+    as for `parcours run`."""
     from parcours.refresh.refresher import catch_up, plan
     from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
 
@@ -403,7 +407,7 @@ def refresh(
         return
     try:
         with wh.lock():
-            refreshed = catch_up(wh, full=full)  # its commit rebuilds the views
+            refreshed = catch_up(wh, full=full, beam_args=ctx.args)  # its commit rebuilds the views
             if refreshed is None and wh.views_outdated():
                 wh.rebuild_views()
     except (WarehouseBusy, CheckpointError) as exc:

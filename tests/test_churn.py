@@ -20,7 +20,7 @@ from parcours.pipelines.journeys import cycle_rules, resolve_stages
 from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import declarations
 from parcours.warehouse import DATASETS, Warehouse
-from tests.harness import grain_problems, run_model
+from tests.harness import grain_problems, run_model, run_python_model
 from tests.pipeline_helpers import query, write_jsonl
 
 CONFIG = load_config()
@@ -175,6 +175,29 @@ def test_incremental_batches_number_as_one_batch_would():
         head = land(events[:cut])
         tail = land(events[cut:], head.slice(head.num_rows - 1).select(list(CONTEXT_COLUMNS)))
         assert pa.concat_tables([head, tail]).select(whole.column_names).equals(whole), cut
+
+
+def test_the_declared_churns_model_gives_these_rows_through_the_beam_pipeline(tmp_path):
+    """The refresher's path: the events of two customers, staged as shards, the declared model
+    applied by a Beam pipeline on the local runner, its rows read back."""
+    one = land([event("p", T0, "checkout", "purchase"), event("b", T0 + HORIZON, "product_page")])
+    other = [
+        {**e, "customer_id": "c2"}
+        for e in [
+            event("p2", T0, "checkout", "purchase"),
+            event("x2", T0 + DAY, "cancellation_request", "cancellation"),
+        ]
+    ]
+    both = pa.concat_tables([one, land(other)])  # fmt: skip
+    watermark = T0 + 400 * DAY
+    rows = run_python_model("churns", both, (RULES, watermark, watermark - 3 * DAY), tmp_path / "staging")
+    assert [
+        (r["customer_id"], r["journey_cycle"], r["churn_kind"], r["churned_at"], r["churn_stage"]) for r in rows
+    ] == [
+        ("c1", 0, "silent", T0 + HORIZON, "purchase"),
+        ("c2", 1, "explicit", T0 + DAY, "purchase"),  # the last activity before it: the purchase
+    ]
+    assert not (tmp_path / "staging").exists()  # the shards are removed
 
 
 @pytest.mark.parametrize(("status", "churned"), [("final", True), ("pending", False)])

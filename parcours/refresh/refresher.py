@@ -57,6 +57,7 @@ import duckdb
 import pyarrow as pa
 
 from parcours.pipelines.state import file_date
+from parcours.refresh.beam_models import run_model
 from parcours.refresh.declarations import CUSTOMERS, PARTITIONS, Derived, declarations, fingerprint, load_python
 from parcours.warehouse import (
     DATASETS,
@@ -131,12 +132,15 @@ def plan(warehouse: Warehouse) -> list[Pending]:
     return out
 
 
-def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = False) -> RefreshReport | None:
+def catch_up(
+    warehouse: Warehouse, now: datetime | None = None, *, full: bool = False, beam_args: Sequence[str] = ()
+) -> RefreshReport | None:
     """Refresh every derived dataset for every commit since the last refresh, in one commit.
 
     With `full`, the datasets whose definition changed since their rows were written (their
     fingerprint) are rebuilt whole instead, and every other one is refreshed as usual, all in
-    that one commit. The caller holds the warehouse lock. None when nothing is to do.
+    that one commit. The caller holds the warehouse lock. None when nothing is to do. The Python
+    models run on the Beam runner `beam_args` name (the local one by default).
     """
     started = time.perf_counter()
     pending = warehouse.marts_pending()
@@ -168,6 +172,7 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = 
         rebuild=rebuild,
         clock=clock,
         previous_point=previous,
+        beam_args=beam_args,
     )
     report = refresh_partitions(
         warehouse,
@@ -266,6 +271,7 @@ def refresh_customers(
     threads: int = 2,
     clock: Clock = Clock(None, None),
     previous_point: datetime | None = None,
+    beam_args: Sequence[str] = (),
 ) -> RefreshReport:
     """Write the rows of the customer datasets `datasets`, and their markers, for what the files
     `batch_files` changed, under `seq`; a dataset in `rebuild` gets every customer's rows from
@@ -337,7 +343,7 @@ def refresh_customers(
                 candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
             _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
             if derived.python:
-                written = _run_python(warehouse, con, derived, settings, clock, seq, batch_date)
+                written = _run_python(warehouse, con, derived, settings, clock, seq, batch_date, beam_args)
             else:
                 written = _stream(
                     warehouse, con, derived.name, model_sql(derived.layer, derived.model), seq, batch_date
@@ -417,22 +423,29 @@ def _run_python(
     clock: Clock,
     seq: int,
     batch_date: date,
+    beam_args: Sequence[str] = (),
 ) -> PublishedFile | None:
-    """A Python model over the touched customers' current events (`stg_parcours__touchpoints`,
+    """A Python model (a Beam pipeline on the runner `beam_args` name: `beam_models.py`) over
+    the touched customers' current events (`stg_parcours__touchpoints`,
     as a SQL model sees them), in customer order; its rows are also what the models after it in
     this pass read as `stg_parcours__<dataset>` (they recompute the same customers and cycles)."""
     from parcours.pipelines.cycles import CycleRules
 
-    events = con.sql(
-        "select * from stg_parcours__touchpoints order by customer_id, occurred_at, event_id"
-    ).to_arrow_table()
     inactivity = settings.get("churn_inactivity_in_s")
     rules = CycleRules(
         tuple(settings.get("churn_outcomes") or ()),
         None if inactivity is None else timedelta(seconds=inactivity),
         tuple(settings.get("churn_not_activity") or ()),
     )
-    rows = load_python(derived)(events, rules, clock.watermark, clock.point)
+    rows = run_model(
+        con,
+        "select * from stg_parcours__touchpoints",
+        load_python(derived),
+        (rules, clock.watermark, clock.point),
+        DATASETS[derived.name].arrow_schema.remove(DATASETS[derived.name].arrow_schema.get_field_index("batch_seq")),
+        warehouse.root / "_staging" / f"model-{seq}-{derived.name}",
+        beam_args,
+    )
     con.register(f"new_{derived.name}", rows)
     con.execute(f"create or replace temp view stg_parcours__{derived.name} as select * from new_{derived.name}")
     table = rows.append_column("batch_seq", pa.repeat(pa.scalar(seq, pa.int64()), rows.num_rows))
