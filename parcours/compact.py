@@ -160,6 +160,7 @@ def compact(
             files=tuple(new_files),
             offsets={},
             watermarks=latest.watermarks,  # carried forward: the latest manifest holds them
+            delivery=latest.delivery,  # likewise
             counts={
                 "compacted_files_in": len(removed),
                 "compacted_files_out": len(new_files),

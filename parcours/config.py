@@ -110,12 +110,16 @@ class IngestRules(_Strict):
     # How long (ingestion time) an id stays in the id index: a record re-using it within this
     # time is a duplicate or a conflict, whatever customer or partition carries it.
     id_retention: Duration = timedelta(days=400)
+    # Wall-clock time after which a source partition read to its end, that delivered nothing
+    # since, no longer holds the watermark back (`parcours.warehouse.time`).
+    idle_after: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _check(self) -> IngestRules:
         if self.allowed_lateness < timedelta(0):
             raise ValueError("allowed_lateness must not be negative")
         _positive("id_retention", self.id_retention)
+        _positive("idle_after", self.idle_after)
         if self.id_retention < self.allowed_lateness:
             raise ValueError(
                 f"id_retention ({self.id_retention}) must be at least allowed_lateness ({self.allowed_lateness}): "
@@ -211,6 +215,7 @@ class JourneyConfig(_Strict):
             "max_duration_in_s": seconds(self.sessions.max_duration),
             "allowed_lateness_in_s": seconds(self.ingest.allowed_lateness),
             "id_retention_in_s": seconds(self.ingest.id_retention),
+            "idle_after_in_s": seconds(self.ingest.idle_after),
             "attachment_window_in_s": seconds(self.surveys.attachment_window),
             "cycle_outcomes": list(CYCLE_OUTCOMES),
             "churn_outcomes": list(self.churn.outcomes),

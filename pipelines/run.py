@@ -65,7 +65,7 @@ from parcours.pipelines.validate import Validate
 from parcours.pipelines.worker_pool import start_workers
 from parcours.refresh.refresher import RefreshReport, catch_up
 from parcours.warehouse import INGEST, Manifest, OutboxEntry, PublishedFile, Warehouse
-from parcours.warehouse.ledger import merge_watermarks
+from parcours.warehouse.ledger import UNKNOWN_KIND, Delivery, merge_delivery, merge_watermarks
 from parcours.warehouse.publish import Gate, accept_all
 from parcours.warehouse.publish import publish as publish_commit
 
@@ -262,6 +262,29 @@ def watermark_of(watermarks: dict[str, dict[int, str]], sources: set[str]) -> da
     return min(times) if times else None
 
 
+def batch_delivery(job: BatchJob) -> dict[str, dict[int, Delivery]]:
+    """How each partition the batch looked at delivered: its kind, the batch's wall clock if the
+    batch read records from it (else None: it keeps the time it last delivered), and whether it
+    is read to its end once the batch is published."""
+    kind_of_source = {source: kind for kind, sources in job.source_of_kind.items() for source in sources}
+    delivered = set()
+    for r in job.ranges:
+        if isinstance(r, OffsetRange) and r.size > 0:
+            delivered.add((r.topic, r.partition))
+        elif isinstance(r, FileRange) and r.lines > 0:
+            delivered.add((r.path, -1))
+    at = job.now.astimezone(UTC).isoformat()
+    return {
+        source: {
+            partition: Delivery(
+                kind_of_source.get(source, UNKNOWN_KIND), at if (source, partition) in delivered else None, done
+            )
+            for partition, done in parts.items()
+        }
+        for source, parts in job.read_to_end.items()
+    }
+
+
 @dataclass(frozen=True)
 class BatchJob:
     """Everything one micro-batch needs, picklable: it may run in a worker process."""
@@ -278,6 +301,9 @@ class BatchJob:
     shards: int
     source_of_kind: dict[str, frozenset[str]]
     sources_meta: tuple[dict, ...] = ()
+    # source -> partition -> whether it is read to its end once this batch is published, for
+    # every partition the batch looked at (`Manifest.delivery`).
+    read_to_end: dict[str, dict[int, bool]] = field(default_factory=dict)
     # On a re-run only: the winning copies of the ids two shards both landed (`ids_landed_twice`).
     winners: pa.Table | None = None
 
@@ -423,10 +449,13 @@ class Ingestion:
         on_batch: Callable[[BatchReport], None] | None = None,
         pool: ProcessPoolExecutor | None = None,
         gate: Gate = accept_all,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         """`pool`: the workers-1 processes of `lanes.start_workers`, if the caller started them
         early; else `run_kafka` starts them. `gate`: judges each batch before its commit (the
-        publish path); a refused batch is committed as a quarantine."""
+        publish path); a refused batch is committed as a quarantine. `clock`: the wall clock of
+        each batch (ingestion time, when partitions last delivered); the system's by default,
+        a fixed one in tests of time."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._pool = pool
@@ -439,6 +468,7 @@ class Ingestion:
         self.workers = workers
         self.on_batch = on_batch
         self.gate = gate
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     def tidy(self) -> None:
         """Before a run, under the lock: views that describe this warehouse as it is (it may have
@@ -457,6 +487,7 @@ class Ingestion:
         settings: KafkaSettings | None,
         source_of_kind: dict[str, set[str]],
         sources_meta: tuple[dict, ...] = (),
+        read_to_end: dict[str, dict[int, bool]] | None = None,
     ) -> BatchJob:
         wh = self.warehouse
         manifests = wh.manifests()
@@ -469,11 +500,12 @@ class Ingestion:
             beam_args=self.beam_args,
             files=self._published_files(),
             watermarks={kind: watermark_of(previous, sources) for kind, sources in source_of_kind.items()},
-            now=datetime.now(UTC).replace(microsecond=0),
+            now=self.clock().replace(microsecond=0),
             root=str(wh.root),
             shards=self.shards,
             source_of_kind={kind: frozenset(sources) for kind, sources in source_of_kind.items()},
             sources_meta=sources_meta,
+            read_to_end=read_to_end or {},
         )
 
     def _published_files(self) -> PublishedFiles:
@@ -491,6 +523,7 @@ class Ingestion:
         settings: KafkaSettings | None,
         source_of_kind: dict[str, set[str]],
         sources_meta: tuple[dict, ...] = (),
+        read_to_end: dict[str, dict[int, bool]] | None = None,
     ) -> BatchReport:
         job = self.plan_job(
             self.warehouse.next_seq(),
@@ -498,6 +531,7 @@ class Ingestion:
             settings=settings,
             source_of_kind=source_of_kind,
             sources_meta=sources_meta,
+            read_to_end=read_to_end,
         )
         return self.publish(execute(job))
 
@@ -520,6 +554,7 @@ class Ingestion:
                 offsets[r.topic][r.partition] = (min(start, r.start), max(end, r.end))
         manifests = wh.manifests()
         previous = manifests[-1].watermarks if manifests else {}
+        delivered = manifests[-1].delivery if manifests else {}
         manifest = Manifest(
             seq=job.seq,
             created_at=job.now.isoformat(),
@@ -545,6 +580,12 @@ class Ingestion:
             settings=self.config.settings_record(),
             kind=INGEST,
             outbox=outbox,
+            delivery=merge_delivery(
+                delivered,
+                batch_delivery(job),
+                landed=previous,
+                landed_by=manifests[-1].created_at if manifests else None,
+            ),
         )
         publish_commit(wh, manifest, gate=self.gate, rebuild_views=refresh_views)
         report = BatchReport(
@@ -610,6 +651,7 @@ class Ingestion:
                 settings=latest.settings,
                 kind=INGEST,  # of nothing: the outbox alone
                 outbox=left,
+                delivery=latest.delivery,
             ),
             gate=accept_all,  # nothing to judge: no file
             rebuild_views=False,
@@ -667,8 +709,15 @@ class Ingestion:
                         self.batch_size,
                     )
                     if ranges and (max_batches is None or len(report.batches) + len(jobs) < max_batches):
+                        reached = _read_to_end(ranges, offsets, beginning, end, keys)
                         jobs.append(
-                            self.plan_job(seq + len(jobs), ranges, settings=settings, source_of_kind=source_of_kind)
+                            self.plan_job(
+                                seq + len(jobs),
+                                ranges,
+                                settings=settings,
+                                source_of_kind=source_of_kind,
+                                read_to_end=reached,
+                            )
                         )
                 if not jobs:
                     break
@@ -734,12 +783,33 @@ class Ingestion:
                 {"path": r.path, "key": _file_key(Path(r.path)), "range": [r.start, r.end], "records": r.lines}
                 for r in batch_ranges
             )
+            # A file is read to its end by the batch that takes its last range.
+            reached = {r.path: {-1: not any(p.path == r.path for p in pending)} for r in batch_ranges}
             report.batches.append(
-                self.run_batch(batch_ranges, settings=None, source_of_kind=source_of_kind, sources_meta=meta)
+                self.run_batch(
+                    batch_ranges, settings=None, source_of_kind=source_of_kind, sources_meta=meta, read_to_end=reached
+                )
             )
         if refresh:
             report.marts = catch_up(self.warehouse, beam_args=self.beam_args)
         return report
+
+
+def _read_to_end(
+    ranges: list[OffsetRange],
+    offsets: dict[str, dict[int, int]],
+    beginning: dict[tuple[str, int], int],
+    end: dict[tuple[str, int], int],
+    partitions: set[tuple[str, int]],
+) -> dict[str, dict[int, bool]]:
+    """Per partition of a lane: whether the batch leaves it at the end offset of the run's
+    snapshot (a partition the batch does not read is where the published offsets left it)."""
+    after = {(r.topic, r.partition): r.end for r in ranges}
+    reached: dict[str, dict[int, bool]] = {}
+    for topic, partition in sorted(partitions):
+        at = after.get((topic, partition), offsets.get(topic, {}).get(partition, beginning[(topic, partition)]))
+        reached.setdefault(topic, {})[partition] = at >= end[(topic, partition)]
+    return reached
 
 
 def _file_key(path: Path) -> str:

@@ -193,6 +193,11 @@ BAD_CONFIGS = [
         "ingest: id_retention (2 days, 0:00:00) must be at least allowed_lateness (3 days, 0:00:00)",
     ),
     (
+        "zero idle_after",
+        "stages: [a]\ningest: {idle_after: 0s}\n",
+        "ingest: idle_after must be a positive duration",
+    ),
+    (
         "zero attachment window",
         "stages: [a]\nsurveys: {attachment_window: 0s}\n",
         "surveys: attachment_window must be a positive duration",
@@ -307,7 +312,9 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "max_duration_in_s": 86_400,
         "allowed_lateness_in_s": 3 * DAY,
         "id_retention_in_s": 400 * DAY,
+        "idle_after_in_s": 3_600,
         "attachment_window_in_s": 7 * DAY,
+        "cycle_outcomes": ["purchase", "renewal"],  # fixed: what closes a cycle as converted
         "churn_outcomes": ["cancellation"],
         "churn_inactivity_in_s": 180 * DAY,
         "churn_not_activity": ["invoice", "renewal_reminder", "welcome_email", "newsletter_open"],
@@ -335,7 +342,9 @@ def test_settings_record_of_a_small_config() -> None:
         "max_duration_in_s": 7_200,
         "allowed_lateness_in_s": 3 * DAY,
         "id_retention_in_s": 400 * DAY,
+        "idle_after_in_s": 3_600,
         "attachment_window_in_s": 7 * DAY,
+        "cycle_outcomes": ["purchase", "renewal"],
         "churn_outcomes": [],
         "churn_inactivity_in_s": 30 * DAY,
         "churn_not_activity": [],  # none of the company-sent defaults is a touchpoint here

@@ -84,7 +84,8 @@ def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_pa
         assert view == by_name[name].view and tuple(grain) == by_name[name].grain
         assert stored == current == fingerprint(by_name[name], settings) and stale is False
         assert seq == 2 and cadence == "every_pass"
-        # The finality point: one file source's latest event, less the allowed lateness.
+        # One file source, read to its end by the batch just before the refresh (not idle yet):
+        # the watermark is its latest event, the finality point the allowed lateness before it.
         point = datetime.fromisoformat(latest) - timedelta(seconds=settings["allowed_lateness_in_s"])
         assert as_of == point
         (count,) = query(db, f"select count(*) from {view}")[0]

@@ -316,7 +316,9 @@ def test_analytics_views_once_they_exist_are_drawn_from(warehouse, browser, tmp_
             "timestamptz '2026-03-01 10:00:00+00' as refreshed_at, timestamptz '2026-02-27 00:00:00+00' as as_of, "
             "'f1' as fingerprint, 'hourly' as cadence"
         )
-        con.execute("create view parcours_watermark as select timestamptz '2026-02-27 00:00:00+00' as finality_point")
+        con.execute(
+            "create or replace view parcours_watermark as select timestamptz '2026-02-27 00:00:00+00' as finality_point"
+        )
         con.execute(
             "create view quality_results as select 41 as batch_seq, 'expect_unique_event_id' as expectation, "
             "false as success, 'quarantined' as action"

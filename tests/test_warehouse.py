@@ -372,9 +372,11 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
     db = warehouse.rebuild_views(NO_MODELS)
     assert query(db, "select count(*) from duckdb_tables() where database_name = 'parcours'") == [(0,)]
     assert query(db, "select view_name from duckdb_views() where database_name = 'parcours' order by 1") == [
+        ("parcours_finality",),
         ("parcours_meta",),
         ("parcours_settings",),
         ("parcours_stages",),
+        ("parcours_watermark",),
         ("raw_customer_state",),
         ("raw_dead_letters",),
         ("raw_id_index",),
@@ -568,7 +570,9 @@ def test_duckdb_1x_clients_can_read_the_views(warehouse: Warehouse, tmp_path: Pa
     storage = "select tags['storage_version'] from duckdb_databases() where database_name = 'parcours'"
     assert query(db, storage) == [(STORAGE_VERSION + "+",)]
     script = str(Path(__file__).with_name("duckdb1_check.py"))
-    for view, expected in (("raw_touchpoints", 5), ("customers", 3), ("raw_survey_answers", 0)):
+    # The watermark views are SQL over literals (no watermark here: no partition, one null row).
+    cases = (("raw_touchpoints", 5), ("customers", 3), ("raw_survey_answers", 0))
+    for view, expected in (*cases, ("parcours_watermark", 0), ("parcours_finality", 1)):
         checked = subprocess.run(
             [old_python, script, str(db), view, str(expected)], capture_output=True, text=True, timeout=120
         )

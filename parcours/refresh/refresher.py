@@ -72,9 +72,11 @@ from parcours.warehouse import (
     settings_views_sql,
 )
 from parcours.warehouse.publish import publish
+from parcours.warehouse.time import Finality, finality
 
 PART = "mart"
 MEMORY_LIMIT = "1GB"
+NO_TIME = Finality(None, None)  # nothing landed yet: no watermark, nothing due
 STREAM_ROWS = 122_880  # rows per Arrow batch, so per row group (DuckDB's own size)
 
 
@@ -151,7 +153,8 @@ def catch_up(
     state = warehouse.derived_state()
     rebuild = _stale(warehouse, latest.settings) if full else set()
     now = now or datetime.now(UTC)
-    clock = _clock(latest)
+    # The watermark and finality point at the refresh's wall clock (the commit's created_at).
+    clock = finality(latest, latest.settings, now.replace(microsecond=0))
     previous = _previous_point(state)
     if not pending and not rebuild and clock.point == previous:
         return None
@@ -184,7 +187,7 @@ def catch_up(
         now.date(),
         rebuild=rebuild,
     )
-    as_of = clock.point.isoformat() if clock.point is not None else None
+    as_of = clock.point.astimezone(UTC).isoformat() if clock.point is not None else None
     publish(
         warehouse,
         Manifest(
@@ -195,6 +198,7 @@ def catch_up(
             files=tuple(report.files),
             offsets={},
             watermarks=latest.watermarks,  # carried forward: the latest manifest holds them
+            delivery=latest.delivery,  # likewise
             counts={
                 "refreshed_customers": report.customers,
                 "refreshed_sessions": report.sessions,
@@ -234,25 +238,6 @@ def _stale(warehouse: Warehouse, settings: dict) -> set[str]:
     return {d.name for d in declarations() if d.name in state and state[d.name].fingerprint != fingerprint(d, settings)}
 
 
-@dataclass(frozen=True)
-class Clock:
-    """Event time as a refresh sees it: the watermark, and the finality point (the watermark
-    less `ingest.allowed_lateness`): a status that depends on time is final once the point has
-    passed its deadline."""
-
-    watermark: datetime | None
-    point: datetime | None
-
-
-def _clock(latest: Manifest) -> Clock:
-    times = [datetime.fromisoformat(at) for partitions in latest.watermarks.values() for at in partitions.values()]
-    if not times:
-        return Clock(None, None)
-    watermark = min(times).astimezone(UTC)
-    lateness = timedelta(seconds=latest.settings.get("allowed_lateness_in_s") or 0)
-    return Clock(watermark, watermark - lateness)
-
-
 def _previous_point(state: dict) -> datetime | None:
     """The finality point of the last refresh (the `as_of` it recorded), None before the first."""
     recorded = [r.as_of for r in state.values() if getattr(r, "as_of", None)]
@@ -269,7 +254,7 @@ def refresh_customers(
     *,
     rebuild: set[str] = frozenset(),
     threads: int = 2,
-    clock: Clock = Clock(None, None),
+    clock: Finality = NO_TIME,
     previous_point: datetime | None = None,
     beam_args: Sequence[str] = (),
 ) -> RefreshReport:
@@ -373,7 +358,7 @@ def _add_due(
     warehouse: Warehouse,
     datasets: Sequence[Derived],
     markers: pa.Schema,
-    clock: Clock,
+    clock: Finality,
     previous_point: datetime | None,
 ) -> None:
     """Add to `touched` the customers due, from the cycle their status may change in:
@@ -420,7 +405,7 @@ def _run_python(
     con: duckdb.DuckDBPyConnection,
     derived: Derived,
     settings: dict,
-    clock: Clock,
+    clock: Finality,
     seq: int,
     batch_date: date,
     beam_args: Sequence[str] = (),

@@ -64,6 +64,7 @@ from parcours.warehouse.ledger import (
     Checkpoint,
     CheckpointError,
     CorruptCheckpoint,
+    Delivery,
     DerivedState,
     Ledger,
     Manifest,
@@ -78,6 +79,7 @@ from parcours.warehouse.ledger import (
     _State,
     kind_of,
 )
+from parcours.warehouse.time import Finality, finality
 from parcours.warehouse.views import (
     META_VIEW,
     MODEL_LAYERS,
@@ -139,7 +141,9 @@ __all__ = [
     "CheckpointError",
     "CorruptCheckpoint",
     "DatasetSpec",
+    "Delivery",
     "DerivedState",
+    "Finality",
     "Manifest",
     "ManifestExists",
     "ManifestHistory",
@@ -153,6 +157,7 @@ __all__ = [
     "_State",
     "_create_models",
     "_read_models",
+    "finality",
     "kind_of",
     "model_references",
     "model_sql",

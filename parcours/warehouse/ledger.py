@@ -42,11 +42,33 @@ class OutboxEntry:
     value: str  # the record's JSON text, bounded (`pipelines.dead_letter_topic`)
 
 
+UNKNOWN_KIND = "unknown"  # a source partition's kind, in manifests written before it was recorded
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one source partition last delivered, beside its latest landed event time (`watermarks`).
+
+    What the time rules need to tell an idle partition from a lagging one
+    (`parcours.warehouse.time`): a partition read to its end and silent for long enough has
+    nothing left to say, one still being read may yet deliver older events. None is unknown (a
+    manifest written before these were recorded), which the rules treat as holding back.
+    """
+
+    kind: str = UNKNOWN_KIND  # "touchpoints" or "surveys": which kind of records the source holds
+    delivered_at: str | None = None  # wall clock (UTC ISO) of the latest batch that read records from it
+    # Whether the latest batch that looked at it read it to its end: Kafka, the end offset of the
+    # snapshot its run took; a backfill file, the file's end.
+    read_to_end: bool | None = None
+
+
 @dataclass(frozen=True)
 class DerivedState:
     """A derived dataset as a refresh left it: the fingerprint of the definition its rows are
     current under (`parcours.refresh.declarations.fingerprint`), the rows that refresh wrote, and
-    the event time it covers (the earliest partition's latest landed event, UTC ISO 8601)."""
+    its `as_of`: the finality point of the refresh (`parcours.warehouse.time.finality` at the
+    refresh's wall clock, UTC ISO 8601), the event time up to which its time-dependent statuses
+    are final."""
 
     fingerprint: str
     rows_written: int = 0
@@ -92,6 +114,9 @@ class Manifest:
     outbox: tuple[OutboxEntry, ...] | None = None
     # A refresh: per derived dataset, the definition its rows are now current under.
     derived: dict[str, DerivedState] = field(default_factory=dict)
+    # source -> partition -> how it last delivered; cumulative and carried forward like `watermarks`
+    # (empty in manifests written before it was recorded: every partition unknown).
+    delivery: dict[str, dict[int, Delivery]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         # Indented: manifests are the first thing a person reads when a number looks wrong.
@@ -197,6 +222,9 @@ class Checkpoint:
     quarantined: tuple[Quarantine, ...] = ()  # open quarantines, neither released nor dropped
     outbox: tuple[OutboxEntry, ...] = ()  # of the latest manifest that set one (none in older checkpoints)
     derived: dict[str, Refreshed] = field(default_factory=dict)  # each derived dataset's latest refresh
+    # Of the latest manifest, like `watermarks` (none in older checkpoints; a reader older than
+    # the field ignores it: the format is unchanged).
+    delivery: dict[str, dict[int, Delivery]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         state = msgspec.json.encode(self)
@@ -274,6 +302,7 @@ class _State:
     quarantined: dict[int, Quarantine] = field(default_factory=dict)
     outbox: tuple[OutboxEntry, ...] = ()
     derived: dict[str, Refreshed] = field(default_factory=dict)
+    delivery: dict[str, dict[int, Delivery]] = field(default_factory=dict)
 
     @classmethod
     def starting_at(cls, checkpoint: Checkpoint) -> _State:
@@ -293,6 +322,7 @@ class _State:
             quarantined={q.seq: q for q in checkpoint.quarantined},
             outbox=tuple(checkpoint.outbox),
             derived=dict(checkpoint.derived),
+            delivery=checkpoint.delivery,
         )
 
     def add(self, manifest: Manifest) -> None:
@@ -304,6 +334,7 @@ class _State:
         self.config_fingerprint = manifest.config_fingerprint
         self.settings = manifest.settings
         self.watermarks = manifest.watermarks  # cumulative: each manifest carries them forward
+        self.delivery = manifest.delivery  # likewise
         for topic, partitions in manifest.offsets.items():
             known = self.offsets.setdefault(topic, {})
             for partition, (_start, end) in partitions.items():
@@ -357,6 +388,7 @@ class _State:
             quarantined=tuple(self.quarantined.values()),
             outbox=self.outbox,
             derived=self.derived,
+            delivery=self.delivery,
         )
 
 
@@ -670,6 +702,34 @@ def merge_watermarks(previous: dict[str, dict[int, str]], new: dict[str, dict[in
             current = merged.setdefault(source, {}).get(int(partition))
             if current is None or datetime.fromisoformat(at) > datetime.fromisoformat(current):
                 merged[source][int(partition)] = at
+    return merged
+
+
+def merge_delivery(
+    previous: dict[str, dict[int, Delivery]],
+    new: dict[str, dict[int, Delivery]],
+    *,
+    landed: dict[str, dict[int, str]] | None = None,
+    landed_by: str | None = None,
+) -> dict[str, dict[int, Delivery]]:
+    """Per source and partition, what a batch saw replaces what was recorded, except that a
+    partition it read no record from keeps the time it last delivered (`delivered_at` None in
+    `new`).
+
+    A partition with a latest event time in `landed` (the previous watermarks) but no recorded
+    delivery time landed before deliveries were recorded: it delivered by the previous commit
+    (`landed_by`, its wall clock) at the latest, which is taken as its time, so that it can go
+    idle and is judged idle no sooner than it truly is.
+    """
+    merged = {source: dict(parts) for source, parts in previous.items()}
+    for source, parts in new.items():
+        for partition, seen in parts.items():
+            before = merged.setdefault(source, {}).get(int(partition))
+            if seen.delivered_at is None and before is not None:
+                seen = dataclasses.replace(seen, delivered_at=before.delivered_at)
+            if seen.delivered_at is None and int(partition) in (landed or {}).get(source, {}):
+                seen = dataclasses.replace(seen, delivered_at=landed_by)
+            merged[source][int(partition)] = seen
     return merged
 
 

@@ -36,6 +36,8 @@ META_VIEW = "parcours_meta"
 SETTINGS_VIEW = "parcours_settings"
 STAGES_VIEW = "parcours_stages"
 DATASETS_VIEW = "parcours_datasets"
+WATERMARK_VIEW = "parcours_watermark"
+FINALITY_VIEW = "parcours_finality"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VIEW_HEADER = re.compile(r"^--\s*view:\s*(\S+)\s*$")
 _BUILD_ALIAS = "parcours_build"
@@ -90,7 +92,9 @@ class Views:
           file unless a header line says `-- view: <name>`. Each is created after the models it
           reads, found in its text (`model_references`): a cycle, or a model reading a later
           layer, fails the build with the files named;
-        * `parcours_meta`: the root the views were built for, when, and from which manifests.
+        * `parcours_meta`: the root the views were built for, when, and from which manifests;
+        * `parcours_watermark` and `parcours_finality`: the watermark per source partition and
+          overall, and the finality point, at the latest commit's wall clock (`_time_views_sql`).
 
         The file is written in DuckDB's v1.0.0 storage format so DuckDB 1.x clients can open it.
         Readers holding the old file keep their snapshot; a failed build leaves the old file in
@@ -113,6 +117,8 @@ class Views:
                     con.execute(f"ATTACH {_literal(str(tmp))} AS {_BUILD_ALIAS} ({options})")
                     con.execute(f"USE {_BUILD_ALIAS}")
                     con.execute(self._meta_view_sql(manifests))
+                    for statement in _time_views_sql(manifests[-1] if manifests else None):
+                        con.execute(statement)
                     settings = _latest_settings(manifests)
                     self._create_views(con, models, settings)
                     if sql_dir is None:  # the package's models: the views the declarations name
@@ -226,6 +232,54 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
     if not rows:
         return f"create view {DATASETS_VIEW} as select cast(null as VARCHAR) as name where false"
     return f"create view {DATASETS_VIEW} as " + " union all ".join(rows)
+
+
+def _time_views_sql(latest: Manifest | None) -> list[str]:
+    """`parcours_watermark`: one row per source partition (touchpoints or surveys, source,
+    partition): its latest landed event time, when it last delivered, whether it was read to its
+    end, whether it is idle and whether it holds the watermark back. `parcours_finality`: the
+    overall watermark and the finality point in one row, and the wall clock they are judged at.
+
+    Judged at the latest commit's `created_at`, not at the build: the views then say what the
+    commit says (after a refresh, `parcours_finality.finality_point` is the datasets' `as_of`),
+    and a rebuild of the same commits gives the same rows.
+    """
+    from parcours.warehouse.time import finality, partition_times
+
+    def at(value: datetime | None) -> str:
+        return "cast(null as TIMESTAMPTZ)" if value is None else f"cast({_literal(_utc_iso(value))} as TIMESTAMPTZ)"
+
+    def flag(value: bool | None) -> str:
+        return "cast(null as BOOLEAN)" if value is None else str(value).lower()
+
+    if latest is None:
+        rows, overall, now = [], None, None
+    else:
+        now = datetime.fromisoformat(latest.created_at)
+        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+        rows = partition_times(latest, latest.settings, now)
+        overall = finality(latest, latest.settings, now)
+    watermark, point = (overall.watermark, overall.point) if overall else (None, None)
+    columns = (
+        "source_kind, source, source_partition, latest_event_at, last_delivered_at, is_read_to_end, "
+        "is_idle, is_holding_back"
+    )
+    selects = [
+        f"select {_literal(r.kind)}, {_literal(r.source)}, cast({r.partition} as INTEGER), {at(r.latest_at)}, "
+        f"{at(r.delivered_at)}, {flag(r.read_to_end)}, {flag(r.idle)}, {flag(r.holds_back)}"
+        for r in rows
+    ]
+    if not selects:
+        selects = [
+            "select cast(null as VARCHAR), cast(null as VARCHAR), cast(null as INTEGER), "
+            "cast(null as TIMESTAMPTZ), cast(null as TIMESTAMPTZ), cast(null as BOOLEAN), cast(null as BOOLEAN), "
+            "cast(null as BOOLEAN) where false"
+        ]
+    return [
+        f"create view {WATERMARK_VIEW} as select * from ({' union all '.join(selects)}) as t({columns})",
+        f"create view {FINALITY_VIEW} as select {at(watermark)} as watermark, {at(point)} as finality_point, "
+        f"{at(now)} as evaluated_at",
+    ]
 
 
 def _latest_settings(manifests: Sequence[Manifest]) -> dict[str, Any]:
