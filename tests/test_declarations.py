@@ -25,7 +25,7 @@ def header_grain(layer: str, model: str) -> tuple[str, ...]:
 
 def test_every_materialised_dataset_is_declared_once_beside_its_model():
     declared = {d.name: d for d in declarations()}
-    assert sorted(declared) == sorted(["sessions", "journeys", *ROLLUPS])
+    assert sorted(declared) == sorted(["sessions", "journeys", "survey_attachments", *ROLLUPS])
     for d in declared.values():
         assert SQL.joinpath(d.layer, f"{d.model}.sql").is_file()
         assert DATASETS[d.name].partition_column == d.partition
