@@ -23,7 +23,7 @@ from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import by_name
 from parcours.warehouse import DATASETS, Warehouse
 from tests.harness import declared_grain, grain_problems, run_model
-from tests.pipeline_helpers import query, write_jsonl
+from tests.pipeline_helpers import parcours, query, write_jsonl
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 H, D, M = timedelta(hours=1), timedelta(days=1), timedelta(minutes=1)
@@ -346,3 +346,35 @@ def test_the_refresher_keeps_attachments_current_as_answers_and_events_arrive(tm
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.sql(f"select * from {declared.view}").to_arrow_table()
     assert grain_problems(rows, declared.grain, not_null=declared.not_null) == []
+
+
+def test_full_rebuilds_the_attachments_after_the_window_changed(tmp_path):
+    root, db = tmp_path / "w", tmp_path / "w" / "parcours.duckdb"
+    write_jsonl(
+        tmp_path / "b1" / "touchpoints.jsonl",
+        [event("e1", "cust-a", T, "checkout", "web"), event("b1", "cust-b", T, "home_page", "app")],
+    )
+    write_jsonl(
+        tmp_path / "b1" / "surveys.jsonl",
+        [survey("r-a", "cust-a", T + 2 * H), survey("r-b", "cust-b", T + 10 * M)],
+    )
+    land(tmp_path / "b1", root)
+    # A later run under a one-hour window: the attachments' definition changed (their model reads
+    # attachment_window); r-a (2 h after e1) stays attached until `--full`.
+    hour = CONFIG.model_copy(update={"surveys": CONFIG.surveys.model_copy(update={"attachment_window": H})})
+    write_jsonl(tmp_path / "b2" / "touchpoints.jsonl", [event("b2", "cust-b", T + D, "product_page", "app")])
+    with Warehouse(root).lock():
+        Ingestion(Warehouse(root), hour).run_files(tmp_path / "b2")
+    assert dict(query(db, "select name, is_stale from parcours_datasets"))["survey_attachments"] is True
+    assert query(db, "select response_id, attached_by from survey_answers order by 1") == [
+        ("r-a", "nearest_preceding"),
+        ("r-b", "nearest_preceding"),
+    ]
+    done = parcours("refresh", "--full", "-w", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "survey_attachments" in done.stderr
+    assert query(db, "select response_id, attached_by from survey_answers order by 1") == [
+        ("r-a", "unattached"),
+        ("r-b", "nearest_preceding"),  # 10 min after b1
+    ]
+    assert query(db, "select count(*) from parcours_datasets where is_stale") == [(0,)]

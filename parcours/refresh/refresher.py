@@ -14,7 +14,14 @@ refresh invalidated, and publishes all their rows in one commit of kind `refresh
   the events at or after that point are exactly the events of the groups to recompute, older ones
   included: they are read from the published Parquet (a timestamp point prunes the event-date
   partitions before it; a cycle number cannot, so a journeys refresh reads the touched
-  customers' rows of every partition);
+  customers' rows of every partition). A dataset declaring `answers_from` (`survey_attachments`)
+  is touched by new survey answers too: its customers are those of the new touchpoints and of the
+  new answers, each recomputed from the earliest of its events' point, its new answers' time and
+  the time of its landed answers naming one of the new events (an answer that came before its
+  event); its model reads the customer's answers from there and every event of the customer (the
+  latest one before an answer may be old). Its marker column is null for the customers the other
+  datasets alone were refreshed for, and theirs for a survey-only customer: a null marker
+  supersedes nothing;
 * **partitions** datasets (the rollups `sessions_daily`, `touchpoints_daily`,
   `journey_stages_weekly`, `journey_paths_weekly`): every partition the pass changed, recomputed
   whole by the model over the warehouse as it will read after the commit, its old file removed
@@ -286,15 +293,17 @@ def refresh_customers(
             if earliest is None and derived.name not in rebuild:
                 continue  # no customer of this dataset touched (a survey-only batch, for sessions)
             candidates = touchpoints
+            # A time point: the partitions (UTC dates) before its date are not even opened.
+            horizon = earliest.astimezone(UTC).date() if isinstance(earliest, datetime) else None
             if derived.invalidation.answers_from:
-                # Answers from the point on, over every event of their customers: the latest event
-                # before an answer may be old, and the event an answer names may come after it.
-                _point_answers_at(con, answers, f"r.{derived.invalidation.answers_from} >= t.{marker}")
+                # Answers from the point on (answer-date partitions before it are not opened), over
+                # every event of their customers: the latest event before an answer may be old,
+                # and the event an answer names may come after it.
+                recent = [p for p in answers if horizon is None or (file_date(p) or date.max) >= horizon]
+                _point_answers_at(con, recent, f"r.{derived.invalidation.answers_from} >= t.{marker}")
                 _point_events_at(con, touchpoints, f"t.{marker} is not null")
             else:
                 if pa.types.is_timestamp(touchpoint_types.field(point).type):
-                    # A time point: the events before the earliest one are in partitions not even opened.
-                    horizon = earliest.astimezone(UTC).date() if earliest is not None else None  # UTC dates
                     candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
                 _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
             written = _stream(warehouse, con, derived.name, model_sql(derived.layer, derived.model), seq, batch_date)
