@@ -386,6 +386,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("raw_sessions",),
         ("raw_sessions_daily",),
         ("raw_survey_answers",),
+        ("raw_survey_attachments",),
         ("raw_touchpoints",),
         ("raw_touchpoints_daily",),
     ]
