@@ -375,6 +375,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("parcours_meta",),
         ("parcours_settings",),
         ("parcours_stages",),
+        ("raw_churns",),
         ("raw_customer_state",),
         ("raw_dead_letters",),
         ("raw_id_index",),
