@@ -6,7 +6,10 @@ Opens `parcours.duckdb` read-only in a fresh process, as Metabase or Superset wo
 query `--repeat` times after one warm-up, and prints p50 / p95 in milliseconds, with the number
 of Parquet files the views read (the live files of the manifests) and of rows in the mart
 datasets. Each `<query>_rollup` asks `<query>`'s question of the rollups the marts refresh lands
-(`sessions_daily`, `journey_stages_weekly`, ...) and is checked to return exactly its rows.
+(`sessions_daily`, `journey_stages_weekly`, ...) and is checked to return exactly its rows;
+each `<query>_asof` asks it of the survey attachment computed at query time (the model
+`int_survey_answers_attached` as a view, an ASOF join over every touchpoint: what the
+`survey_answers` mart did before `survey_attachments` was materialised), checked the same way.
 With `--compact`, it then compacts the warehouse (`parcours compact`, which changes
 it: run it on a copy to keep the original) and measures again.
 """
@@ -37,6 +40,10 @@ QUERIES = {
         select reason, count(*) as n from dead_letters group by 1 order by 2 desc""",
     "touchpoints_per_stage_and_channel": """
         select stage, channel, count(*) as n from touchpoints group by all order by all""",
+    # The report's survey question, by segment as of the answer: on the materialised attachment.
+    "survey_scores_per_stage_and_segment": """
+        select survey, stage, segment, count(*) as n, avg(score) as mean_score
+        from survey_answers group by all order by all""",
     # The same questions on the rollups the marts refresh lands (one row per day or week and
     # dimensions): each must return exactly the rows of its twin above, which the runner checks.
     "sessions_per_day_and_channel_rollup": """
@@ -51,12 +58,18 @@ QUERIES = {
     "touchpoints_per_stage_and_channel_rollup": """
         select stage, channel, sum(n_events) as n
         from touchpoints_daily group by all order by all""",
+    # The same question with the attachment computed at query time (the baseline).
+    "survey_scores_per_stage_and_segment_asof": """
+        select a.survey, coalesce(a.stage, m.stage) as stage, m.segment, count(*) as n, avg(a.score) as mean_score
+        from stg_parcours__survey_answers a left join int_survey_answers_attached m using (response_id)
+        group by all order by all""",
 }
-TWIN = "_rollup"  # a query named X_rollup answers X from a rollup
+# A query named X_rollup answers X from a rollup, X_asof from the attachment at query time.
+TWINS = ("_rollup", "_asof")
 
 RUNNER = """
 import json, sys, time, statistics, duckdb
-db, repeat, queries, twin = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+db, repeat, queries, twins = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 con = duckdb.connect(db, read_only=True)
 con.execute("set enable_progress_bar = false")
 out, rows = {}, {}
@@ -69,8 +82,9 @@ for name, sql in queries.items():
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
     out[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1)}
-    if name.endswith(twin):
-        out[name]["same_rows"] = rows[name] == rows[name.removesuffix(twin)]
+    for twin in twins:
+        if name.endswith(twin):
+            out[name]["same_rows"] = rows[name] == rows[name.removesuffix(twin)]
 print(json.dumps(out))
 """
 
@@ -79,7 +93,15 @@ def measure(warehouse: Path, repeat: int) -> dict:
     from parcours.warehouse import DATASETS, Warehouse
 
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(warehouse / "parcours.duckdb"), str(repeat), json.dumps(QUERIES), TWIN],
+        [
+            sys.executable,
+            "-c",
+            RUNNER,
+            str(warehouse / "parcours.duckdb"),
+            str(repeat),
+            json.dumps(QUERIES),
+            json.dumps(TWINS),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -89,7 +111,10 @@ def measure(warehouse: Path, repeat: int) -> dict:
     return {
         "files": sum(len(files) for files in live.values()),
         "files_on_disk": len(list((warehouse / "data").rglob("*.parquet"))),
-        "rows": {name: sum(f.rows for f in live[name]) for name in ("sessions", "journeys", "refreshes")},
+        "rows": {
+            name: sum(f.rows for f in live[name])
+            for name in ("sessions", "journeys", "survey_answers", "survey_attachments", "refreshes")
+        },
         "queries": json.loads(result.stdout.strip().splitlines()[-1]),
     }
 

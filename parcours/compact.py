@@ -70,6 +70,7 @@ CURRENT_ROWS: dict[str, str | None] = {
     "sessions": "stg_parcours__sessions",
     "journeys": "stg_parcours__journeys",
     "churns": "stg_parcours__churns",
+    "survey_attachments": "stg_parcours__survey_attachments",
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
 }

@@ -66,12 +66,15 @@ def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
         "top_paths",
         "dead_letters_by_reason",
         "touchpoints_per_stage_and_channel",
+        "survey_scores_per_stage_and_segment",
     }
-    rollups = {f"{name}_rollup" for name in names - {"dead_letters_by_reason"}}
+    rollups = {f"{name}_rollup" for name in names - {"dead_letters_by_reason", "survey_scores_per_stage_and_segment"}}
+    twins = rollups | {"survey_scores_per_stage_and_segment_asof"}  # the attachment computed at query time
     after = results["after_compaction"]
-    assert set(results["queries"]) == set(after["queries"]) == names | rollups
-    # The rollups answer their twin's question with the same rows, before and after compaction.
-    assert all(block["queries"][name]["same_rows"] is True for block in (results, after) for name in rollups)
+    assert set(results["queries"]) == set(after["queries"]) == names | twins
+    # The rollups (and the attachment at query time) answer their twin's question with the same
+    # rows, before and after compaction.
+    assert all(block["queries"][name]["same_rows"] is True for block in (results, after) for name in twins)
     assert results["files"] == landed_files
     assert 0 < after["files"] < results["files"] <= after["files_on_disk"]
     assert after["rows"]["refreshes"] == 0 and after["rows"]["sessions"] == results["rows"]["sessions"]

@@ -212,10 +212,11 @@ def test_survey_answers_attach_to_the_rated_touchpoint(tmp_path):
         "select response_id, event_id, touchpoint, stage, attached_by from survey_answers order by response_id",
     )
     assert rows == [
-        ("before-any", None, None, None, None),
+        # An answer attached to nothing says so (a reserved name, docs/analytics-core.md §6).
+        ("before-any", None, None, None, "unattached"),
         ("by-id", "e1", "checkout", "purchase", "event_id"),
         ("nearest", "e2", "delivery", "activation", "nearest_preceding"),
-        ("too-far", None, None, None, None),
+        ("too-far", None, None, None, "unattached"),
     ]
 
 

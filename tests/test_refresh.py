@@ -106,7 +106,10 @@ def test_a_survey_only_batch_is_refreshed_too(tmp_path):
     assert [m.seq for m in wh.marts_pending()] == [3]
     with wh.lock():
         report = catch_up(wh)
-    assert report is not None and report.seq == 4 and report.customers == 0  # no touchpoint changed
+    # No touchpoint changed: only the answers' customers' survey attachments were refreshed.
+    customers = {a["customer_id"] for a in csat_answers(EVENTS)[:5]}
+    assert report is not None and report.seq == 4 and report.customers == len(customers)
+    assert report.sessions == report.journeys == 0 and report.rows["survey_attachments"] == 5
     assert Warehouse(root).marts_pending() == []
     assert query(root / "parcours.duckdb", "select count(*) from survey_answers") == [(5,)]
     assert query(root / "parcours.duckdb", "select max(refreshed_seq) from parcours_datasets") == [(4,)]
@@ -154,6 +157,7 @@ def test_refresh_of_a_folder_that_is_no_warehouse_fails_clearly(tmp_path, flag):
 
 def test_every_declared_dataset_meets_its_declared_grain_and_a_broken_one_is_caught(tmp_path):
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", EVENTS)
+    write_jsonl(tmp_path / "data" / "surveys.jsonl", csat_answers(EVENTS))
     root = tmp_path / "w"
     land(tmp_path / "data", root, refresh=True)
     db = root / "parcours.duckdb"

@@ -377,6 +377,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("parcours_settings",),
         ("parcours_stages",),
         ("parcours_watermark",),
+        ("raw_churns",),
         ("raw_customer_state",),
         ("raw_dead_letters",),
         ("raw_id_index",),
@@ -388,6 +389,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("raw_sessions",),
         ("raw_sessions_daily",),
         ("raw_survey_answers",),
+        ("raw_survey_attachments",),
         ("raw_touchpoints",),
         ("raw_touchpoints_daily",),
     ]

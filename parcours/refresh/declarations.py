@@ -17,6 +17,9 @@ A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a decl
       from: session_started_at       # touchpoints column: where a touched customer restarts
       marker: sessions_from_at       # the `refreshes` column recording that point
       supersedes: started_at         # this dataset's column: rows at or after the marker are stale
+      answers_from: answered_at      # optional, a survey_answers column: customers with new
+                                     # answers are touched too, restarting from there (and from
+                                     # the answers naming one of the batch's events)
     # or
     invalidation:
       kind: partitions               # follows the changed partitions of an upstream dataset
@@ -77,6 +80,7 @@ class Invalidation:
     marker: str = ""
     from_expression: str = ""  # over a touched customer's batch rows: its minimum is the marker
     supersedes: str = ""
+    answers_from: str = ""  # a survey_answers column: new answers touch their customer from there
     # partitions
     source: str = ""
     source_partition: str = ""
@@ -282,8 +286,10 @@ def _invalidation(body: Any, fail, columns: set[str]) -> Invalidation:
         raise fail(f"invalidation.kind must be one of {list(INVALIDATIONS)}")
     if body["kind"] == CUSTOMERS:
         wanted = ("from", "marker", "supersedes")
-        if sorted(set(body) - {"kind", "from_expression"}) != sorted(wanted):
-            raise fail(f"a customers invalidation states exactly {list(wanted)} (and maybe from_expression)")
+        if sorted(set(body) - {"kind", "from_expression", "answers_from"}) != sorted(wanted):
+            raise fail(
+                f"a customers invalidation states exactly {list(wanted)} (and maybe from_expression, answers_from)"
+            )
         touchpoints, markers = set(DATASETS["touchpoints"].arrow_schema.names), DATASETS["refreshes"].arrow_schema
         if body["from"] not in touchpoints:
             raise fail(f"invalidation.from {body['from']!r} is not a touchpoints column")
@@ -291,12 +297,16 @@ def _invalidation(body: Any, fail, columns: set[str]) -> Invalidation:
             raise fail(f"invalidation.marker {body['marker']!r} is not a column of `refreshes`")
         if body["supersedes"] not in columns:
             raise fail(f"invalidation.supersedes {body['supersedes']!r} is not a column of the dataset")
+        answers_from = str(body.get("answers_from", ""))
+        if answers_from and answers_from not in DATASETS["survey_answers"].arrow_schema.names:
+            raise fail(f"invalidation.answers_from {answers_from!r} is not a survey_answers column")
         return Invalidation(
             CUSTOMERS,
             from_column=body["from"],
             marker=body["marker"],
             supersedes=body["supersedes"],
             from_expression=str(body.get("from_expression") or body["from"]),
+            answers_from=answers_from,
         )
     wanted = ("source", "source_partition")
     if sorted(set(body) - {"kind"}) != sorted(wanted):

@@ -14,7 +14,14 @@ refresh invalidated, and publishes all their rows in one commit of kind `refresh
   the events at or after that point are exactly the events of the groups to recompute, older ones
   included: they are read from the published Parquet (a timestamp point prunes the event-date
   partitions before it; a cycle number cannot, so a journeys refresh reads the touched
-  customers' rows of every partition);
+  customers' rows of every partition). A dataset declaring `answers_from` (`survey_attachments`)
+  is touched by new survey answers too: its customers are those of the new touchpoints and of the
+  new answers, each recomputed from the earliest of its events' point, its new answers' time and
+  the time of its landed answers naming one of the new events (an answer that came before its
+  event); its model reads the customer's answers from there and every event of the customer (the
+  latest one before an answer may be old). Its marker column is null for the customers the other
+  datasets alone were refreshed for, and theirs for a survey-only customer: a null marker
+  supersedes nothing;
 * **partitions** datasets (the rollups `sessions_daily`, `touchpoints_daily`,
   `journey_stages_weekly`, `journey_paths_weekly`): every partition the pass changed, recomputed
   whole by the model over the warehouse as it will read after the commit, its old file removed
@@ -272,14 +279,16 @@ def refresh_customers(
     """
     root = warehouse.root
     new_touchpoints = sorted({str(root / f.path) for f in batch_files if f.dataset == "touchpoints"})
+    new_answers = sorted({str(root / f.path) for f in batch_files if f.dataset == "survey_answers"})
     rebuilding = [d for d in datasets if d.name in rebuild]
     due_possible = clock.watermark is not None and clock.watermark != previous_point
-    if not new_touchpoints and not rebuilding and not due_possible:
+    touched_by_answers = bool(new_answers and _answer_datasets(datasets))
+    if not (new_touchpoints or touched_by_answers) and not rebuilding and not due_possible:
         return RefreshReport(0, 0, 0, [])
     touchpoints = sorted({str(root / p) for p in warehouse.published_files("touchpoints")} | set(new_touchpoints))
+    answers = sorted({str(root / p) for p in warehouse.published_files("survey_answers")} | set(new_answers))
     rewrites = {str(root / p) for p in warehouse.published_files("rewrites")}
     rewrites = sorted(rewrites | {str(root / f.path) for f in batch_files if f.dataset == "rewrites"})
-    markers = DATASETS["refreshes"].arrow_schema
     touchpoint_types = DATASETS["touchpoints"].arrow_schema
 
     spill = root / "_staging" / f"marts-{seq}"
@@ -297,36 +306,32 @@ def refresh_customers(
         # A rebuild recomputes every customer from its first event: the "batch" is everything.
         source = touchpoints if rebuilding else new_touchpoints
         con.execute(raw_view_sql(con, DATASETS["touchpoints"], source, temporary=True, name="batch_events"))
-        points = {d.invalidation.marker: d.invalidation.from_expression for d in datasets}
-        columns = []
-        for name in markers.names:
-            if name in ("customer_id", "batch_seq"):
-                continue
-            column = points.get(name)
-            columns.append(
-                f"min({column}) as {name}"
-                if column
-                else f"cast(null as {_sql_type(markers.field(name).type)}) as {name}"
-            )
-        con.execute(
-            f"create temp table touched as select customer_id, {', '.join(columns)} "
-            "from batch_events group by customer_id"
-        )
+        _touch(con, datasets, answers if rebuilding else new_answers, answers)
         if not rebuilding and clock.watermark is not None:
-            _add_due(con, warehouse, datasets, markers, clock, previous_point)
+            _add_due(con, warehouse, datasets, DATASETS["refreshes"].arrow_schema, clock, previous_point)
         con.execute(raw_view_sql(con, DATASETS["rewrites"], rewrites, temporary=True))
         for statement in settings_views_sql(settings, temporary=True):
             con.execute(statement)
 
         for derived in datasets:
             point, marker = derived.invalidation.from_column, derived.invalidation.marker
+            ((earliest,),) = con.execute(f"select min({marker}) from touched").fetchall()
+            if earliest is None and derived.name not in rebuild:
+                continue  # no customer of this dataset touched (a survey-only batch, for sessions)
             candidates = touchpoints
-            if pa.types.is_timestamp(touchpoint_types.field(point).type):
-                # A time point: the events before the earliest one are in partitions not even opened.
-                [(earliest,)] = con.execute(f"select min({marker}) from touched").fetchall()
-                horizon = earliest.astimezone(UTC).date() if earliest is not None else None  # partitions are UTC dates
-                candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
-            _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
+            # A time point: the partitions (UTC dates) before its date are not even opened.
+            horizon = earliest.astimezone(UTC).date() if isinstance(earliest, datetime) else None
+            if derived.invalidation.answers_from:
+                # Answers from the point on (answer-date partitions before it are not opened), over
+                # every event of their customers: the latest event before an answer may be old,
+                # and the event an answer names may come after it.
+                recent = [p for p in answers if horizon is None or (file_date(p) or date.max) >= horizon]
+                _point_answers_at(con, recent, f"r.{derived.invalidation.answers_from} >= t.{marker}")
+                _point_events_at(con, touchpoints, f"t.{marker} is not null")
+            else:
+                if pa.types.is_timestamp(touchpoint_types.field(point).type):
+                    candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
+                _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
             if derived.python:
                 written = _run_python(warehouse, con, derived, settings, clock, seq, batch_date, beam_args)
             else:
@@ -443,6 +448,71 @@ def _run_python(
         seq,
         PART,
     )
+
+
+def _answer_datasets(datasets: Sequence[Derived]) -> list[Derived]:
+    return [d for d in datasets if d.invalidation.answers_from]
+
+
+def _touch(
+    con: duckdb.DuckDBPyConnection, datasets: Sequence[Derived], batch_answers: list[str], answers: list[str]
+) -> None:
+    """`touched`: one row per customer to recompute, with each dataset's recompute point in its
+    `refreshes` marker column (null: that dataset is not recomputed for the customer).
+
+    Customers of the batch's touchpoints (`batch_events`) restart at the earliest value of each
+    dataset's `from` column among their rows. A dataset that also declares `answers_from` touches
+    the customers of the batch's answers `batch_answers` too, and restarts each customer at the
+    earliest of: its batch events' point, its new answers' `answers_from`, and that of its landed
+    answers (`answers`) naming one of the batch's events (an answer that arrived before its event,
+    attached when the event lands)."""
+    markers = DATASETS["refreshes"].arrow_schema
+    by_marker = {d.invalidation.marker: d for d in datasets}
+    answer_points = sorted({d.invalidation.answers_from for d in _answer_datasets(datasets)})
+    events = [f"min({d.invalidation.from_expression}) as {m}" for m, d in by_marker.items()]
+    con.execute(
+        f"create temp table touched_events as select customer_id, {', '.join(events)} from batch_events group by all"
+    )
+    if answer_points:
+        con.execute(raw_view_sql(con, DATASETS["survey_answers"], batch_answers, temporary=True, name="batch_answers"))
+        con.execute(raw_view_sql(con, DATASETS["survey_answers"], answers, temporary=True, name="landed_answers"))
+        points = ", ".join(f"min({c}) as {c}" for c in answer_points)
+        con.execute(
+            f"create temp table touched_answers as select customer_id, {points} from ("
+            f"select customer_id, {', '.join(answer_points)} from batch_answers "
+            f"union all select a.customer_id, {', '.join(f'a.{c}' for c in answer_points)} from landed_answers a "
+            "semi join batch_events e on a.customer_id = e.customer_id and a.event_id = e.event_id"
+            ") group by all"
+        )
+    else:
+        con.execute("create temp table touched_answers as select cast(null as VARCHAR) as customer_id where false")
+    columns = []
+    for name in markers.names:
+        if name in ("customer_id", "batch_seq"):
+            continue
+        derived = by_marker.get(name)
+        if derived is None:
+            columns.append(f"cast(null as {_sql_type(markers.field(name).type)}) as {name}")
+        elif derived.invalidation.answers_from:
+            columns.append(f"least(e.{name}, a.{derived.invalidation.answers_from}) as {name}")
+        else:
+            columns.append(f"e.{name}")
+    con.execute(
+        f"create temp table touched as select coalesce(e.customer_id, a.customer_id) as customer_id, "
+        f"{', '.join(columns)} from touched_events e full join touched_answers a using (customer_id)"
+    )
+
+
+def _point_answers_at(con: duckdb.DuckDBPyConnection, paths: list[str], condition: str) -> None:
+    """`raw_survey_answers`: the touched customers' landed answers in `paths` that meet
+    `condition`, and the staging model over it (answers are immutable: no current-version rule)."""
+    con.execute(raw_view_sql(con, DATASETS["survey_answers"], paths, temporary=True, name="landed_answers"))
+    con.execute(
+        "create or replace temp view raw_survey_answers as select r.* from landed_answers r "
+        f"join touched t on r.customer_id = t.customer_id and {condition}"
+    )
+    model = "stg_parcours__survey_answers"
+    con.execute(f"create or replace temp view {model} as {model_sql('staging', model)}")
 
 
 def _sql_type(kind: pa.DataType) -> str:

@@ -40,12 +40,11 @@ class Applied:
     period: bool
 
 
-# Views that cost a join over every touchpoint on each query (the attachment of survey answers):
-# the columns the report reads are copied once into a temporary table of the read-only
-# connection, which every section then reads.
-READ_ONCE: dict[str, list[str]] = {
-    "survey_answers": ["survey", "question_id", "stage", "customer_id", "answered_at", "ingested_at"],
-}
+# Views that cost a join over every touchpoint on each query: the columns the report reads are
+# copied once into a temporary table of the read-only connection, which every section then reads.
+# None since the survey attachment is materialised (`survey_attachments`): `survey_answers` reads
+# its rows, and its `segment` (as of the answer) takes the segment filter like any other view.
+READ_ONCE: dict[str, list[str]] = {}
 
 
 class Views:
@@ -137,8 +136,7 @@ class Views:
         return local
 
     def ingestion(self, view: str) -> tuple[datetime | None, int]:
-        """The latest `ingested_at` of `view` and its row count, read once per report (on
-        `survey_answers` it costs the attachment join over every touchpoint)."""
+        """The latest `ingested_at` of `view` and its row count, read once per report."""
         if view not in self._ingestion:
             latest, n = self.con.execute(f"select max(ingested_at), count(*) from {self.source(view)}").fetchone()
             self._ingestion[view] = (latest, int(n))

@@ -119,6 +119,26 @@ CHURN_ARROW = pa.schema(
     ]
 )
 
+# The columns of the model `int_survey_answers_attached`: each answer with the touchpoint it rates
+# and the customer's attributes when it answered (docs/analytics-core.md §2, the survey attachment).
+SURVEY_ATTACHMENT_ARROW = pa.schema(
+    [
+        pa.field("response_id", pa.string()),
+        pa.field("customer_id", pa.string()),
+        pa.field("answered_at", UTC_MICROS),
+        pa.field("event_id", pa.string()),  # the attached touchpoint, null when unattached
+        pa.field("event_occurred_at", UTC_MICROS),
+        pa.field("touchpoint", pa.string()),  # the answer's own, else the attached touchpoint's
+        pa.field("stage", pa.string()),
+        pa.field("session_id", pa.string()),
+        pa.field("journey_cycle", pa.int32()),
+        pa.field("channel", pa.string()),  # as of answered_at, `unknown` when nothing says
+        pa.field("segment", pa.string()),
+        pa.field("product_line", pa.string()),
+        pa.field("attached_by", pa.string()),  # event_id | nearest_preceding | unattached
+    ]
+)
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
@@ -191,8 +211,16 @@ DATASETS: dict[str, DatasetSpec] = {
         # Per churned journey cycle: pipelines/cycles.py `churn_rows`, landed by the refresher for
         # the customers touched or due; superseded like journeys (the marker's journey cycle).
         DatasetSpec("churns", _extend(CHURN_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
-        # Per customer whose marts a batch refreshed: from which session start and which journey
-        # cycle on its rows were recomputed. They supersede that customer's older rows from there.
+        # One row per survey answer, recomputed for the customers a batch touched (new answers,
+        # new or late touchpoints); `refreshes.survey_attachments_from_at` supersedes the older.
+        DatasetSpec(
+            "survey_attachments",
+            _extend(SURVEY_ATTACHMENT_ARROW, pa.field("batch_seq", pa.int64())),
+            "batch_date",
+        ),
+        # Per customer whose marts a batch refreshed: from which session start, which journey
+        # cycle and which answer time on its rows were recomputed (null: that dataset was not).
+        # They supersede that customer's older rows from there.
         DatasetSpec(
             "refreshes",
             pa.schema(
@@ -200,6 +228,8 @@ DATASETS: dict[str, DatasetSpec] = {
                     pa.field("customer_id", pa.string()),
                     pa.field("sessions_from_at", UTC_MICROS),
                     pa.field("journeys_from_cycle", pa.int32()),
+                    # answered_at from which the customer's survey attachments were recomputed
+                    pa.field("survey_attachments_from_at", UTC_MICROS),
                     pa.field("batch_seq", pa.int64()),
                 ]
             ),

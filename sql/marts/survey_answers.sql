@@ -1,40 +1,20 @@
 -- view: survey_answers
--- Survey answers attached to the touchpoint they rate: the one named by event_id, else the
--- customer's nearest preceding touchpoint within the attachment window (an ASOF join, so the
--- attachment is right whatever order the answers and the events arrived in).
+-- Survey answers with the touchpoint they rate (the one named by event_id, else the customer's
+-- nearest preceding touchpoint within the attachment window) and the customer's channel,
+-- segment and product line when it answered (`attached_by`: event_id | nearest_preceding |
+-- unattached).
 -- grain: one row per response_id
+-- Materialised: the attachment is `int_survey_answers_attached`'s, landed in `survey_attachments`
+-- by the refreshes that touched each customer (new answers, new or late touchpoints), so a query
+-- joins on response_id instead of attaching over every touchpoint. An answer landed by a batch the
+-- refresher has not run after yet has no attachment (`attached_by` null) until it does.
+-- `answered_at` puts an answer in a period.
 with answers as (
     select * from stg_parcours__survey_answers
 ),
 
-events as (
-    select event_id, customer_id, occurred_at, touchpoint, stage, session_id, journey_cycle, channel
-    from stg_parcours__touchpoints
-),
-
-by_event_id as (
-    select answers.response_id, events.event_id, events.touchpoint, events.stage, events.session_id,
-           events.journey_cycle, events.channel, 'event_id' as attached_by
-    from answers
-    join events on answers.event_id = events.event_id and answers.customer_id = events.customer_id
-),
-
-by_time as (
-    select answers.response_id, events.event_id, events.touchpoint, events.stage, events.session_id,
-           events.journey_cycle, events.channel, events.occurred_at, answers.answered_at
-    from answers
-    asof join events
-        on answers.customer_id = events.customer_id
-        and answers.answered_at >= events.occurred_at
-    where answers.event_id is null
-),
-
-attached as (
-    select * from by_event_id
-    union all
-    select response_id, event_id, touchpoint, stage, session_id, journey_cycle, channel, 'nearest_preceding'
-    from by_time
-    where answered_at - occurred_at <= (select attachment_window from parcours_settings)
+attachments as (
+    select * from stg_parcours__survey_attachments
 ),
 
 final as (
@@ -50,13 +30,16 @@ final as (
         answers.dysfunctional_score,
         answers.verbatim,
         answers.language,
-        coalesce(attached.event_id, answers.event_id) as event_id,
-        coalesce(answers.touchpoint, attached.touchpoint) as touchpoint,
-        coalesce(answers.stage, attached.stage) as stage,
-        attached.session_id,
-        attached.journey_cycle,
-        attached.channel,
-        attached.attached_by,
+        coalesce(attachments.event_id, answers.event_id) as event_id,
+        coalesce(answers.touchpoint, attachments.touchpoint) as touchpoint,
+        coalesce(answers.stage, attachments.stage) as stage,
+        attachments.session_id,
+        attachments.journey_cycle,
+        attachments.channel,
+        attachments.attached_by,
+        attachments.segment,
+        attachments.product_line,
+        attachments.event_occurred_at,
         answers.extra,
         answers.source,
         answers.source_partition,
@@ -64,7 +47,7 @@ final as (
         answers.batch_seq,
         answers.ingested_at
     from answers
-    left join attached using (response_id)
+    left join attachments using (response_id)
 )
 
 select * from final
