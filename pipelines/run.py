@@ -63,6 +63,7 @@ from parcours.pipelines.sources import (
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
 from parcours.pipelines.worker_pool import start_workers
+from parcours.refresh.rederive import after_ingest
 from parcours.refresh.refresher import RefreshReport, catch_up
 from parcours.warehouse import INGEST, Manifest, OutboxEntry, PublishedFile, Warehouse
 from parcours.warehouse.ledger import merge_watermarks
@@ -545,6 +546,8 @@ class Ingestion:
             settings=self.config.settings_record(),
             kind=INGEST,
             outbox=outbox,
+            # The rules the landed touchpoints' sessions and cycles are current under after it.
+            derived=after_ingest(wh, self.config.settings_record(), outcome.landed.get("touchpoints", 0)),
         )
         publish_commit(wh, manifest, gate=self.gate, rebuild_views=refresh_views)
         report = BatchReport(

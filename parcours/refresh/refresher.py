@@ -56,8 +56,10 @@ from datetime import UTC, date, datetime
 import duckdb
 import pyarrow as pa
 
+from parcours.config import JourneyConfig
 from parcours.pipelines.state import file_date
 from parcours.refresh.declarations import CUSTOMERS, PARTITIONS, Derived, declarations, fingerprint
+from parcours.refresh.rederive import TOUCHPOINTS, NeedsConfiguration, rederive, stale_because
 from parcours.warehouse import (
     DATASETS,
     MARTS_THROUGH,
@@ -90,6 +92,7 @@ class RefreshReport:
     removed: tuple[str, ...] = ()  # rollup files replaced by this refresh
     rows: dict[str, int] = field(default_factory=dict)  # per derived dataset: rows written
     rebuilt: tuple[str, ...] = ()  # datasets rebuilt whole (`--full`: their definition changed)
+    rederived: int = 0  # touchpoint rows whose sessions and cycles were re-derived (`--full`)
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,19 @@ class Pending:
     stale_definition: bool = False  # its rows were written under another fingerprint
 
 
-def plan(warehouse: Warehouse) -> list[Pending]:
-    """What the next refresh pass would do for each derived dataset, and why. Reads the
-    ledger only (and the pending commits' manifests): cheap, takes no lock."""
+def plan(warehouse: Warehouse, config: JourneyConfig | None = None) -> list[Pending]:
+    """What the next refresh pass would do for each derived dataset, and why (under `config`'s
+    rules if given, else under the latest commit's), the landed touchpoints' derived columns
+    first. Reads the ledger only (and the pending commits' manifests): cheap, takes no lock."""
     pending = warehouse.marts_pending()
     state = warehouse.derived_state()
     settings = warehouse.manifests()[-1].settings if len(warehouse.manifests()) else {}
-    touched = sum(m.counts.get("landed", 0) for m in pending)
+    settings = config.settings_record() if config is not None else settings
     out = []
+    touchpoints = stale_because(warehouse, settings) if settings else None
+    if touchpoints:
+        out.append(Pending(TOUCHPOINTS, (touchpoints,), True))
+    touched = sum(m.counts.get("landed", 0) for m in pending)
     for derived in declarations():
         reasons = []
         if pending:
@@ -131,12 +139,23 @@ def plan(warehouse: Warehouse) -> list[Pending]:
     return out
 
 
-def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = False) -> RefreshReport | None:
+def catch_up(
+    warehouse: Warehouse,
+    now: datetime | None = None,
+    *,
+    full: bool = False,
+    config: JourneyConfig | None = None,
+    beam_args: Sequence[str] = (),
+) -> RefreshReport | None:
     """Refresh every derived dataset for every commit since the last refresh, in one commit.
 
     With `full`, the datasets whose definition changed since their rows were written (their
     fingerprint) are rebuilt whole instead, and every other one is refreshed as usual, all in
-    that one commit. The caller holds the warehouse lock. None when nothing is to do.
+    that one commit; and if the rules of the landed touchpoints' sessions and cycles changed,
+    those are re-derived first (`rederive`, on the runner `beam_args` name), and every derived
+    dataset is rebuilt over them, in that same commit. `config`: the rules to refresh under
+    (default: the latest commit's settings; re-deriving needs it). The caller holds the
+    warehouse lock. None when nothing is to do.
     """
     started = time.perf_counter()
     pending = warehouse.marts_pending()
@@ -144,8 +163,21 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = 
     if not len(manifests):
         return None
     latest = manifests[-1]
+    if config is not None:  # the refresh runs under these rules, and records them
+        latest = dataclasses.replace(
+            latest,
+            settings=config.settings_record(),
+            config_version=config.version,
+            config_fingerprint=config.fingerprint,
+        )
     state = warehouse.derived_state()
     rebuild = _stale(warehouse, latest.settings) if full else set()
+    reland = full and stale_because(warehouse, latest.settings) is not None
+    if reland and config is None:
+        raise NeedsConfiguration(
+            f"{stale_because(warehouse, latest.settings)}; re-deriving runs the ingestion transforms, which need "
+            "the configuration file: `parcours refresh --full --config FILE`"
+        )
     if not pending and not rebuild:
         return None
     now = now or datetime.now(UTC)
@@ -155,6 +187,8 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = 
     pa.default_memory_pool().release_unused()
     seq = warehouse.next_seq()
     changed = [f for manifest in pending for f in manifest.files]
+    relanded = rederive(warehouse, seq, config, now, beam_args=beam_args) if reland else None
+    changed += relanded.files if relanded else []
     derived = declarations()
     report = refresh_customers(
         warehouse,
@@ -165,6 +199,8 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = 
         now.date(),
         rebuild=rebuild,
     )
+    if relanded:  # published by this commit, so read by the partition datasets' models too
+        report = dataclasses.replace(report, files=[*relanded.files, *report.files])
     report = refresh_partitions(
         warehouse,
         seq,
@@ -193,6 +229,15 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = 
                 "refreshed_batches": len(pending),
                 "refreshed_rollup_partitions": report.rollup_partitions,
                 "rebuilt_datasets": len(rebuild),
+                **(
+                    {
+                        "rederived_touchpoints": relanded.rows,
+                        "rederived_customers": relanded.customers,
+                        "rederived_shards": relanded.shards,
+                    }
+                    if relanded
+                    else {}
+                ),
                 MARTS_THROUGH: seq,
             },
             settings=latest.settings,
@@ -203,11 +248,17 @@ def catch_up(warehouse: Warehouse, now: datetime | None = None, *, full: bool = 
                     _current_under(d, state, rebuild, latest.settings), report.rows.get(d.name, 0), as_of
                 )
                 for d in derived
-            },
+            }
+            | (relanded.derived if relanded else {}),
         ),
     )
     return dataclasses.replace(
-        report, seq=seq, batches=len(pending), seconds=time.perf_counter() - started, rebuilt=tuple(sorted(rebuild))
+        report,
+        seq=seq,
+        batches=len(pending),
+        seconds=time.perf_counter() - started,
+        rebuilt=tuple(sorted(rebuild)),
+        rederived=relanded.rows if relanded else 0,
     )
 
 
@@ -221,6 +272,8 @@ def _current_under(derived: Derived, state: dict, rebuild: set[str], settings: d
 
 
 def _stale(warehouse: Warehouse, settings: dict) -> set[str]:
+    if stale_because(warehouse, settings):  # re-derived touchpoints: every dataset reads them
+        return {d.name for d in declarations()}
     state = warehouse.derived_state()
     return {d.name for d in declarations() if d.name in state and state[d.name].fingerprint != fingerprint(d, settings)}
 
