@@ -30,7 +30,9 @@ difference.
 The refresh commit also records, per derived dataset, the fingerprint its rows are current
 under (its models' text, declaration and the configuration keys they read) and the point in
 event time it covers (`as_of`): `parcours_datasets` shows them, and `plan` says when a model or
-setting changed since (`parcours refresh --full` rebuilds those datasets whole).
+setting changed since (`parcours refresh --full` rebuilds those datasets whole). When the rules
+of the touchpoints' own sessions and cycles changed, `--full` re-derives those first, in the same
+commit, and rebuilds every dataset over them (`parcours.refresh.rederive`).
 
 When: `catch_up`, at the end of every `parcours run`, from `parcours refresh`, from the
 `refresh_marts` flow after each scheduled ingestion pass, and before a compaction, for every
