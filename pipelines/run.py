@@ -547,7 +547,7 @@ class Ingestion:
             kind=INGEST,
             outbox=outbox,
             # The rules the landed touchpoints' sessions and cycles are current under after it.
-            derived=after_ingest(wh, self.config.settings_record(), outcome.landed.get("touchpoints", 0)),
+            derived=after_ingest(wh, self.config.settings_record(), outcome.files),
         )
         publish_commit(wh, manifest, gate=self.gate, rebuild_views=refresh_views)
         report = BatchReport(

@@ -15,6 +15,7 @@ from parcours.config import load_config, parse_config
 from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import declarations
 from parcours.refresh.rederive import (
+    MIXED,
     TOUCHPOINTS,
     NeedsConfiguration,
     recorded_fingerprint,
@@ -78,13 +79,16 @@ def test_full_after_a_new_inactivity_gap_gives_the_sessions_of_a_fresh_run_with_
     assert before == reference_sessions(EVENTS[:100], CONFIG.sessions.inactivity_gap, CONFIG.sessions.max_duration)
     edited = tmp_path / "journey.yaml"
     text = (Path(__file__).parents[1] / "parcours" / "journey.yaml").read_text(encoding="utf-8")
-    assert "  inactivity_gap: 30m\n" in text
-    edited.write_text(text.replace("  inactivity_gap: 30m\n", "  inactivity_gap: 45m\n"), encoding="utf-8")
-    assert parse_config(edited.read_text(encoding="utf-8")).sessions.inactivity_gap == GAP
+    assert "  inactivity_gap: 30m\n" in text and "  batch_size: 500000\n" in text
+    # And shards of about 20 rows: 100 events of 12 customers in ceil(100 / 20) = 5 shards at most.
+    text = text.replace("  inactivity_gap: 30m\n", "  inactivity_gap: 45m\n").replace("500000\n", "20\n")
+    edited.write_text(text, encoding="utf-8")
+    assert parse_config(text).sessions.inactivity_gap == GAP and parse_config(text).ingest.batch_size == 20
 
     said = parcours("refresh", "--dry-run", "--config", str(edited), "-w", str(root))
     assert said.returncode == 0, said.stderr
     assert "touchpoints: the touchpoints' sessions and cycles were derived under other rules" in said.stderr
+    assert "inactivity_gap_in_s 1800 -> 2700" in said.stderr
     seqs = Warehouse(root).manifests().seqs
     done = parcours("refresh", "--full", "--config", str(edited), "-w", str(root))
     assert done.returncode == 0, done.stderr
@@ -93,6 +97,7 @@ def test_full_after_a_new_inactivity_gap_gives_the_sessions_of_a_fresh_run_with_
     assert wh.manifests().seqs == [*seqs, seqs[-1] + 1]  # one commit
     latest = wh.manifests()[-1]
     assert latest.counts["rederived_touchpoints"] == 100 and latest.counts["rederived_customers"] == 12
+    assert 1 < latest.counts["rederived_shards"] <= 5
     assert recorded_fingerprint(wh) == touchpoints_fingerprint(NEW_GAP.settings_record())
 
     after = view_sessions(db)
@@ -104,6 +109,7 @@ def test_full_after_a_new_inactivity_gap_gives_the_sessions_of_a_fresh_run_with_
     # The next ingestion continues from the re-derived state, as if it had always been so.
     write_jsonl(tmp_path / "more" / "touchpoints.jsonl", EVENTS[100:])
     land(tmp_path / "more", root, NEW_GAP)
+    assert recorded_fingerprint(Warehouse(root)) == touchpoints_fingerprint(NEW_GAP.settings_record())  # one rule
     assert_same_warehouse(root, fresh(tmp_path, NEW_GAP, "more"))
     assert view_sessions(db) == reference_sessions(EVENTS, GAP, CONFIG.sessions.max_duration)
 
@@ -139,9 +145,14 @@ def test_full_after_new_churn_outcomes_gives_the_cycles_of_a_fresh_run(tmp_path)
     write_jsonl(tmp_path / "more" / "touchpoints.jsonl", EVENTS[90:])
     land(tmp_path / "more", root, no_cancellation)
     wh = Warehouse(root)
-    assert recorded_fingerprint(wh) == touchpoints_fingerprint(CONFIG.settings_record())  # still mixed
+    assert recorded_fingerprint(wh) == MIXED
     stale = {p.dataset: p for p in plan(wh)}
     assert stale[TOUCHPOINTS].stale_definition and "re-derives them" in stale[TOUCHPOINTS].reasons[0]
+    # Stale under the old rules too: some rows follow the new ones.
+    assert TOUCHPOINTS in {p.dataset for p in plan(wh, CONFIG)}
+    refused = parcours("refresh", "--full", "-w", str(root))
+    assert refused.returncode == 2 and "`parcours refresh --full --config FILE`" in refused.stdout + refused.stderr
+    assert "churn_outcomes ['cancellation'] -> ['renewal_refused']" in stale[TOUCHPOINTS].reasons[0]
     with wh.lock(), pytest.raises(NeedsConfiguration, match="--config FILE"):
         catch_up(wh, full=True)
     assert Warehouse(root).manifests().seqs == wh.manifests().seqs  # nothing committed
@@ -159,19 +170,6 @@ def test_full_after_new_churn_outcomes_gives_the_cycles_of_a_fresh_run(tmp_path)
     assert cycles != reference_cycles(EVENTS, {"cancellation"})  # the fixture has cancellations
     assert query(db, "select count(*) from journeys where is_churned") == [(0,)]
     assert_same_warehouse(root, fresh(tmp_path, no_cancellation, "data", "more"))
-
-
-def test_shards_bound_a_rederivation_and_give_the_same_rows(tmp_path):
-    write_jsonl(tmp_path / "data" / "touchpoints.jsonl", EVENTS)
-    root = tmp_path / "w"
-    land(tmp_path / "data", root)
-    # Shards of about 20 rows: 144 events, 12 customers of 12 events, in ceil(144 / 20) = 8 shards.
-    small = NEW_GAP.model_copy(update={"ingest": NEW_GAP.ingest.model_copy(update={"batch_size": 20})})
-    with Warehouse(root).lock():
-        catch_up(Warehouse(root), full=True, config=small)
-    counts = Warehouse(root).manifests()[-1].counts
-    assert 1 < counts["rederived_shards"] <= 8 and counts["rederived_touchpoints"] == len(EVENTS)
-    assert_same_warehouse(root, fresh(tmp_path, NEW_GAP, "data"))
 
 
 def test_the_fingerprint_follows_the_session_and_churn_rules_only():

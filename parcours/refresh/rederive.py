@@ -9,13 +9,14 @@ old sessions and cycles, while the rows landed since follow the new ones.
 **The fingerprint.** `touchpoints_fingerprint` hashes the values of the settings those
 transforms read (`sessions.*`, `churn.*`, as the settings record carries them). The ledger keeps
 it like a derived dataset's, as a `DerivedState` under the reserved name `touchpoints` (a
-landed dataset's name, which no derived dataset can take): every ingest commit records the
-fingerprint the touchpoints' columns are current under after it, which is the one recorded
-before it if there is one (an ingest under other rules re-derives only its customers' new
-range, so older rows keep the old rules: the columns are still current under the old
-fingerprint, and no newer), else the one it ran under (a new warehouse, or one older than
-the field: unknown is taken as current, so an upgrade does not make every warehouse stale at
-once). `parcours refresh --full` compares it with the fingerprint of the settings now.
+landed dataset's name, which no derived dataset can take): every ingest commit that writes
+touchpoints records the fingerprint of the rules it ran under if the columns were current
+under those (or nothing was recorded: a new warehouse, or one older than the record, taken as
+current so that an upgrade does not make every warehouse stale at once), else `MIXED`: an
+ingestion under other rules recomputes only its customers' new ranges, so the older rows keep
+the old rules and the columns are current under no single set of rules any more, whatever the
+configuration says later. `parcours refresh --full` compares it with the fingerprint of the
+settings now.
 
 **The re-derivation** (`rederive`): every customer's current touchpoints, from its first event,
 through the same composites as ingestion (`Sessionize`, then `AssignJourneys`, then `Land`),
@@ -63,6 +64,7 @@ from parcours.schemas.contracts import TOUCHPOINT_ARROW
 from parcours.warehouse import DATASETS, DerivedState, PublishedFile, Warehouse, model_sql, raw_view_sql
 
 TOUCHPOINTS = "touchpoints"  # the reserved name of the touchpoints' state among the ledger's `derived`
+MIXED = "mixed"  # the fingerprint of columns landed under more than one set of rules: stale under any
 # The settings record's keys of the configuration the ingestion transforms read: `sessions.*`
 # (Sessionize) and `churn.*` (AssignJourneys). The stage mapping is not one: landed rows keep
 # their stage by design (`resolve_stages`).
@@ -100,12 +102,19 @@ def recorded_fingerprint(warehouse: Warehouse) -> str | None:
     return state.fingerprint if state is not None else None
 
 
-def after_ingest(warehouse: Warehouse, settings: Mapping[str, Any], rows: int) -> dict[str, DerivedState]:
-    """The touchpoints' entry of an ingest commit run under `settings`, landing `rows` rows:
-    the fingerprint recorded before if any (the rows landed under it are still there), else the
-    one of `settings`."""
+def after_ingest(
+    warehouse: Warehouse, settings: Mapping[str, Any], files: Sequence[PublishedFile]
+) -> dict[str, DerivedState]:
+    """The touchpoints' entry of an ingest commit run under `settings` that writes `files`:
+    the rules the columns are current under once it is committed."""
     recorded = recorded_fingerprint(warehouse)
-    return {TOUCHPOINTS: DerivedState(recorded or touchpoints_fingerprint(settings), rows)}
+    rows = sum(f.rows for f in files if f.dataset == TOUCHPOINTS)
+    ran = touchpoints_fingerprint(settings)
+    if rows and recorded is not None and recorded != ran:
+        ran = MIXED  # rows of both rules now
+    elif not rows and recorded is not None:
+        ran = recorded  # no touchpoint written: as they were
+    return {TOUCHPOINTS: DerivedState(ran, rows)}
 
 
 def stale_because(warehouse: Warehouse, settings: Mapping[str, Any]) -> str | None:
@@ -114,11 +123,31 @@ def stale_because(warehouse: Warehouse, settings: Mapping[str, Any]) -> str | No
     current = touchpoints_fingerprint(settings)
     if recorded is None or recorded == current or not warehouse.published_files(TOUCHPOINTS):
         return None
+    changed = _changed_settings(warehouse, recorded, settings)
+    under = "under several sets of rules" if recorded == MIXED else "under other rules"
     return (
-        f"the touchpoints' sessions and cycles were derived under other rules (fingerprint {recorded} -> "
-        f"{current}, from {', '.join(TOUCHPOINT_SETTINGS)}): `parcours refresh --full` re-derives them, "
-        "then rebuilds every derived dataset"
+        f"the touchpoints' sessions and cycles were derived {under} (fingerprint {recorded} -> "
+        f"{current}: {changed or 'one of ' + ', '.join(TOUCHPOINT_SETTINGS)}): `parcours refresh --full` "
+        "re-derives them, then rebuilds every derived dataset"
     )
+
+
+def _changed_settings(warehouse: Warehouse, recorded: str, settings: Mapping[str, Any], look_back: int = 100) -> str:
+    """Which settings changed since some rows were derived, read from the latest of the last
+    `look_back` commits that ran under the recorded rules (any other than today's, if they were
+    mixed); "" if none of them did."""
+    current = touchpoints_fingerprint(settings)
+    manifests = warehouse.manifests()
+    for index in range(len(manifests) - 1, max(-1, len(manifests) - 1 - look_back), -1):
+        before = manifests[index].settings
+        ran = touchpoints_fingerprint(before) if before else None
+        if ran is not None and ran != current and (recorded == MIXED or ran == recorded):
+            return ", ".join(
+                f"{key} {before.get(key)!r} -> {settings.get(key)!r}"
+                for key in TOUCHPOINT_SETTINGS
+                if before.get(key) != settings.get(key)
+            )
+    return ""
 
 
 @dataclass(frozen=True)
