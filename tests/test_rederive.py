@@ -6,6 +6,9 @@ session's start, so the same session gets the same id however it was computed)."
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -211,3 +214,19 @@ def test_a_warehouse_older_than_the_record_is_taken_as_current(tmp_path, monkeyp
     land(tmp_path / "more", root, NEW_GAP)  # the first commit to record it: the rules it ran under
     assert recorded_fingerprint(Warehouse(root)) == touchpoints_fingerprint(NEW_GAP.settings_record())
     assert dataclasses.asdict(Warehouse(root).derived_state()[TOUCHPOINTS])["rows_written"] == 10
+
+
+@pytest.mark.slow
+def test_the_rederive_benchmark_runs(tmp_path):
+    out = tmp_path / "rederive.json"
+    script = Path(__file__).parents[1] / "benchmarks" / "rederive.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--events", "800", "--shard-rows", "1000,100", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {r["shard_rows"]: r for r in json.loads(out.read_text())}  # the last of 2 repeats each
+    assert results[1000]["shards"] == 1 < results[100]["shards"]
+    assert results[1000]["rows"] == results[100]["rows"] > 0
