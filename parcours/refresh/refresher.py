@@ -99,7 +99,8 @@ class RefreshReport:
 
 @dataclass(frozen=True)
 class Pending:
-    """What a refresh pass would do for one derived dataset, and why (`parcours refresh --dry-run`)."""
+    """What a refresh pass would do for one derived dataset, or for the landed touchpoints' derived
+    columns (`touchpoints`), and why (`parcours refresh --dry-run`)."""
 
     dataset: str
     reasons: tuple[str, ...]
