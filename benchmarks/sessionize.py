@@ -26,7 +26,8 @@ import pyarrow as pa
 from report import report  # benchmarks/report.py: scripts run from this folder
 
 from parcours.config import load_config
-from parcours.pipelines.journeys import assign_cycles, resolve_stages
+from parcours.pipelines.cycles import assign_cycles
+from parcours.pipelines.journeys import cycle_rules, resolve_stages
 from parcours.pipelines.sessionize import assign_sessions
 
 SQL_BASELINE = """
@@ -76,7 +77,7 @@ def parcours_step(events: pa.Table, config) -> tuple[float, int]:
     started = time.perf_counter()
     sessions = assign_sessions(events, None, config.sessions.inactivity_gap, config.sessions.max_duration)
     sessions = sessions.append_column("stage_source", pa.nulls(sessions.num_rows, pa.string()))
-    result = assign_cycles(resolve_stages(sessions, config), None, tuple(config.churn.outcomes))
+    result = assign_cycles(resolve_stages(sessions, config), None, cycle_rules(config))
     elapsed = time.perf_counter() - started
     return elapsed, len(set(result.column("session_id").to_pylist()))
 

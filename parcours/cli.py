@@ -402,7 +402,8 @@ def refresh(
 ) -> None:
     """Bring every derived dataset (sessions, journeys, rollups...) up to date with what landed.
 
-    Extra arguments after `--` go to Beam when --full re-derives the touchpoints, as for `parcours run`.
+    Extra arguments after `--` are Beam pipeline options (`--runner PrismRunner ...`), as for
+    `parcours run`: for the Python models, and for the touchpoints' re-derivation of --full.
     """
     from parcours.refresh.rederive import NeedsConfiguration
     from parcours.refresh.refresher import catch_up, plan

@@ -69,6 +69,7 @@ CURRENT_ROWS: dict[str, str | None] = {
     "customer_state": "stg_parcours__customer_state",
     "sessions": "stg_parcours__sessions",
     "journeys": "stg_parcours__journeys",
+    "churns": "stg_parcours__churns",
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
 }

@@ -22,6 +22,8 @@ UNMAPPED_STAGE = "unmapped"
 # Values the analytics views give a meaning of their own (a rolled-up dimension, a null, an
 # answer attached to no touchpoint, the ends of a path, the rest of a top-N): never a stage or
 # a touchpoint name, compared exactly (case-sensitive) as the views compare them.
+# The outcomes that close a journey cycle as converted (a purchase, a renewal): fixed, not configured.
+CYCLE_OUTCOMES = ("purchase", "renewal")
 RESERVED_NAMES = ("all", "unknown", "unattached", "(start)", "(end)", "(ended)", "(other)")
 # What the company sends rather than what the customer does: not activity for drop-off or churn.
 COMPANY_SENT = ("invoice", "renewal_reminder", "welcome_email", "newsletter_open")
@@ -210,6 +212,7 @@ class JourneyConfig(_Strict):
             "allowed_lateness_in_s": seconds(self.ingest.allowed_lateness),
             "id_retention_in_s": seconds(self.ingest.id_retention),
             "attachment_window_in_s": seconds(self.surveys.attachment_window),
+            "cycle_outcomes": list(CYCLE_OUTCOMES),
             "churn_outcomes": list(self.churn.outcomes),
             "churn_inactivity_in_s": seconds(self.churn.inactivity),
             "churn_not_activity": list(self.not_activity),

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from parcours.config import UNMAPPED_STAGE
 from parcours.pipelines.sessionize import ShardWork
 from parcours.schemas.contracts import UTC_MICROS, Reason
+from parcours.warehouse.datasets import DATASETS
 
 
 def _with_batch_columns(table: pa.Table, seq: int, now: datetime) -> pa.Table:
@@ -58,20 +59,8 @@ def latest_per_customer(events: pa.Table, now: datetime) -> pa.Table:
     customers = events.column("customer_id").to_numpy(zero_copy_only=False)
     last = np.ones(len(customers), dtype=bool)
     last[:-1] = customers[:-1] != customers[1:]
-    state = events.filter(pa.array(last)).select(
-        [
-            "customer_id",
-            "event_id",
-            "occurred_at",
-            "session_id",
-            "session_started_at",
-            "journey_cycle",
-            "cycle_type",
-            "step_index",
-            "outcome",
-            "batch_seq",
-        ]
-    )
+    names = [name for name in DATASETS["customer_state"].arrow_schema.names if name != "batch_date"]
+    state = events.filter(pa.array(last)).select(names)
     return state.append_column("batch_date", pa.array([now.date()] * state.num_rows, pa.date32()))
 
 

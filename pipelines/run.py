@@ -695,7 +695,7 @@ class Ingestion:
                 self._pool = None
             consumer.close()
         if refresh:
-            report.marts = catch_up(self.warehouse)
+            report.marts = catch_up(self.warehouse, beam_args=self.beam_args)
         return report
 
     def _mirror_offsets(self, consumer, topic_partition, offset_and_metadata) -> None:
@@ -741,7 +741,7 @@ class Ingestion:
                 self.run_batch(batch_ranges, settings=None, source_of_kind=source_of_kind, sources_meta=meta)
             )
         if refresh:
-            report.marts = catch_up(self.warehouse)
+            report.marts = catch_up(self.warehouse, beam_args=self.beam_args)
         return report
 
 

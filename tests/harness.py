@@ -7,6 +7,9 @@ datasets and the settings views of a configuration, exactly as the views file de
 given relation replaces the view of that name by the given rows, cast to that view's own column
 types, so a fixture states only the columns that matter and the rest are null.
 
+A Python model (`python:` in its declaration) is run the same way by `run_python_model`: given
+touchpoint rows, through the Beam pipeline the refresher runs, compared with rows by hand.
+
 The declared grain of a model is read from its header (`-- grain: one row per (a, b)`), and
 `grain_problems` checks rows against it: a unique, non-null key, and any declared identities.
 """
@@ -84,6 +87,38 @@ def run_model(
         return [_plain(row) for row in con.sql(query).to_arrow_table().to_pylist()]
     finally:
         con.close()
+
+
+def run_python_model(
+    dataset: str,
+    events: pa.Table,
+    arguments: tuple[Any, ...],
+    staging: Any,
+    beam_args: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """The rows the declared Python model of `dataset` returns over `events` (touchpoint rows with
+    the ingestion's derived columns), run as the refresher runs it: a Beam pipeline over Parquet
+    shards of whole customers (`parcours.refresh.beam_models`), on the runner `beam_args` name."""
+    from parcours.refresh.beam_models import run_model as run_beam_model
+    from parcours.refresh.declarations import by_name, load_python
+
+    derived = by_name()[dataset]
+    schema = DATASETS[dataset].arrow_schema
+    con = duckdb.connect()
+    try:
+        con.register("given_events", events)
+        rows = run_beam_model(
+            con,
+            "select * from given_events",
+            load_python(derived),
+            arguments,
+            schema.remove(schema.get_field_index("batch_seq")),
+            staging,
+            beam_args,
+        )
+    finally:
+        con.close()
+    return [_plain(row) for row in rows.sort_by([(c, "ascending") for c in derived.grain]).to_pylist()]
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

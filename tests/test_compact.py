@@ -58,6 +58,7 @@ ROWS_DROPPED = {
     "customer_state": 2,
     "sessions": 2,
     "journeys": 2,
+    "churns": 0,  # nobody churns in these events
     **{name: 0 for name in ROLLUPS},  # one file a partition, every row current
     "id_index": 0,  # every id is within the retention
 }

@@ -9,7 +9,14 @@ from importlib import resources
 import pytest
 
 from parcours.config import load_config
-from parcours.refresh.declarations import CUSTOMERS, DeclarationError, declarations, fingerprint, resolve
+from parcours.refresh.declarations import (
+    CUSTOMERS,
+    DeclarationError,
+    declarations,
+    fingerprint,
+    load_python,
+    resolve,
+)
 from parcours.warehouse import DATASETS, ROLLUPS
 
 SQL = resources.files("parcours.sql")
@@ -25,13 +32,16 @@ def header_grain(layer: str, model: str) -> tuple[str, ...]:
 
 def test_every_materialised_dataset_is_declared_once_beside_its_model():
     declared = {d.name: d for d in declarations()}
-    assert sorted(declared) == sorted(["sessions", "journeys", *ROLLUPS])
+    assert sorted(declared) == sorted(["sessions", "journeys", "churns", *ROLLUPS])
     for d in declared.values():
-        assert SQL.joinpath(d.layer, f"{d.model}.sql").is_file()
         assert DATASETS[d.name].partition_column == d.partition
         # The grain a reader finds in the headers of the model and of its view is the declared one.
-        assert header_grain(d.layer, d.model) == d.grain
         assert header_grain("marts", d.view) == d.grain
+        if d.python:  # a Python model: its rows are the grain of the dataset's Arrow schema
+            assert load_python(d).__module__ == "parcours.pipelines.cycles"
+            continue
+        assert SQL.joinpath(d.layer, f"{d.model}.sql").is_file()
+        assert header_grain(d.layer, d.model) == d.grain
 
 
 def test_dependencies_and_settings_are_read_from_the_models():
@@ -39,15 +49,16 @@ def test_dependencies_and_settings_are_read_from_the_models():
     assert declared["sessions_daily"].depends_on == ("sessions",)
     assert declared["journey_stages_weekly"].depends_on == ("journeys",)
     assert declared["journey_paths_weekly"].depends_on == ("journeys",)
-    assert declared["sessions"].depends_on == declared["journeys"].depends_on == ()
+    assert declared["sessions"].depends_on == declared["churns"].depends_on == ()
+    assert declared["journeys"].depends_on == ("churns",)  # it reads stg_parcours__churns
     assert declared["touchpoints_daily"].depends_on == ()
     order = [d.name for d in declarations()]
     for d in declarations():
         assert all(order.index(dep) < order.index(d.name) for dep in d.depends_on)
-    # By hand from the SQL: int_journeys_aggregated reads churn_outcomes and max_path_length,
+    # By hand from the SQL: int_journeys_aggregated reads cycle_outcomes and max_path_length,
     # int_journey_steps_cleaned (which it reads) ignore_touchpoints and collapse_repeats.
     assert set(declared["journeys"].reads_config) == {
-        "churn_outcomes",
+        "cycle_outcomes",
         "max_path_length",
         "ignore_touchpoints",
         "collapse_repeats",
@@ -55,6 +66,13 @@ def test_dependencies_and_settings_are_read_from_the_models():
     assert declared["journey_paths_weekly"].reads_config == ("path_summary_steps",)
     assert declared["sessions"].reads_config == ()
     assert declared["journeys"].invalidation.kind == CUSTOMERS
+    # The Python model states what it reads in its declaration.
+    assert set(declared["churns"].reads_config) == {
+        "churn_outcomes",
+        "churn_inactivity",
+        "churn_not_activity",
+        "allowed_lateness",
+    }
 
 
 def test_a_fingerprint_moves_with_the_settings_a_dataset_reads_only():

@@ -3,6 +3,7 @@ batches do, and the `parcours_datasets` view."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -83,7 +84,9 @@ def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_pa
         assert view == by_name[name].view and tuple(grain) == by_name[name].grain
         assert stored == current == fingerprint(by_name[name], settings) and stale is False
         assert seq == 2 and cadence == "every_pass"
-        assert as_of.isoformat() == latest.replace("Z", "+00:00")  # one file source: its latest event
+        # The finality point: one file source's latest event, less the allowed lateness.
+        point = datetime.fromisoformat(latest) - timedelta(seconds=settings["allowed_lateness_in_s"])
+        assert as_of == point
         (count,) = query(db, f"select count(*) from {view}")[0]
         assert n_rows == count
     counts = {r[0]: r[8] for r in rows}

@@ -59,6 +59,9 @@ _FIELDS = {
     "partition",
     "cadence",
     "invalidation",
+    "python",
+    "reads",
+    "config",
 }
 
 
@@ -70,8 +73,9 @@ class DeclarationError(ValueError):
 class Invalidation:
     kind: str
     # customers
-    from_column: str = ""
+    from_column: str = ""  # the touchpoints column compared with the marker
     marker: str = ""
+    from_expression: str = ""  # over a touched customer's batch rows: its minimum is the marker
     supersedes: str = ""
     # partitions
     source: str = ""
@@ -99,6 +103,38 @@ class Derived:
     depends_on: tuple[str, ...] = ()  # the derived datasets it reads, in name order
     reads_config: tuple[str, ...] = ()  # the settings columns its models name
     fingerprint: str = ""
+    python: str = ""  # "module:function" of a Python model; empty for a SQL model
+
+
+def _python_model(body: Mapping[str, Any], source: str) -> str:
+    """The text standing for a Python model among the SQL ones: the models and settings it
+    declares it reads (what the dependency order and the fingerprint read), and the hash of its
+    module's source (a change to the rules is a change of definition)."""
+    import importlib
+    import inspect
+
+    target = str(body["python"])
+    module_name, _, function = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        getattr(module, function)
+    except (ImportError, AttributeError) as exc:
+        raise DeclarationError(f"{source}: python {target!r} cannot be imported ({exc})") from None
+    digest = hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
+    reads = [str(r) for r in body.get("reads", []) or []]
+    config = [str(c) for c in body.get("config", []) or []]
+    lines = [f"-- python model {target}, source {digest}"]
+    lines += [f"select * from {name}" for name in reads]
+    lines += [f"select {name} from parcours_settings" for name in config]
+    return "\n".join(lines) + "\n"
+
+
+def load_python(derived: Derived):
+    """The function of a Python model."""
+    import importlib
+
+    module_name, _, function = derived.python.partition(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
 def _texts() -> dict[str, tuple[str, str]]:
@@ -118,11 +154,15 @@ def declarations() -> tuple[Derived, ...]:
     """Every declared derived dataset, in dependency order (a dataset after those it reads)."""
     root = resources.files("parcours.sql")
     found: list[tuple[str, str, Mapping[str, Any]]] = []
+    texts = _texts()
     for layer in MODEL_LAYERS:
         for item in sorted(root.joinpath(layer).iterdir(), key=lambda i: i.name):
             if item.name.endswith(".yml"):
-                found.append((layer, item.name, yaml.safe_load(item.read_text("utf-8")) or {}))
-    return resolve(found, _texts(), _settings_columns())
+                body = yaml.safe_load(item.read_text("utf-8")) or {}
+                if "python" in body:
+                    texts[item.name.removesuffix(".yml")] = (layer, _python_model(body, f"{layer}/{item.name}"))
+                found.append((layer, item.name, body))
+    return resolve(found, texts, _settings_columns())
 
 
 def by_name() -> dict[str, Derived]:
@@ -233,6 +273,7 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
         cadence=str(body["cadence"]),
         invalidation=_invalidation(body["invalidation"], fail, columns),
         source=source,
+        python=str(body.get("python", "")),
     )
 
 
@@ -241,8 +282,8 @@ def _invalidation(body: Any, fail, columns: set[str]) -> Invalidation:
         raise fail(f"invalidation.kind must be one of {list(INVALIDATIONS)}")
     if body["kind"] == CUSTOMERS:
         wanted = ("from", "marker", "supersedes")
-        if sorted(set(body) - {"kind"}) != sorted(wanted):
-            raise fail(f"a customers invalidation states exactly {list(wanted)}")
+        if sorted(set(body) - {"kind", "from_expression"}) != sorted(wanted):
+            raise fail(f"a customers invalidation states exactly {list(wanted)} (and maybe from_expression)")
         touchpoints, markers = set(DATASETS["touchpoints"].arrow_schema.names), DATASETS["refreshes"].arrow_schema
         if body["from"] not in touchpoints:
             raise fail(f"invalidation.from {body['from']!r} is not a touchpoints column")
@@ -250,7 +291,13 @@ def _invalidation(body: Any, fail, columns: set[str]) -> Invalidation:
             raise fail(f"invalidation.marker {body['marker']!r} is not a column of `refreshes`")
         if body["supersedes"] not in columns:
             raise fail(f"invalidation.supersedes {body['supersedes']!r} is not a column of the dataset")
-        return Invalidation(CUSTOMERS, from_column=body["from"], marker=body["marker"], supersedes=body["supersedes"])
+        return Invalidation(
+            CUSTOMERS,
+            from_column=body["from"],
+            marker=body["marker"],
+            supersedes=body["supersedes"],
+            from_expression=str(body.get("from_expression") or body["from"]),
+        )
     wanted = ("source", "source_partition")
     if sorted(set(body) - {"kind"}) != sorted(wanted):
         raise fail(f"a partitions invalidation states exactly {list(wanted)}")

@@ -53,14 +53,15 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
 
 from parcours.config import JourneyConfig
 from parcours.pipelines.state import file_date
-from parcours.refresh.declarations import CUSTOMERS, PARTITIONS, Derived, declarations, fingerprint
+from parcours.refresh.beam_models import run_model
+from parcours.refresh.declarations import CUSTOMERS, PARTITIONS, Derived, declarations, fingerprint, load_python
 from parcours.refresh.rederive import TOUCHPOINTS, NeedsConfiguration, rederive, stale_because
 from parcours.warehouse import (
     DATASETS,
@@ -158,7 +159,8 @@ def catch_up(
     those are re-derived first (`rederive`, on the runner `beam_args` name), and every derived
     dataset is rebuilt over them, in that same commit. `config`: the rules to refresh under
     (default: the latest commit's settings; re-deriving needs it). The caller holds the
-    warehouse lock. None when nothing is to do.
+    warehouse lock. None when nothing is to do. The Python models run on the Beam runner
+    `beam_args` name (the local one by default).
     """
     started = time.perf_counter()
     pending = warehouse.marts_pending()
@@ -181,9 +183,11 @@ def catch_up(
             f"{stale_because(warehouse, latest.settings)}; re-deriving runs the ingestion transforms, which need "
             "the configuration file: `parcours refresh --full --config FILE`"
         )
-    if not pending and not rebuild:
-        return None
     now = now or datetime.now(UTC)
+    clock = _clock(latest)
+    previous = _previous_point(state)
+    if not pending and not rebuild and clock.point == previous:
+        return None
     # After a run's micro-batches, Arrow's allocator still holds their freed memory: hand it back
     # before DuckDB takes its own, so the run's peak is the larger of the two, not their sum.
     gc.collect()
@@ -201,6 +205,9 @@ def catch_up(
         latest.settings,
         now.date(),
         rebuild=rebuild,
+        clock=clock,
+        previous_point=previous,
+        beam_args=beam_args,
     )
     if relanded:  # published by this commit, so read by the partition datasets' models too
         report = dataclasses.replace(report, files=[*relanded.files, *report.files])
@@ -214,7 +221,7 @@ def catch_up(
         now.date(),
         rebuild=rebuild,
     )
-    as_of = _as_of(latest.watermarks)
+    as_of = clock.point.isoformat() if clock.point is not None else None
     publish(
         warehouse,
         Manifest(
@@ -281,10 +288,29 @@ def _stale(warehouse: Warehouse, settings: dict) -> set[str]:
     return {d.name for d in declarations() if d.name in state and state[d.name].fingerprint != fingerprint(d, settings)}
 
 
-def _as_of(watermarks: dict[str, dict[int, str]]) -> str | None:
-    """The event time the refresh covers: the earliest partition's latest landed event."""
-    times = [datetime.fromisoformat(at) for partitions in watermarks.values() for at in partitions.values()]
-    return min(times).astimezone(UTC).isoformat() if times else None
+@dataclass(frozen=True)
+class Clock:
+    """Event time as a refresh sees it: the watermark, and the finality point (the watermark
+    less `ingest.allowed_lateness`): a status that depends on time is final once the point has
+    passed its deadline."""
+
+    watermark: datetime | None
+    point: datetime | None
+
+
+def _clock(latest: Manifest) -> Clock:
+    times = [datetime.fromisoformat(at) for partitions in latest.watermarks.values() for at in partitions.values()]
+    if not times:
+        return Clock(None, None)
+    watermark = min(times).astimezone(UTC)
+    lateness = timedelta(seconds=latest.settings.get("allowed_lateness_in_s") or 0)
+    return Clock(watermark, watermark - lateness)
+
+
+def _previous_point(state: dict) -> datetime | None:
+    """The finality point of the last refresh (the `as_of` it recorded), None before the first."""
+    recorded = [r.as_of for r in state.values() if getattr(r, "as_of", None)]
+    return datetime.fromisoformat(min(recorded)).astimezone(UTC) if recorded else None
 
 
 def refresh_customers(
@@ -297,17 +323,27 @@ def refresh_customers(
     *,
     rebuild: set[str] = frozenset(),
     threads: int = 2,
+    clock: Clock = Clock(None, None),
+    previous_point: datetime | None = None,
+    beam_args: Sequence[str] = (),
 ) -> RefreshReport:
     """Write the rows of the customer datasets `datasets`, and their markers, for what the files
     `batch_files` changed, under `seq`; a dataset in `rebuild` gets every customer's rows from
     the start (its older files are removed by the commit).
+
+    Customers are touched by new events, or **due**: time passed a deadline of theirs with
+    nothing new arriving (a silent churn: `churn_deadline` after the last refresh's finality
+    point and at or before the watermark). The due set comes from the per-customer state index
+    (`customer_state`, one current row per customer), not from a scan of events; a due customer
+    is recomputed from its current cycle, its sessions untouched.
 
     `batch_files` may be committed already or not yet. Returns the new files, for the manifest.
     """
     root = warehouse.root
     new_touchpoints = sorted({str(root / f.path) for f in batch_files if f.dataset == "touchpoints"})
     rebuilding = [d for d in datasets if d.name in rebuild]
-    if not new_touchpoints and not rebuilding:
+    due_possible = clock.watermark is not None and clock.watermark != previous_point
+    if not new_touchpoints and not rebuilding and not due_possible:
         return RefreshReport(0, 0, 0, [])
     touchpoints = sorted({str(root / p) for p in warehouse.published_files("touchpoints")} | set(new_touchpoints))
     rewrites = {str(root / p) for p in warehouse.published_files("rewrites")}
@@ -330,7 +366,7 @@ def refresh_customers(
         # A rebuild recomputes every customer from its first event: the "batch" is everything.
         source = touchpoints if rebuilding else new_touchpoints
         con.execute(raw_view_sql(con, DATASETS["touchpoints"], source, temporary=True, name="batch_events"))
-        points = {d.invalidation.marker: d.invalidation.from_column for d in datasets}
+        points = {d.invalidation.marker: d.invalidation.from_expression for d in datasets}
         columns = []
         for name in markers.names:
             if name in ("customer_id", "batch_seq"):
@@ -345,6 +381,8 @@ def refresh_customers(
             f"create temp table touched as select customer_id, {', '.join(columns)} "
             "from batch_events group by customer_id"
         )
+        if not rebuilding and clock.watermark is not None:
+            _add_due(con, warehouse, datasets, markers, clock, previous_point)
         con.execute(raw_view_sql(con, DATASETS["rewrites"], rewrites, temporary=True))
         for statement in settings_views_sql(settings, temporary=True):
             con.execute(statement)
@@ -354,11 +392,16 @@ def refresh_customers(
             candidates = touchpoints
             if pa.types.is_timestamp(touchpoint_types.field(point).type):
                 # A time point: the events before the earliest one are in partitions not even opened.
-                (earliest,) = con.execute(f"select min({marker}) from touched").fetchone()
+                [(earliest,)] = con.execute(f"select min({marker}) from touched").fetchall()
                 horizon = earliest.astimezone(UTC).date() if earliest is not None else None  # partitions are UTC dates
                 candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
             _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
-            written = _stream(warehouse, con, derived.name, model_sql(derived.layer, derived.model), seq, batch_date)
+            if derived.python:
+                written = _run_python(warehouse, con, derived, settings, clock, seq, batch_date, beam_args)
+            else:
+                written = _stream(
+                    warehouse, con, derived.name, model_sql(derived.layer, derived.model), seq, batch_date
+                )
             files.append(written)
             rows[derived.name] = written.rows if written is not None else 0
             if derived.name in rebuild:
@@ -376,6 +419,98 @@ def refresh_customers(
         [f for f in files if f is not None],
         removed=tuple(removed),
         rows=rows,
+    )
+
+
+def _add_due(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    datasets: Sequence[Derived],
+    markers: pa.Schema,
+    clock: Clock,
+    previous_point: datetime | None,
+) -> None:
+    """Add to `touched` the customers due, from the cycle their status may change in:
+    * a silent-churn deadline of their current state (`customer_state`, one row per customer)
+      after the last refresh's finality point and at or before the watermark;
+    * a pending churn (`churns`) the finality point has now passed: it becomes final.
+    Neither reads an event."""
+    cycle_markers = [d.invalidation.marker for d in datasets if d.invalidation.from_column == "journey_cycle"]
+    if not cycle_markers:
+        return
+    root = warehouse.root
+    for name in ("customer_state", "churns", "refreshes"):
+        paths = sorted(str(root / p) for p in warehouse.published_files(name))
+        con.execute(raw_view_sql(con, DATASETS[name], paths, temporary=True))
+    for model in ("stg_parcours__customer_state", "stg_parcours__churns"):
+        con.execute(f"create or replace temp view {model} as " + model_sql("staging", model))
+    columns = ", ".join(
+        "d.journey_cycle" if name in cycle_markers else f"cast(null as {_sql_type(markers.field(name).type)})"
+        for name in markers.names
+        if name not in ("customer_id", "batch_seq")
+    )
+    after = "" if previous_point is None else "and churn_deadline > $previous"
+    con.execute(
+        "insert into touched "
+        f"select d.customer_id, {columns} from ("
+        "  select customer_id, min(journey_cycle) as journey_cycle from ("
+        f"    select customer_id, journey_cycle from stg_parcours__customer_state "
+        f"    where churn_deadline <= $watermark {after}"
+        "    union all"
+        "    select customer_id, journey_cycle from stg_parcours__churns "
+        "    where churn_status = 'pending' and churned_at <= $point"
+        "  ) group by customer_id"
+        ") d anti join touched t using (customer_id)",
+        {
+            "watermark": clock.watermark,
+            "point": clock.point,
+            **({} if previous_point is None else {"previous": previous_point}),
+        },
+    ).fetchall()  # an insert's result (its row count) must be consumed before the next statement
+
+
+def _run_python(
+    warehouse: Warehouse,
+    con: duckdb.DuckDBPyConnection,
+    derived: Derived,
+    settings: dict,
+    clock: Clock,
+    seq: int,
+    batch_date: date,
+    beam_args: Sequence[str] = (),
+) -> PublishedFile | None:
+    """A Python model (a Beam pipeline on the runner `beam_args` name: `beam_models.py`) over
+    the touched customers' current events (`stg_parcours__touchpoints`,
+    as a SQL model sees them), in customer order; its rows are also what the models after it in
+    this pass read as `stg_parcours__<dataset>` (they recompute the same customers and cycles)."""
+    from parcours.pipelines.cycles import CycleRules
+
+    inactivity = settings.get("churn_inactivity_in_s")
+    rules = CycleRules(
+        tuple(settings.get("churn_outcomes") or ()),
+        None if inactivity is None else timedelta(seconds=inactivity),
+        tuple(settings.get("churn_not_activity") or ()),
+    )
+    rows = run_model(
+        con,
+        "select * from stg_parcours__touchpoints",
+        load_python(derived),
+        (rules, clock.watermark, clock.point),
+        DATASETS[derived.name].arrow_schema.remove(DATASETS[derived.name].arrow_schema.get_field_index("batch_seq")),
+        warehouse.root / "_staging" / f"model-{seq}-{derived.name}",
+        beam_args,
+    )
+    con.register(f"new_{derived.name}", rows)
+    con.execute(f"create or replace temp view stg_parcours__{derived.name} as select * from new_{derived.name}")
+    table = rows.append_column("batch_seq", pa.repeat(pa.scalar(seq, pa.int64()), rows.num_rows))
+    if table.num_rows == 0:
+        return None
+    return warehouse.write_stream(
+        derived.name,
+        batch_date.isoformat(),
+        pa.RecordBatchReader.from_batches(table.schema, table.to_batches()),
+        seq,
+        PART,
     )
 
 

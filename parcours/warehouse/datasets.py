@@ -99,6 +99,23 @@ JOURNEY_ARROW = pa.schema(
         pa.field("revenue", pa.float64()),
         pa.field("segment", pa.string()),
         pa.field("product_line", pa.string()),
+        pa.field("churn_kind", pa.string()),
+        pa.field("churned_at", UTC_MICROS),
+        pa.field("churn_stage", pa.string()),
+        pa.field("churn_status", pa.string()),
+    ]
+)
+
+# One row per churned journey cycle (pipelines/cycles.py `churn_rows`).
+CHURN_ARROW = pa.schema(
+    [
+        pa.field("customer_id", pa.string()),
+        pa.field("journey_cycle", pa.int32()),
+        pa.field("churn_kind", pa.string()),
+        pa.field("churned_at", UTC_MICROS),
+        pa.field("churn_stage", pa.string()),
+        pa.field("last_activity_at", UTC_MICROS),
+        pa.field("churn_status", pa.string()),
     ]
 )
 
@@ -115,6 +132,12 @@ DATASETS: dict[str, DatasetSpec] = {
                 pa.field("journey_cycle", pa.int32()),
                 pa.field("cycle_type", pa.string()),
                 pa.field("step_index", pa.int32()),
+                # What the cycle and churn rules (pipelines/cycles.py) carry from event to event.
+                pa.field("cycle_started_at", UTC_MICROS),
+                pa.field("is_activity", pa.bool_()),
+                pa.field("previous_activity_at", UTC_MICROS),
+                pa.field("previous_activity_stage", pa.string()),
+                pa.field("churn_deadline", UTC_MICROS),
                 *_LINEAGE,
                 *_BATCH,
             ),
@@ -142,12 +165,19 @@ DATASETS: dict[str, DatasetSpec] = {
                     pa.field("customer_id", pa.string()),
                     pa.field("event_id", pa.string()),
                     pa.field("occurred_at", UTC_MICROS),
+                    pa.field("stage", pa.string()),
                     pa.field("session_id", pa.string()),
                     pa.field("session_started_at", UTC_MICROS),
                     pa.field("journey_cycle", pa.int32()),
                     pa.field("cycle_type", pa.string()),
                     pa.field("step_index", pa.int32()),
                     pa.field("outcome", pa.string()),
+                    pa.field("cycle_started_at", UTC_MICROS),
+                    pa.field("is_activity", pa.bool_()),
+                    pa.field("previous_activity_at", UTC_MICROS),
+                    pa.field("previous_activity_stage", pa.string()),
+                    # The due index: when the customer is silently churned if nothing else happens.
+                    pa.field("churn_deadline", UTC_MICROS),
                     pa.field("batch_seq", pa.int64()),
                 ]
             ),
@@ -158,6 +188,9 @@ DATASETS: dict[str, DatasetSpec] = {
         # current is said by `refreshes`, read by `stg_parcours__sessions` / `__journeys`.
         DatasetSpec("sessions", _extend(SESSION_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
         DatasetSpec("journeys", _extend(JOURNEY_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
+        # Per churned journey cycle: pipelines/cycles.py `churn_rows`, landed by the refresher for
+        # the customers touched or due; superseded like journeys (the marker's journey cycle).
+        DatasetSpec("churns", _extend(CHURN_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
         # Per customer whose marts a batch refreshed: from which session start and which journey
         # cycle on its rows were recomputed. They supersede that customer's older rows from there.
         DatasetSpec(

@@ -1,6 +1,7 @@
 -- The definition of a journey row: a customer's path through one journey cycle. Cycle 0 runs up
 -- to and including the first purchase; each later cycle up to and including the next renewal,
--- or to churn (a cycle after churn is a win-back). Paths follow the path-cleaning rules and are cut at max_path_length;
+-- or to churn (a cycle after churn is a win-back). Its churn is the landed `churns` row of the
+-- cycle (pipelines/cycles.py decides it; `is_churned` only once it is final). Paths follow the path-cleaning rules and are cut at max_path_length;
 -- the counts are over every event of the cycle.
 -- grain: one row per (customer_id, journey_cycle)
 -- The pipeline runs this model over the (customer, journey cycle) groups each batch touched and
@@ -8,6 +9,11 @@
 -- rows. As a view it aggregates every touchpoint on each query: for checks, not for dashboards.
 with events as (
     select * from stg_parcours__touchpoints
+),
+
+churns as (
+    select customer_id, journey_cycle, churn_kind, churned_at, churn_stage, churn_status
+    from stg_parcours__churns
 ),
 
 cycles as (
@@ -25,8 +31,8 @@ cycles as (
         arg_max(stage, occurred_at) as last_stage,
         arg_max(touchpoint, occurred_at) as last_touchpoint,
         arg_max(outcome, occurred_at) as last_outcome,
-        coalesce(bool_or(outcome in ('purchase', 'renewal')), false) as is_converted,
-        coalesce(bool_or(list_contains((select churn_outcomes from parcours_settings), outcome)), false) as is_churned,
+        coalesce(bool_or(list_contains((select cycle_outcomes from parcours_settings), outcome)), false)
+            as is_converted,
         sum(revenue) as revenue,
         any_value(segment) as segment,
         any_value(product_line) as product_line
@@ -65,12 +71,17 @@ final as (
         cycles.last_touchpoint,
         cycles.last_outcome,
         cycles.is_converted,
-        cycles.is_churned,
+        coalesce(churns.churn_status = 'final', false) as is_churned,
         cycles.revenue,
         cycles.segment,
-        cycles.product_line
+        cycles.product_line,
+        churns.churn_kind,
+        churns.churned_at,
+        churns.churn_stage,
+        churns.churn_status
     from cycles
     left join paths using (customer_id, journey_cycle)
+    left join churns using (customer_id, journey_cycle)
     cross join parcours_settings as settings
 )
 

@@ -1,7 +1,8 @@
 -- view: journeys
 -- A customer's path through one journey cycle: cycle 0 runs up to and including the first
 -- purchase; each later cycle up to and including the next renewal, or to churn (a cycle after
--- churn is a win-back). Paths follow the path-cleaning rules and are cut at max_path_length;
+-- churn is a win-back). `is_churned` when its churn is final (explicit, or silent once the
+-- finality point has passed its date: see the `churns` view); `churn_status` says pending. Paths follow the path-cleaning rules and are cut at max_path_length;
 -- the counts are over every event of the cycle.
 -- grain: one row per (customer_id, journey_cycle)
 -- Materialised: the rows are `int_journeys_aggregated`'s, landed by the batches that touched
@@ -33,7 +34,11 @@ final as (
         is_churned,
         revenue,
         segment,
-        product_line
+        product_line,
+        churn_kind,
+        churned_at,
+        churn_stage,
+        churn_status
     from current_journeys
 )
 
