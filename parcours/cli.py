@@ -320,6 +320,8 @@ def run(
 
 def _describe_refresh(report) -> str:
     rebuilt = f", {len(report.rebuilt)} rebuilt whole ({', '.join(report.rebuilt)})" if report.rebuilt else ""
+    if report.rederived:
+        rebuilt = f", the sessions and cycles of {report.rederived:,} touchpoints re-derived{rebuilt}"
     return (
         f"marts {report.seq}: sessions and journeys of {report.customers:,} customers refreshed for "
         f"{report.batches} batch{'es' if report.batches != 1 else ''}{rebuilt} ({report.seconds:.1f} s)"
@@ -384,22 +386,37 @@ def refresh(
         typer.Option(
             "--full",
             help="Also rebuild whole every derived dataset whose definition (models, declaration, the settings "
-            "they read) changed since its rows were written.",
+            "they read) changed since its rows were written; and if the rules of the touchpoints' sessions and "
+            "cycles (sessions.*, churn.*) changed, re-derive those first (needs --config).",
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="With --full or --dry-run: the journey configuration to refresh under (default: the rules of the "
+            "latest commit).",
+        ),
+    ] = None,
 ) -> None:
     """Bring every derived dataset (sessions, journeys, rollups...) up to date with what landed.
 
-    Extra arguments are Beam pipeline options for the Python models (`--runner PrismRunner ...`),
-    as for `parcours run`."""
+    Extra arguments after `--` are Beam pipeline options (`--runner PrismRunner ...`), as for
+    `parcours run`: for the Python models, and for the touchpoints' re-derivation of --full.
+    """
+    from parcours.refresh.rederive import NeedsConfiguration
     from parcours.refresh.refresher import catch_up, plan
     from parcours.warehouse import CheckpointError, Warehouse, WarehouseBusy
 
     wh = Warehouse(warehouse)
     if not wh.manifest_dir.is_dir():
         fail(f"{wh.root} is not a parcours warehouse (no _manifests folder): nothing to refresh")
+    if config is not None and not (full or dry_run):
+        fail("--config applies to --full (the rules to rebuild under) or --dry-run only")
+    journey = _load_config(config) if config is not None else None
     if dry_run:
-        for pending in plan(wh):
+        for pending in plan(wh, journey):
             if not pending.reasons:
                 console.print(f"{pending.dataset}: current")
                 continue
@@ -407,15 +424,15 @@ def refresh(
         return
     try:
         with wh.lock():
-            refreshed = catch_up(wh, full=full, beam_args=ctx.args)  # its commit rebuilds the views
+            refreshed = catch_up(wh, full=full, config=journey, beam_args=ctx.args)  # its commit rebuilds the views
             if refreshed is None and wh.views_outdated():
                 wh.rebuild_views()
-    except (WarehouseBusy, CheckpointError) as exc:
+    except (WarehouseBusy, CheckpointError, NeedsConfiguration) as exc:
         fail(str(exc))
     if refreshed is None:
         console.print("nothing to refresh: every derived dataset is current")
         return
-    console.print(_describe_refresh(refreshed))
+    console.print(_describe_refresh(refreshed), soft_wrap=True)
 
 
 @app.command()

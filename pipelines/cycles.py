@@ -46,6 +46,10 @@ EXPLICIT, SILENT = "explicit", "silent"
 FINAL, PENDING = "final", "pending"
 UTC_MICROS = CHURN_SCHEMA.field("churned_at").type
 
+# Bumped when a change to these rules (or to the sessions') changes what is landed for the same
+# settings: the touchpoints' record (`parcours.refresh.rederive`) is then stale, `--full` re-derives.
+RULES_VERSION = 2  # 2: silent churn opens win-back cycles; the activity and deadline columns
+
 # What a customer's latest landed event carries for the next events to continue from.
 CONTEXT_COLUMNS = (
     "customer_id",

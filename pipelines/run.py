@@ -63,6 +63,7 @@ from parcours.pipelines.sources import (
 from parcours.pipelines.state import PublishedFiles
 from parcours.pipelines.validate import Validate
 from parcours.pipelines.worker_pool import start_workers
+from parcours.refresh.rederive import after_ingest
 from parcours.refresh.refresher import RefreshReport, catch_up
 from parcours.warehouse import INGEST, Manifest, OutboxEntry, PublishedFile, Warehouse
 from parcours.warehouse.ledger import UNKNOWN_KIND, Delivery, merge_delivery, merge_watermarks
@@ -586,6 +587,8 @@ class Ingestion:
                 landed=previous,
                 landed_by=manifests[-1].created_at if manifests else None,
             ),
+            # The rules the landed touchpoints' sessions and cycles are current under after it.
+            derived=after_ingest(wh, self.config.settings_record(), outcome.files),
         )
         publish_commit(wh, manifest, gate=self.gate, rebuild_views=refresh_views)
         report = BatchReport(

@@ -21,6 +21,7 @@ import pytest
 
 from parcours.config import load_config
 from parcours.pipelines.run import Ingestion
+from parcours.refresh.declarations import declarations
 from parcours.refresh.refresher import catch_up
 from parcours.warehouse import Checkpoint, Delivery, Finality, Manifest, Warehouse, finality
 from parcours.warehouse.ledger import merge_delivery
@@ -248,7 +249,8 @@ def test_file_backfills_an_idle_file_releases_a_lagging_one_holds_and_surveys_ne
     refresh = warehouse.manifests()[-1]
     assert refresh.delivery == latest.delivery
     point = at("2026-03-01T11:50:00Z") - LATENESS
-    assert {state.as_of for state in warehouse.derived_state().values()} == {iso(point)}
+    states = warehouse.derived_state()
+    assert {states[d.name].as_of for d in declarations()} == {iso(point)}
     db = warehouse.db_path
     assert query(db, "select distinct as_of from parcours_datasets") == [(point,)]
     assert query(db, "select watermark, finality_point, evaluated_at from parcours_finality") == [

@@ -37,7 +37,9 @@ difference.
 The refresh commit also records, per derived dataset, the fingerprint its rows are current
 under (its models' text, declaration and the configuration keys they read) and the point in
 event time it covers (`as_of`): `parcours_datasets` shows them, and `plan` says when a model or
-setting changed since (`parcours refresh --full` rebuilds those datasets whole).
+setting changed since (`parcours refresh --full` rebuilds those datasets whole). When the rules
+of the touchpoints' own sessions and cycles changed, `--full` re-derives those first, in the same
+commit, and rebuilds every dataset over them (`parcours.refresh.rederive`).
 
 When: `catch_up`, at the end of every `parcours run`, from `parcours refresh`, from the
 `refresh_marts` flow after each scheduled ingestion pass, and before a compaction, for every
@@ -63,9 +65,11 @@ from datetime import UTC, date, datetime, timedelta
 import duckdb
 import pyarrow as pa
 
+from parcours.config import JourneyConfig
 from parcours.pipelines.state import file_date
 from parcours.refresh.beam_models import run_model
 from parcours.refresh.declarations import CUSTOMERS, PARTITIONS, Derived, declarations, fingerprint, load_python
+from parcours.refresh.rederive import TOUCHPOINTS, NeedsConfiguration, rederive, stale_because
 from parcours.warehouse import (
     DATASETS,
     MARTS_THROUGH,
@@ -100,25 +104,32 @@ class RefreshReport:
     removed: tuple[str, ...] = ()  # rollup files replaced by this refresh
     rows: dict[str, int] = field(default_factory=dict)  # per derived dataset: rows written
     rebuilt: tuple[str, ...] = ()  # datasets rebuilt whole (`--full`: their definition changed)
+    rederived: int = 0  # touchpoint rows whose sessions and cycles were re-derived (`--full`)
 
 
 @dataclass(frozen=True)
 class Pending:
-    """What a refresh pass would do for one derived dataset, and why (`parcours refresh --dry-run`)."""
+    """What a refresh pass would do for one derived dataset, or for the landed touchpoints' derived
+    columns (`touchpoints`), and why (`parcours refresh --dry-run`)."""
 
     dataset: str
     reasons: tuple[str, ...]
     stale_definition: bool = False  # its rows were written under another fingerprint
 
 
-def plan(warehouse: Warehouse) -> list[Pending]:
-    """What the next refresh pass would do for each derived dataset, and why. Reads the
-    ledger only (and the pending commits' manifests): cheap, takes no lock."""
+def plan(warehouse: Warehouse, config: JourneyConfig | None = None) -> list[Pending]:
+    """What the next refresh pass would do for each derived dataset, and why (under `config`'s
+    rules if given, else under the latest commit's), the landed touchpoints' derived columns
+    first. Reads the ledger only (and the pending commits' manifests): cheap, takes no lock."""
     pending = warehouse.marts_pending()
     state = warehouse.derived_state()
     settings = warehouse.manifests()[-1].settings if len(warehouse.manifests()) else {}
-    touched = sum(m.counts.get("landed", 0) for m in pending)
+    settings = config.settings_record() if config is not None else settings
     out = []
+    touchpoints = stale_because(warehouse, settings) if settings else None
+    if touchpoints:
+        out.append(Pending(TOUCHPOINTS, (touchpoints,), True))
+    touched = sum(m.counts.get("landed", 0) for m in pending)
     for derived in declarations():
         reasons = []
         if pending:
@@ -142,14 +153,23 @@ def plan(warehouse: Warehouse) -> list[Pending]:
 
 
 def catch_up(
-    warehouse: Warehouse, now: datetime | None = None, *, full: bool = False, beam_args: Sequence[str] = ()
+    warehouse: Warehouse,
+    now: datetime | None = None,
+    *,
+    full: bool = False,
+    config: JourneyConfig | None = None,
+    beam_args: Sequence[str] = (),
 ) -> RefreshReport | None:
     """Refresh every derived dataset for every commit since the last refresh, in one commit.
 
     With `full`, the datasets whose definition changed since their rows were written (their
     fingerprint) are rebuilt whole instead, and every other one is refreshed as usual, all in
-    that one commit. The caller holds the warehouse lock. None when nothing is to do. The Python
-    models run on the Beam runner `beam_args` name (the local one by default).
+    that one commit; and if the rules of the landed touchpoints' sessions and cycles changed,
+    those are re-derived first (`rederive`, on the runner `beam_args` name), and every derived
+    dataset is rebuilt over them, in that same commit. `config`: the rules to refresh under
+    (default: the latest commit's settings; re-deriving needs it). The caller holds the
+    warehouse lock. None when nothing is to do. The Python models run on the Beam runner
+    `beam_args` name (the local one by default).
     """
     started = time.perf_counter()
     pending = warehouse.marts_pending()
@@ -157,8 +177,21 @@ def catch_up(
     if not len(manifests):
         return None
     latest = manifests[-1]
+    if config is not None:  # the refresh runs under these rules, and records them
+        latest = dataclasses.replace(
+            latest,
+            settings=config.settings_record(),
+            config_version=config.version,
+            config_fingerprint=config.fingerprint,
+        )
     state = warehouse.derived_state()
     rebuild = _stale(warehouse, latest.settings) if full else set()
+    reland = full and stale_because(warehouse, latest.settings) is not None
+    if reland and config is None:
+        raise NeedsConfiguration(
+            f"{stale_because(warehouse, latest.settings)}; re-deriving runs the ingestion transforms, which need "
+            "the configuration file: `parcours refresh --full --config FILE`"
+        )
     now = now or datetime.now(UTC)
     # The watermark and finality point at the refresh's wall clock (the commit's created_at).
     clock = finality(latest, latest.settings, now.replace(microsecond=0))
@@ -171,6 +204,8 @@ def catch_up(
     pa.default_memory_pool().release_unused()
     seq = warehouse.next_seq()
     changed = [f for manifest in pending for f in manifest.files]
+    relanded = rederive(warehouse, seq, config, now, beam_args=beam_args) if reland else None
+    changed += relanded.files if relanded else []
     derived = declarations()
     report = refresh_customers(
         warehouse,
@@ -184,6 +219,8 @@ def catch_up(
         previous_point=previous,
         beam_args=beam_args,
     )
+    if relanded:  # published by this commit, so read by the partition datasets' models too
+        report = dataclasses.replace(report, files=[*relanded.files, *report.files])
     report = refresh_partitions(
         warehouse,
         seq,
@@ -213,6 +250,15 @@ def catch_up(
                 "refreshed_batches": len(pending),
                 "refreshed_rollup_partitions": report.rollup_partitions,
                 "rebuilt_datasets": len(rebuild),
+                **(
+                    {
+                        "rederived_touchpoints": relanded.rows,
+                        "rederived_customers": relanded.customers,
+                        "rederived_shards": relanded.shards,
+                    }
+                    if relanded
+                    else {}
+                ),
                 MARTS_THROUGH: seq,
             },
             settings=latest.settings,
@@ -223,11 +269,17 @@ def catch_up(
                     _current_under(d, state, rebuild, latest.settings), report.rows.get(d.name, 0), as_of
                 )
                 for d in derived
-            },
+            }
+            | (relanded.derived if relanded else {}),
         ),
     )
     return dataclasses.replace(
-        report, seq=seq, batches=len(pending), seconds=time.perf_counter() - started, rebuilt=tuple(sorted(rebuild))
+        report,
+        seq=seq,
+        batches=len(pending),
+        seconds=time.perf_counter() - started,
+        rebuilt=tuple(sorted(rebuild)),
+        rederived=relanded.rows if relanded else 0,
     )
 
 
@@ -241,13 +293,16 @@ def _current_under(derived: Derived, state: dict, rebuild: set[str], settings: d
 
 
 def _stale(warehouse: Warehouse, settings: dict) -> set[str]:
+    if stale_because(warehouse, settings):  # re-derived touchpoints: every dataset reads them
+        return {d.name for d in declarations()}
     state = warehouse.derived_state()
     return {d.name for d in declarations() if d.name in state and state[d.name].fingerprint != fingerprint(d, settings)}
 
 
 def _previous_point(state: dict) -> datetime | None:
     """The finality point of the last refresh (the `as_of` it recorded), None before the first."""
-    recorded = [r.as_of for r in state.values() if getattr(r, "as_of", None)]
+    names = {d.name for d in declarations()}  # not the touchpoints' own record (`rederive`)
+    recorded = [r.as_of for name, r in state.items() if name in names and getattr(r, "as_of", None)]
     return datetime.fromisoformat(min(recorded)).astimezone(UTC) if recorded else None
 
 

@@ -112,7 +112,9 @@ class Manifest:
     # Dead letters still to be sent to their topic after this commit, in order; None: the commit
     # leaves the outbox as it was (a refresh, a compaction, a manifest older than the field).
     outbox: tuple[OutboxEntry, ...] | None = None
-    # A refresh: per derived dataset, the definition its rows are now current under.
+    # A refresh: per derived dataset, the definition its rows are now current under. An ingest (and
+    # a `--full` refresh that re-derived them): under `touchpoints`, the rules the landed
+    # touchpoints' sessions and cycles follow (`parcours.refresh.rederive`).
     derived: dict[str, DerivedState] = field(default_factory=dict)
     # source -> partition -> how it last delivered; cumulative and carried forward like `watermarks`
     # (empty in manifests written before it was recorded: every partition unknown).
