@@ -148,6 +148,7 @@ def local_prefect_server(port: int, env: dict[str, str], log_path: Path) -> Iter
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -164,6 +165,15 @@ def local_prefect_server(port: int, env: dict[str, str], log_path: Path) -> Iter
         yield url, server.pid
     finally:
         _stop_group(server)
+
+
+def _die_with_parent() -> None:
+    """In the server's child before exec (Linux): SIGTERM it when this process dies, so a `serve`
+    killed with SIGKILL (no `finally` runs) leaves no server behind in its own session."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _stop_group(process: subprocess.Popen) -> None:

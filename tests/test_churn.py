@@ -226,6 +226,20 @@ def _line(event_id: str, customer: str, at: datetime, touchpoint: str, outcome: 
             "revenue": 30.0 if outcome == "purchase" else None}  # fmt: skip
 
 
+def backfill_and_read(data, root, lines: list[dict], more: tuple[dict, ...], churn_columns: str) -> tuple[list, list]:
+    """Add `more` to the backfill file, land it (its refresh included), and read the `churns`
+    rows (these columns) and each journey's churn."""
+    lines.extend(more)
+    write_jsonl(data / "touchpoints.jsonl", lines)
+    warehouse = Warehouse(root)
+    with warehouse.lock():
+        Ingestion(warehouse, CONFIG).run_files(data, refresh=True)
+    db = root / "parcours.duckdb"
+    churned = query(db, f"select customer_id, journey_cycle, {churn_columns} from churns order by all")
+    journeys = query(db, "select customer_id, journey_cycle, is_churned, churn_status from journeys order by all")
+    return churned, journeys
+
+
 def test_a_due_customer_with_no_new_event_changes_status_in_a_refresh(tmp_path):
     """Customer A buys and goes quiet; only customer B's events move the watermark on. A's silent
     churn (day 1 + 180) is pending once the watermark passes it, final once the finality point
@@ -240,16 +254,7 @@ def test_a_due_customer_with_no_new_event_changes_status_in_a_refresh(tmp_path):
     deadline = T0 + DAY + HORIZON
 
     def land_and_read(*more: dict) -> tuple[list, list]:
-        lines.extend(more)
-        write_jsonl(data / "touchpoints.jsonl", lines)
-        warehouse = Warehouse(root)
-        with warehouse.lock():
-            Ingestion(warehouse, CONFIG).run_files(data, refresh=True)
-        db = root / "parcours.duckdb"
-        churned = query(db, "select customer_id, journey_cycle, churn_kind, churned_at, churn_stage, churn_status "
-                            "from churns order by all")  # fmt: skip
-        journeys = query(db, "select customer_id, journey_cycle, is_churned, churn_status from journeys order by all")
-        return churned, journeys
+        return backfill_and_read(data, root, lines, more, "churn_kind, churned_at, churn_stage, churn_status")
 
     churned, journeys = land_and_read()
     assert churned == []
@@ -269,3 +274,34 @@ def test_a_due_customer_with_no_new_event_changes_status_in_a_refresh(tmp_path):
             rows = con.sql(f"select * from {d.view}").to_arrow_table()
             problems = grain_problems(rows, d.grain, not_null=d.not_null, identities=d.identities, nullable=d.nullable)
             assert problems == [], d.name
+
+
+def test_a_late_event_inside_the_lateness_horizon_withdraws_a_pending_churn(tmp_path):
+    """A's silent churn is pending (the watermark passed its date, the finality point has not):
+    an event of A dated before that deadline lands late, within the allowed lateness, and the
+    churn is gone, never having been counted; the finality point then passes the old deadline
+    and nothing reappears."""
+    data = tmp_path / "data"
+    root = tmp_path / "w"
+    deadline = T0 + DAY + HORIZON
+    lines = [
+        _line("a1", "A", T0, "checkout", "purchase"),
+        _line("a2", "A", T0 + DAY, "app_session"),
+        _line("b1", "B", deadline + DAY, "app_session"),  # the watermark: one day past A's deadline
+    ]
+
+    def land_and_read(*more: dict) -> tuple[list, list]:
+        return backfill_and_read(data, root, lines, more, "churned_at, churn_status")
+
+    churned, journeys = land_and_read()
+    assert churned == [("A", 1, deadline, "pending")]
+    assert ("A", 1, False, "pending") in journeys
+    # a3: two days before the deadline, so 3 days behind the watermark: within the 3-day lateness.
+    churned, journeys = land_and_read(_line("a3", "A", deadline - 2 * DAY, "app_session"))
+    assert churned == []
+    assert ("A", 1, False, None) in journeys
+    # B moves the watermark past the old deadline + lateness: A is due again at its new deadline
+    # (a3 + 180 days), not yet reached: nothing to show.
+    churned, journeys = land_and_read(_line("b2", "B", deadline + 4 * DAY, "app_session"))
+    assert churned == []
+    assert ("A", 1, False, None) in journeys
