@@ -42,6 +42,8 @@ from parcours.config import CYCLE_OUTCOMES
 from parcours.warehouse.datasets import CHURN_ARROW as CHURN_SCHEMA
 
 FIRST_CYCLE, RENEWAL_CYCLE, WIN_BACK_CYCLE = "first_purchase", "renewal", "win_back"
+CYCLE_TYPES = (FIRST_CYCLE, RENEWAL_CYCLE, WIN_BACK_CYCLE)
+_TYPE_CODE = {name: code for code, name in enumerate(CYCLE_TYPES)}
 EXPLICIT, SILENT = "explicit", "silent"
 FINAL, PENDING = "final", "pending"
 UTC_MICROS = CHURN_SCHEMA.field("churned_at").type
@@ -134,7 +136,7 @@ def assign_cycles(events: pa.Table, context: pa.Table | None, rules: CycleRules)
         return events
     customers = events.column("customer_id").to_numpy(zero_copy_only=False)
     occurred = _micros(events.column("occurred_at"))
-    stage = events.column("stage").to_numpy(zero_copy_only=False)
+    stage = events.column("stage")
     outcome = events.column("outcome")
     converts = _is_in(outcome, CYCLE_OUTCOMES)
     churns = _is_in(outcome, rules.churn_outcomes)
@@ -150,7 +152,7 @@ def assign_cycles(events: pa.Table, context: pa.Table | None, rules: CycleRules)
     # Each customer's starting state, from its context row.
     ctx_cycle = np.full(k, -1, dtype=np.int64)  # -1: no landed event before
     ctx_step = np.zeros(k, dtype=np.int64)
-    ctx_type = np.array([FIRST_CYCLE] * k, dtype=object)
+    ctx_type = np.zeros(k, dtype=np.int8)  # an index into CYCLE_TYPES
     ctx_closes = np.zeros(k, dtype=bool)  # the context event closed its cycle
     ctx_churned = np.zeros(k, dtype=bool)  # ... by a churn
     ctx_customer = np.zeros(k, dtype=bool)  # a customer (not a prospect) after the context event
@@ -168,7 +170,7 @@ def assign_cycles(events: pa.Table, context: pa.Table | None, rules: CycleRules)
                 continue
             ctx_cycle[position] = row["journey_cycle"]
             ctx_step[position] = row["step_index"]
-            ctx_type[position] = row["cycle_type"]
+            ctx_type[position] = _TYPE_CODE.get(row["cycle_type"], 0)
             ctx_closes[position] = row["outcome"] in CYCLE_OUTCOMES or row["outcome"] in churn_set
             ctx_churned[position] = row["outcome"] in churn_set
             ctx_customer[position] = row["outcome"] in CYCLE_OUTCOMES or (
@@ -186,7 +188,12 @@ def assign_cycles(events: pa.Table, context: pa.Table | None, rules: CycleRules)
     # The latest activity strictly before each row (context included), and at or before it.
     before = _last_before(activity, first_of_customer, inclusive=False)
     previous_activity = np.where(before >= 0, occurred[np.maximum(before, 0)], ctx_activity[customer_index])
-    previous_activity_stage = np.where(before >= 0, stage[np.maximum(before, 0)], ctx_activity_stage[customer_index])
+    # In Arrow, not Python objects: a take of the batch's stages, else of the context's.
+    previous_activity_stage = pc.if_else(
+        pa.array(before >= 0),
+        pc.take(stage, pa.array(np.maximum(before, 0))),
+        pc.take(pa.array(ctx_activity_stage.tolist(), pa.string()), pa.array(customer_index)),
+    )
     last_activity = np.where(activity, occurred, previous_activity)
 
     # A row opens a cycle when the event before it (in the batch, or the context) closed one ...
@@ -235,7 +242,8 @@ def assign_cycles(events: pa.Table, context: pa.Table | None, rules: CycleRules)
     opened_by_churn[1:] = churns[:-1] & ~first_of_customer[1:]
     opened_by_churn[heads] = ctx_churned
     opened_by_churn |= opened_by_silence
-    cycle_type = np.where(opened_by_churn[opener], WIN_BACK_CYCLE, RENEWAL_CYCLE).astype(object)
+    # As codes into CYCLE_TYPES, not a million Python strings.
+    cycle_type = np.where(opened_by_churn[opener], _TYPE_CODE[WIN_BACK_CYCLE], _TYPE_CODE[RENEWAL_CYCLE])
     cycle_type = np.where(continues_context, ctx_type[customer_index], cycle_type)
     started = np.where(
         continues_context & (ctx_cycle[customer_index] >= 0), ctx_started[customer_index], occurred[opener]
@@ -243,7 +251,7 @@ def assign_cycles(events: pa.Table, context: pa.Table | None, rules: CycleRules)
 
     # Silent-churn deadline as of each row: the state after it is "customer" when its cycle was
     # opened by a purchase/renewal (or the row is one), not after a churn.
-    is_customer_after = (converts | ((cycle_type == RENEWAL_CYCLE) & ~churns)) & ~churns
+    is_customer_after = (converts | ((cycle_type == _TYPE_CODE[RENEWAL_CYCLE]) & ~churns)) & ~churns
     deadline = np.full(n, _NONE, dtype=np.int64)
     if horizon is not None:
         has_activity = last_activity != _NONE
@@ -251,12 +259,12 @@ def assign_cycles(events: pa.Table, context: pa.Table | None, rules: CycleRules)
 
     columns = {
         "journey_cycle": pa.array(cycle, pa.int32()),
-        "cycle_type": pa.array(cycle_type.tolist(), pa.string()),
+        "cycle_type": pc.take(pa.array(CYCLE_TYPES, pa.string()), pa.array(cycle_type)),
         "step_index": pa.array(step, pa.int32()),
         "cycle_started_at": _timestamps(started),
         "is_activity": pa.array(activity, pa.bool_()),
         "previous_activity_at": _timestamps(previous_activity),
-        "previous_activity_stage": pa.array(previous_activity_stage.tolist(), pa.string()),
+        "previous_activity_stage": previous_activity_stage,
         "churn_deadline": _timestamps(deadline),
     }
     for name, _kind in CYCLE_COLUMNS:
