@@ -201,6 +201,10 @@ def test_report_plots_the_views_rows_offline(warehouse, browser, tmp_path):
     daily = query(db, "select event_date, count(*) from touchpoints group by 1 order by 1")
     line = charts["events-daily"]
     assert list(zip(line["x"], line["series"][0]["values"], strict=True)) == [(d.isoformat(), n) for d, n in daily]
+    # The days after the finality point's are not over: the chart says from which one.
+    ((point,),) = query(db, "select cast(finality_point as DATE) from parcours_finality")
+    first_open = min(d for d, _ in daily if d >= point)
+    assert f"days from {first_open.isoformat()} on not over yet" in page["subtitles"]["events-daily"]
     letters = dict(query(db, "select reason, count(*) from dead_letters group by 1"))
     bars = charts["dead-letters"]
     assert letters and dict(zip(bars["categories"], bars["series"][0]["values"], strict=True)) == letters

@@ -446,21 +446,26 @@ def _events_daily(ctx: Context) -> Chart | Message:
     if not ctx.views.exists("touchpoints_daily"):
         return ctx.missing("touchpoints_daily")
     applied = ctx.views.where("touchpoints_daily", ctx.filters, date_column="event_date")
+    # A day not over at the finality point may still grow (the views' `is_complete`): said so.
+    complete = "bool_and(is_complete)" if ctx.views.has("touchpoints_daily", "is_complete") else "true"
     rows = ctx.views.rows(
-        f"select event_date, sum(n_events)::BIGINT from touchpoints_daily {applied.sql} group by 1 order by 1",
+        f"select event_date, sum(n_events)::BIGINT, {complete} from touchpoints_daily {applied.sql} "
+        "group by 1 order by 1",
         applied.params,
     )
     if not rows:
         return ctx.empty("touchpoints_daily", applied)
     values = [int(r[1]) for r in rows]
+    subtitle = ctx.subtitle("touchpoints_daily", sum(values), applied)
+    open_days = [r[0] for r in rows if not r[2]]
+    if open_days:
+        subtitle.append(ctx.t("open_from", day=min(open_days).isoformat()))
     data = {
         "kind": "line",
         "x": [r[0].isoformat() for r in rows],
         "series": [{"key": "n_events", "name": ctx.t("events"), "values": values}],
     }
-    return Chart(
-        "events-daily", "line", ctx.t("events_daily"), ctx.subtitle("touchpoints_daily", sum(values), applied), data
-    )
+    return Chart("events-daily", "line", ctx.t("events_daily"), subtitle, data)
 
 
 def _dead_letters(ctx: Context) -> list[Chart | Table | Message]:
