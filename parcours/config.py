@@ -130,6 +130,17 @@ class IngestRules(_Strict):
 
 class SurveyRules(_Strict):
     attachment_window: Duration = timedelta(days=7)
+    # Where a phone number written without +/00 in a verbatim is read as national, to redact it.
+    phone_region: str = "FR"
+
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        import phonenumbers
+
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a phone region (an ISO 3166 alpha-2 code such as FR, BE, CH)")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SurveyRules:

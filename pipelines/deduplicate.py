@@ -68,7 +68,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.record_loops import paused_gc
-from parcours.pipelines.validate import CONTRACTS, dead_letters
+from parcours.pipelines.validate import CONTRACTS, PHONE_REGION, dead_letters
 from parcours.schemas.contracts import Reason
 
 ID_BUCKETS = 8
@@ -277,8 +277,10 @@ class DeduplicateShardFn(beam.DoFn):
         root: str,
         seq: int,
         winners: pa.Table | None,
+        region: str = PHONE_REGION,
     ) -> None:
         self._index_files = index_files
+        self._region = region
         self._cutoff = now - retention
         self._now = now
         self._root = root
@@ -346,7 +348,7 @@ class DeduplicateShardFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("receipts", {"duplicates_skipped": {kind: duplicates}})
         conflicts = decisions.filter(pc.invert(decisions.column("is_duplicate")))
         if conflicts.num_rows:
-            yield beam.pvalue.TaggedOutput("dead", _conflict_letters(kind, table, conflicts))
+            yield beam.pvalue.TaggedOutput("dead", _conflict_letters(kind, table, conflicts, self._region))
         if keep.any():
             yield (kind, shard), table.filter(pa.array(keep)).drop_columns(["payload"])
 
@@ -436,7 +438,7 @@ def shares_ids(new: Sequence[str], published: Sequence[str]) -> bool:
     return found > 0
 
 
-def _conflict_letters(kind: str, table: pa.Table, conflicts: pa.Table) -> pa.Table:
+def _conflict_letters(kind: str, table: pa.Table, conflicts: pa.Table, region: str) -> pa.Table:
     id_field = CONTRACTS[kind].id_field
     index = conflicts.column("row").to_pylist()
     rows = table.take(pa.array(index, pa.int64()))
@@ -461,6 +463,8 @@ def _conflict_letters(kind: str, table: pa.Table, conflicts: pa.Table) -> pa.Tab
         details,
         rows.column(id_field).to_pylist(),
         rows.column("customer_id").to_pylist(),
+        redact=kind == "surveys",
+        region=region,
     )
 
 
@@ -481,13 +485,14 @@ class Deduplicate(beam.PTransform):
         root: str,
         seq: int,
         winners: pa.Table | None = None,
+        region: str = PHONE_REGION,
     ) -> None:
         super().__init__()
         if retention <= timedelta(0):
             raise ValueError(f"id retention must be positive, got {retention}")
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        self._decide = DeduplicateShardFn(tuple(index_files), now, retention, root, seq, winners)
+        self._decide = DeduplicateShardFn(tuple(index_files), now, retention, root, seq, winners, region)
 
     def expand(self, shards):
         decided = shards | "DecideIds" >> beam.ParDo(self._decide).with_output_types(

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from parcours.config import UNMAPPED_STAGE
 from parcours.pipelines.sessionize import ShardWork
+from parcours.pipelines.validate import N_REDACTED
 from parcours.schemas.contracts import UTC_MICROS, Reason
 from parcours.warehouse.datasets import DATASETS
 
@@ -96,9 +97,11 @@ class LandFn(beam.DoFn):
             table = _with_batch_columns(table, self._seq, self._now)
             new_times = latest_event_times(table, "answered_at")
             table = table.append_column("answered_date", _utc_date(table.column("answered_at")))
+            table, redacted = _take_redacted(table)
             files = self._write("survey_answers", table, f"sv-s{shard:03d}")
             yield {
                 "files": files,
+                "redacted": redacted,
                 "landed": {kind: sum(f["rows"] for f in files)},  # counted from what was written
                 "watermarks": {kind: new_times},
             }
@@ -137,6 +140,7 @@ class LandFn(beam.DoFn):
         first = table.slice(0, 1).to_pylist()[0]
         origin = repr((first["source"], first["partition"], first["offset"], first["reason"]))
         part = f"dl-{zlib.crc32(origin.encode()):08x}"
+        table, redacted = _take_redacted(table)
         table = table.append_column("batch_seq", pa.array([self._seq] * table.num_rows, pa.int64()))
         table = table.append_column("ingested_at", pa.array([self._now] * table.num_rows, UTC_MICROS))
         table = table.append_column("ingested_date", pa.array([self._now.date()] * table.num_rows, pa.date32()))
@@ -145,10 +149,24 @@ class LandFn(beam.DoFn):
         for source in table.column("source").to_pylist():
             by_source[source] = by_source.get(source, 0) + 1
         internal = table.filter(pc.equal(table.column("reason"), Reason.INTERNAL_ERROR))
-        receipt = {"files": files, "dead_lettered": by_source, "internal_errors": internal.num_rows}
+        receipt = {
+            "files": files,
+            "dead_lettered": by_source,
+            "internal_errors": internal.num_rows,
+            "redacted": redacted,
+        }
         if internal.num_rows:
             receipt["internal_error_example"] = internal.column("detail")[0].as_py()
         yield receipt
+
+
+def _take_redacted(table: pa.Table) -> tuple[pa.Table, int]:
+    """The table without Validate's count of redacted strings, and their total: counted here, from
+    the rows that land (a conflicting duplicate's verbatim lands as its dead letter instead)."""
+    if N_REDACTED not in table.column_names:
+        return table, 0
+    total = pc.sum(table.column(N_REDACTED)).as_py() or 0
+    return table.drop_columns([N_REDACTED]), int(total)
 
 
 class Land(beam.PTransform):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -152,6 +153,15 @@ def redact(texts: pa.Array | pa.ChunkedArray, region: str = "FR") -> tuple[pa.Ar
 
     Nulls stay null and the order is kept, so the result replaces the column it came from.
     """
+    redacted, _, counts = redact_rows(texts, region)
+    return redacted, counts
+
+
+def redact_rows(
+    texts: pa.Array | pa.ChunkedArray, region: str = "FR"
+) -> tuple[pa.Array, pa.Int32Array, dict[str, int]]:
+    """`redact`, with the number of strings replaced in each text (an int32 per row, 0 for a null),
+    so that a pipeline counts what lands and not what is dropped later."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     if pa.types.is_large_string(texts.type):
@@ -163,11 +173,14 @@ def redact(texts: pa.Array | pa.ChunkedArray, region: str = "FR") -> tuple[pa.Ar
     counts = dict.fromkeys(KINDS, 0)
     mask = candidates(texts)
     if not pc.any(mask).as_py():
-        return texts, counts
+        return texts, pa.array(np.zeros(len(texts), np.int32)), counts
     redacted: list[str] = []
+    per_row: list[int] = []
     for text in pc.filter(texts, mask).to_pylist():
         new_text, found = redact_text(text, region)
         redacted.append(new_text)
+        per_row.append(sum(found.values()))
         for kind, n in found.items():
             counts[kind] += n
-    return pc.replace_with_mask(texts, mask, pa.array(redacted, pa.string())), counts
+    replaced = pc.replace_with_mask(pa.array(np.zeros(len(texts), np.int32)), mask, pa.array(per_row, pa.int32()))
+    return pc.replace_with_mask(texts, mask, pa.array(redacted, pa.string())), replaced, counts

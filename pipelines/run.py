@@ -120,6 +120,7 @@ class BatchReport:
     unmapped: int = 0  # landed touchpoints whose stage is `unmapped` (part of `landed`)
     blank_lines: int = 0  # blank lines of JSONL backfills: skipped, not records, not in `consumed`
     internal_errors: int = 0  # dead letters `internal_error` (part of `dead_lettered`)
+    redacted: int = 0  # strings of personal data replaced in what landed (verbatims, dead letters)
 
     @property
     def total_consumed(self) -> int:
@@ -133,6 +134,8 @@ class BatchReport:
             notes.append(f"{self.internal_errors:,} internal errors")
         if self.blank_lines:
             notes.append(f"{self.blank_lines:,} blank lines skipped")
+        if self.redacted:
+            notes.append(f"{self.redacted:,} personal data redacted")
         return (
             f"batch {self.seq}: consumed {consumed:,} = landed {sum(self.landed.values()):,} + dead-lettered "
             f"{sum(self.dead_lettered.values()):,} + duplicates skipped {sum(self.duplicates_skipped.values()):,}"
@@ -195,7 +198,12 @@ class IngestMicroBatch(beam.PTransform):
             ranges, job.settings, read_groups=job.shards, whole_shards=by_partition
         )
         checked = read.raw | "Validate" >> Validate(
-            config.ingest, job.watermarks, job.now, check_key=by_partition, stages=config.stages
+            config.ingest,
+            job.watermarks,
+            job.now,
+            check_key=by_partition,
+            stages=config.stages,
+            region=config.surveys.phone_region,
         )
         shards_of_customers = (
             checked.valid if by_partition else checked.valid | "ShardByCustomer" >> ShardByCustomer(job.shards)
@@ -207,6 +215,7 @@ class IngestMicroBatch(beam.PTransform):
             root=job.root,
             seq=job.seq,
             winners=job.winners,
+            region=config.surveys.phone_region,
         )
         by_kind = beam.ParDo(_ByKindFn()).with_output_types(
             TABLE_ELEMENT, touchpoints=TABLE_ELEMENT, surveys=TABLE_ELEMENT
@@ -325,6 +334,7 @@ class BatchOutcome:
     unmapped: int = 0
     blank_lines: int = 0
     internal_errors: int = 0
+    redacted: int = 0
 
 
 def execute(job: BatchJob) -> BatchOutcome:
@@ -370,7 +380,7 @@ def _execute_once(job: BatchJob) -> BatchOutcome:
     landed: dict[str, int] = {}
     dead_by_source: dict[str, int] = {}
     duplicates: dict[str, int] = {}
-    relanded = unmapped = blank_lines = internal_errors = 0
+    relanded = unmapped = blank_lines = internal_errors = redacted = 0
     internal_example = ""
     watermarks: dict[str, dict[int, str]] = {}
     published: list[PublishedFile] = []
@@ -378,6 +388,7 @@ def _execute_once(job: BatchJob) -> BatchOutcome:
         unmapped += receipt.get("unmapped", 0)
         blank_lines += sum(receipt.get("blank_lines", {}).values())
         internal_errors += receipt.get("internal_errors", 0)
+        redacted += receipt.get("redacted", 0)
         internal_example = internal_example or receipt.get("internal_error_example", "")
         _add(consumed, receipt.get("consumed", {}))
         _add(landed, receipt.get("landed", {}))
@@ -418,6 +429,7 @@ def _execute_once(job: BatchJob) -> BatchOutcome:
         unmapped,
         blank_lines,
         internal_errors,
+        redacted,
     )
 
 
@@ -572,6 +584,7 @@ class Ingestion:
                 "relanded": outcome.relanded,
                 "unmapped_touchpoints": outcome.unmapped,
                 "internal_errors": outcome.internal_errors,
+                "redacted": outcome.redacted,
                 "blank_lines": outcome.blank_lines,
                 **{f"consumed_{k}": v for k, v in outcome.consumed.items()},
                 **{f"landed_{k}": v for k, v in outcome.landed.items()},
@@ -603,6 +616,7 @@ class Ingestion:
             outcome.unmapped,
             outcome.blank_lines,
             outcome.internal_errors,
+            outcome.redacted,
         )
         if self.on_batch:
             self.on_batch(report)

@@ -16,12 +16,15 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
+import numpy as np
+import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from parcours.config import RESERVED_NAMES, IngestRules
 from parcours.pipelines.coders import TABLE_ELEMENT
 from parcours.pipelines.record_loops import paused_gc
+from parcours.pipelines.redact import redact_rows
 from parcours.schemas.contracts import (
     DEAD_LETTER_ARROW,
     SURVEY_ANSWER,
@@ -33,6 +36,11 @@ from parcours.schemas.contracts import (
 )
 
 CONTRACTS: dict[str, Contract] = {"touchpoints": TOUCHPOINT, "surveys": SURVEY_ANSWER}
+# Where a phone number written without +/00 is read as national (the `surveys.phone_region` default).
+PHONE_REGION = "FR"
+# Strings of personal data replaced in a row (its verbatim, or a dead letter's payload and detail):
+# a column of the batch's tables until they land, summed into the batch's report.
+N_REDACTED = "n_redacted"
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # Producer-sent dimensions the views break rows out by: none may be spelt as a reserved name.
 RESERVED_FIELDS = ("segment", "product_line")
@@ -45,26 +53,48 @@ def dead_letters(
     details: list[str],
     record_ids: list[str | None],
     customer_ids: list[str | None],
+    *,
+    redact: bool,
+    region: str = PHONE_REGION,
 ) -> pa.Table:
-    """Dead-letter rows for the raw rows at `index`, keeping payload and provenance."""
+    """Dead-letter rows for the raw rows at `index`, keeping payload and provenance.
+
+    With `redact` (survey answers: they carry verbatims), personal data is redacted
+    (`pipelines/redact.py`) from the payload and the detail: a rejected record may not parse, so
+    where its verbatim is cannot be known, and the whole text is redacted. A payload with nothing
+    to redact is kept byte for byte; one with something is the redacted text (a payload that was
+    not UTF-8 then keeps its replacement characters). Touchpoints carry no free text and keep
+    their payload whole (a 5 MB one would cost seconds to scan). `N_REDACTED` counts the strings
+    replaced per row, for the batch's report; landing drops it."""
     picked = raw.take(pa.array(index, pa.int64())) if index else raw.slice(0, 0)
-    return pa.table(
+    payloads = picked.column("payload").to_pylist()
+    texts = pa.array([p.decode("utf-8", errors="replace") for p in payloads], pa.string())
+    detail = pa.array(details, pa.string())
+    in_payload = in_detail = pa.array(np.zeros(len(payloads), np.int32))
+    if redact:
+        texts, in_payload, _ = redact_rows(texts, region)
+        detail, in_detail, _ = redact_rows(detail, region)
+    replaced = in_payload.to_numpy(zero_copy_only=False)
+    payload = [
+        text.encode("utf-8") if n else original
+        for original, text, n in zip(payloads, texts.to_pylist(), replaced.tolist(), strict=True)
+    ]
+    table = pa.table(
         {
             "reason": pa.array(reasons, pa.string()),
-            "detail": pa.array(details, pa.string()),
+            "detail": detail,
             "source": picked.column("source"),
             "partition": picked.column("source_partition"),
             "offset": picked.column("source_offset"),
             "record_id": pa.array(record_ids, pa.string()),
             "customer_id": pa.array(customer_ids, pa.string()),
-            "payload": picked.column("payload"),
-            "payload_text": pa.array(
-                [p.decode("utf-8", errors="replace") for p in picked.column("payload").to_pylist()],
-                pa.string(),
-            ),
+            "payload": pa.array(payload, pa.binary()),
+            "payload_text": texts,
         },
         schema=DEAD_LETTER_ARROW,
     )
+    counted = replaced + in_detail.to_numpy(zero_copy_only=False)
+    return table.append_column(N_REDACTED, pa.array(counted.astype("int32"), pa.int32()))
 
 
 def check_batch(
@@ -76,6 +106,7 @@ def check_batch(
     *,
     check_key: bool = False,
     stages: tuple[str, ...] | None = None,
+    region: str = PHONE_REGION,
 ) -> tuple[pa.Table, pa.Table]:
     """Split one raw batch into (valid rows with provenance, dead letters). Pure: tested alone.
 
@@ -86,6 +117,9 @@ def check_batch(
     pipeline's `unmapped` is not one of them: a producer may not send it either.
     A `segment` or `product_line` equal to one of `RESERVED_NAMES` (exactly: `All` is a segment
     of its own) is `reserved_value`.
+    Personal data is redacted here, before anything lands (`pipelines/redact.py`): from a valid
+    answer's `verbatim` and from every dead letter; `region` reads national phone numbers.
+    Both tables carry `N_REDACTED`, the strings replaced per row.
     """
     contract = CONTRACTS[kind]
     with paused_gc():
@@ -146,7 +180,9 @@ def check_batch(
         rejected = pc.or_(rejected, mask)
 
     if not valid.num_rows:  # pyarrow compute on a column of zero chunks crashes: nothing to check
-        return valid, dead_letters(raw, dead_index, reasons, details, record_ids, customer_ids)
+        return _redacted(valid, region), dead_letters(
+            raw, dead_index, reasons, details, record_ids, customer_ids, redact=contract is SURVEY_ANSWER, region=region
+        )
     if check_key:
         keys = provenance.column("source_key")
         reject(
@@ -190,7 +226,20 @@ def check_batch(
             ],
         )
     valid = valid.filter(pc.invert(rejected))
-    return valid, dead_letters(raw, dead_index, reasons, details, record_ids, customer_ids)
+    return _redacted(valid, region), dead_letters(
+        raw, dead_index, reasons, details, record_ids, customer_ids, redact=contract is SURVEY_ANSWER, region=region
+    )
+
+
+def _redacted(valid: pa.Table, region: str) -> pa.Table:
+    """Valid rows with their verbatims redacted and `N_REDACTED` counting what was replaced. The
+    raw payload they carry to deduplication keeps its personal data: it lands only as a dead
+    letter, which `dead_letters` redacts."""
+    if "verbatim" not in valid.column_names:
+        return valid
+    texts, replaced, _ = redact_rows(valid.column("verbatim"), region)
+    valid = valid.set_column(valid.schema.get_field_index("verbatim"), valid.schema.field("verbatim"), texts)
+    return valid.append_column(N_REDACTED, replaced)
 
 
 class ValidateFn(beam.DoFn):
@@ -201,19 +250,28 @@ class ValidateFn(beam.DoFn):
         now: datetime,
         check_key: bool,
         stages: tuple[str, ...] | None = None,
+        region: str = PHONE_REGION,
     ) -> None:
         self._rules = rules
         self._watermarks = watermarks
         self._now = now
         self._check_key = check_key
         self._stages = stages
+        self._region = region
 
     def process(self, element: tuple[str | tuple[str, int], pa.Table]) -> Iterator:
         key, raw = element  # kind, or (kind, shard) when the source is already split by customer
         kind = key if isinstance(key, str) else key[0]
         watermark = self._watermarks.get(kind)
         valid, dead = check_batch(
-            kind, raw, self._rules, watermark, self._now, check_key=self._check_key, stages=self._stages
+            kind,
+            raw,
+            self._rules,
+            watermark,
+            self._now,
+            check_key=self._check_key,
+            stages=self._stages,
+            region=self._region,
         )
         if valid.num_rows:
             yield key, valid
@@ -225,7 +283,8 @@ class Validate(beam.PTransform):
     """(key, raw table) -> (key, valid rows) as main output, dead-letter tables as `dead`.
 
     The key is the kind, or (kind, shard); `check_key` checks each Kafka key against the
-    record's customer_id, `stages` a touchpoint's own stage against the configured ones (see
+    record's customer_id, `stages` a touchpoint's own stage against the configured ones,
+    `region` the country whose national phone numbers verbatims are redacted of (see
     `check_batch`).
     """
 
@@ -236,13 +295,16 @@ class Validate(beam.PTransform):
         now: datetime,
         check_key: bool = False,
         stages: tuple[str, ...] | None = None,
+        region: str = PHONE_REGION,
     ) -> None:
         super().__init__()
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         if stages is not None and not stages:
             raise ValueError("stages must not be empty")
-        self._fn = ValidateFn(rules, watermarks, now, check_key, stages)
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {region!r} (an ISO 3166 alpha-2 code such as 'FR')")
+        self._fn = ValidateFn(rules, watermarks, now, check_key, stages, region)
 
     def expand(self, raw):
         check = beam.ParDo(self._fn).with_output_types(TABLE_ELEMENT, dead=pa.Table)
