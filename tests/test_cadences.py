@@ -567,3 +567,39 @@ def test_the_ledger_keeps_each_dataset_s_point_and_reads_older_records_as_the_gl
     older = dataclasses.replace(older, marts_through=None, derived={})
     assert _State.starting_at(older).marts_through == 2
     assert _State.starting_at(dataclasses.replace(older, marts_pending=())).marts_through == 5
+
+
+def test_parcours_refresh_leaves_a_dataset_to_its_cadence_unless_told_all_cadences(tmp_path, test_datasets):
+    """The command line in process (the test datasets are this process's): a pass like the
+    scheduled one, `--dry-run` saying when a deferred dataset is next due, `--all-cadences`."""
+    from typer.testing import CliRunner
+
+    from parcours.cli import app
+
+    w = Landing(tmp_path)
+    w.land([event(1, "c1", at(D1, "08:00"))])
+    far = datetime(2099, 1, 4, 13, 10, tzinfo=UTC)  # after the wall clock of any run of this test
+    w.refresh(far)
+    w.land([event(2, "c2", at(D1, "09:00"))])
+    cli = CliRunner()
+    said = cli.invoke(app, ["refresh", "--dry-run", "-w", str(w.root)])
+    assert said.exit_code == 0, said.output
+    lines = {line.split(":")[0]: line for line in said.output.splitlines() if ": " in line}
+    assert lines["test_hourly"] == (
+        "test_hourly: 1 commit(s) since the last refresh (seq 3..3, 1 records landed); hourly: next due after 14:00 UTC"
+    )
+    assert lines["test_daily"].endswith("daily: next due after 2099-01-05 00:00 UTC")
+    assert lines["sessions"].startswith("sessions: 1 commit(s) since the last refresh (seq 3..3")
+
+    plain = cli.invoke(app, ["refresh", "-w", str(w.root)])
+    assert plain.exit_code == 0, plain.output
+    assert "not due yet: test_daily, test_hourly" in plain.output
+    assert [m.seq for m in w.warehouse.marts_pending()] == [3]
+    assert w.rows("select count(*) from sessions") == [(2,)]
+    assert w.rows("select n_sessions from raw_test_hourly") == [(1,)]
+
+    forced = cli.invoke(app, ["refresh", "--all-cadences", "-w", str(w.root)])
+    assert forced.exit_code == 0, forced.output
+    assert "not due yet" not in forced.output
+    assert w.warehouse.marts_pending() == []
+    assert w.rows("select n_sessions from raw_test_hourly") == [(2,)]
