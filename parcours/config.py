@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 UNMAPPED_STAGE = "unmapped"
 # Values the analytics views give a meaning of their own (a rolled-up dimension, a null, an
@@ -137,6 +137,22 @@ class SurveyRules(_Strict):
         return self
 
 
+class ReportingRules(_Strict):
+    # Days and ISO weeks of the analytics views: UTC unless set (an IANA name, `Europe/Paris`).
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from None
+        return value
+
+
 class PathCleaning(_Strict):
     collapse_repeats: bool = True
     ignore_touchpoints: tuple[str, ...] = ()
@@ -154,6 +170,7 @@ class JourneyConfig(_Strict):
     ingest: IngestRules = IngestRules()
     surveys: SurveyRules = SurveyRules()
     path_cleaning: PathCleaning = PathCleaning()
+    reporting: ReportingRules = ReportingRules()
 
     @model_validator(mode="after")
     def _check(self) -> JourneyConfig:
@@ -225,6 +242,7 @@ class JourneyConfig(_Strict):
             "ignore_touchpoints": list(self.path_cleaning.ignore_touchpoints),
             "max_path_length": self.path_cleaning.max_path_length,
             "path_summary_steps": self.path_cleaning.summary_steps,
+            "reporting_timezone": self.reporting.timezone,
         }
 
     @property

@@ -26,7 +26,10 @@ import duckdb
 import pyarrow as pa
 
 from parcours.config import JourneyConfig, load_config
+from parcours.refresh.declarations import Derived
 from parcours.warehouse import DATASETS, _create_models, _read_models, raw_view_sql, settings_views_sql
+from parcours.warehouse.conventions import ALL, UNKNOWN, Conventions, render
+from parcours.warehouse.views import FINALITY_VIEW, _time_views_sql
 
 Rows = Sequence[Mapping[str, Any]]
 _GRAIN = re.compile(r"^--\s*grain:\s*one row per\s*(?:\((?P<many>[^)]*)\)|(?P<one>[A-Za-z_][A-Za-z0-9_]*))", re.M)
@@ -36,14 +39,25 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def model_connection(config: JourneyConfig | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with every view of the views file over empty raw datasets."""
+def model_connection(
+    config: JourneyConfig | None = None, finality_point: datetime | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with every view of the views file over empty raw datasets, and the
+    finality point `finality_point` (none: nothing landed yet)."""
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     for spec in DATASETS.values():
         con.execute(raw_view_sql(con, spec, []))
     for statement in settings_views_sql((config or load_config()).settings_record()):
         con.execute(statement)
+    for statement in _time_views_sql(None):
+        con.execute(statement)
+    if finality_point is not None:
+        point = f"cast('{finality_point.astimezone(UTC).isoformat()}' as TIMESTAMPTZ)"
+        con.execute(
+            f"create or replace view {FINALITY_VIEW} as select {point} as watermark, {point} as finality_point, "
+            f"{point} as evaluated_at"
+        )
     _create_models(con, _read_models(resources.files("parcours.sql")))
     return con
 
@@ -76,14 +90,37 @@ def run_model(
     config: JourneyConfig | None = None,
     columns: Iterable[str] | None = None,
     order_by: str | None = None,
+    finality_point: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows `model` returns when the relations it reads hold `given`."""
-    con = model_connection(config)
+    """The rows `model` returns when the relations it reads hold `given`, at `finality_point`."""
+    con = model_connection(config, finality_point)
     try:
         for relation, rows in given.items():
             give(con, relation, rows)
         wanted = ", ".join(_quote(c) for c in columns) if columns else "*"
         query = f"select {wanted} from {_quote(model)}" + (f" order by {order_by}" if order_by else "")
+        return [_plain(row) for row in con.sql(query).to_arrow_table().to_pylist()]
+    finally:
+        con.close()
+
+
+def run_sql(
+    sql: str,
+    given: Mapping[str, Rows],
+    *,
+    conventions: Conventions | None = None,
+    config: JourneyConfig | None = None,
+    order_by: str | None = None,
+    finality_point: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of a model's text `sql` that is not in the package (a fixture of a convention),
+    its placeholders expanded from `conventions` as the registry expands a declared model's."""
+    text = render(sql, conventions or Conventions(), "the fixture's model")
+    con = model_connection(config, finality_point)
+    try:
+        for relation, rows in given.items():
+            give(con, relation, rows)
+        query = f"select * from ({text}) as model" + (f" order by {order_by}" if order_by else "")
         return [_plain(row) for row in con.sql(query).to_arrow_table().to_pylist()]
     finally:
         con.close()
@@ -146,10 +183,12 @@ def grain_problems(
     not_null: Sequence[str] = (),
     identities: Sequence[str] = (),
     nullable: Sequence[str] = (),
+    conventions: Conventions | None = None,
 ) -> list[str]:
     """What breaks the grain: duplicate keys, null keys (but in the `nullable` key columns, where
     a null is a value of its own) or required columns, false identities (SQL boolean expressions
-    over one row, e.g. `n_entered = n_moved_on + n_dropped`)."""
+    over one row, e.g. `n_entered = n_moved_on + n_dropped`), and what breaks the declared
+    `conventions` (`convention_problems`)."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
     if table.num_rows == 0:
         return []
@@ -171,6 +210,54 @@ def grain_problems(
             (false,) = con.execute(f"select count(*) from checked where not ({identity})").fetchone()
             if false:
                 problems.append(f"{false} rows break {identity}")
+        if conventions is not None and conventions.grouping_sets:
+            problems += convention_problems(con, conventions)
         return problems
     finally:
         con.close()
+
+
+def dataset_problems(rows: pa.Table | Rows, derived: Derived) -> list[str]:
+    """What breaks anything `derived`'s declaration says of its rows."""
+    return grain_problems(
+        rows,
+        derived.grain,
+        not_null=derived.not_null,
+        identities=derived.identities,
+        nullable=derived.nullable,
+        conventions=derived.conventions,
+    )
+
+
+def convention_problems(con: duckdb.DuckDBPyConnection, conventions: Conventions) -> list[str]:
+    """Rolled-up rows (in `checked`) that break the conventions: a breakdown not declared, a
+    dimension reading `all` where its breakdown breaks it out (or not reading it where it is
+    rolled up), a null dimension, an `additive` total that differs between breakdowns."""
+    problems = []
+    declared = dict(zip(conventions.breakdowns, conventions.grouping_sets, strict=True))
+    for (breakdown,) in con.execute("select distinct breakdown from checked order by 1").fetchall():
+        if breakdown not in declared:
+            problems.append(f"breakdown {breakdown!r} is not declared ({list(declared)})")
+            continue
+        for d in conventions.broken_out:
+            rolled_up = d not in declared[breakdown]
+            wrong = f"{_quote(d)} is distinct from '{ALL}'" if rolled_up else f"{_quote(d)} = '{ALL}'"
+            (n,) = con.execute(f"select count(*) from checked where breakdown = ? and {wrong}", [breakdown]).fetchone()
+            if n:
+                problems.append(f"{n} rows of breakdown {breakdown!r} have {d} {'not ' if rolled_up else ''}{ALL!r}")
+    for d in conventions.broken_out:
+        (n,) = con.execute(f"select count(*) from checked where {_quote(d)} is null").fetchone()
+        if n:
+            problems.append(f"{n} rows have a null {d} (a real null reads {UNKNOWN!r})")
+    period = [_quote(conventions.period.column)] if conventions.period else []
+    for column in conventions.additive:
+        by = ", ".join([*period, "breakdown"])
+        totals = f"select {by}, sum({_quote(column)}) as total from checked group by {by}"
+        rows = con.execute(
+            f"select {', '.join([*period, 'count(distinct total)'])} from ({totals}) "
+            + (f"group by {period[0]} " if period else "")
+            + "having count(distinct total) > 1 limit 5"
+        ).fetchall()
+        for row in rows:
+            problems.append(f"the total of {column} differs between breakdowns" + (f" in {row[0]}" if period else ""))
+    return problems

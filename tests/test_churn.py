@@ -20,7 +20,7 @@ from parcours.pipelines.journeys import cycle_rules, resolve_stages
 from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import declarations
 from parcours.warehouse import DATASETS, Warehouse
-from tests.harness import grain_problems, run_model, run_python_model
+from tests.harness import dataset_problems, run_model, run_python_model
 from tests.pipeline_helpers import query, write_jsonl
 
 CONFIG = load_config()
@@ -272,7 +272,7 @@ def test_a_due_customer_with_no_new_event_changes_status_in_a_refresh(tmp_path):
     with duckdb.connect(str(root / "parcours.duckdb"), read_only=True) as con:
         for d in declarations():
             rows = con.sql(f"select * from {d.view}").to_arrow_table()
-            problems = grain_problems(rows, d.grain, not_null=d.not_null, identities=d.identities, nullable=d.nullable)
+            problems = dataset_problems(rows, d)
             assert problems == [], d.name
 
 

@@ -322,6 +322,7 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "ignore_touchpoints": [],
         "max_path_length": 200,
         "path_summary_steps": 6,
+        "reporting_timezone": "UTC",
     }
     assert json.loads(json.dumps(record)) == record  # plain JSON values
 
@@ -352,6 +353,7 @@ def test_settings_record_of_a_small_config() -> None:
         "ignore_touchpoints": ["ping"],
         "max_path_length": 5,
         "path_summary_steps": 6,
+        "reporting_timezone": "UTC",
     }
     mapped = parse_config("stages: [a]\ntouchpoints: {invoice: a, visit: a}\n").settings_record()
     assert mapped["churn_not_activity"] == ["invoice"]  # the defaults this configuration maps

@@ -63,7 +63,8 @@ def test_dependencies_and_settings_are_read_from_the_models():
         "ignore_touchpoints",
         "collapse_repeats",
     }
-    assert declared["journey_paths_weekly"].reads_config == ("path_summary_steps",)
+    # Its `{{ period }}` is the journey's week in `reporting.timezone`: a setting it reads too.
+    assert declared["journey_paths_weekly"].reads_config == ("path_summary_steps", "reporting_timezone")
     assert declared["sessions"].reads_config == ()
     assert declared["journeys"].invalidation.kind == CUSTOMERS
     # The Python model states what it reads in its declaration.

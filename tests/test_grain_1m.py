@@ -20,7 +20,7 @@ from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import declarations
 from parcours.synthetic import generate_dataset
 from parcours.warehouse import Warehouse
-from tests.harness import grain_problems
+from tests.harness import dataset_problems
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,5 @@ def test_the_1m_warehouse_meets_every_declared_grain(warehouse_1m: Path, derived
     with duckdb.connect(str(warehouse_1m / "parcours.duckdb"), read_only=True) as con:
         rows = con.sql(f"select * from {derived.view}").to_arrow_table()
     assert rows.num_rows > 0
-    problems = grain_problems(
-        rows, derived.grain, not_null=derived.not_null, identities=derived.identities, nullable=derived.nullable
-    )
+    problems = dataset_problems(rows, derived)
     assert problems == []

@@ -26,7 +26,7 @@ from parcours.refresh.rederive import (
 )
 from parcours.refresh.refresher import catch_up, plan
 from parcours.warehouse import Warehouse
-from tests.harness import grain_problems
+from tests.harness import dataset_problems
 from tests.pipeline_helpers import make_events, parcours, query, reference_sessions, view_sessions, write_jsonl
 from tests.test_refresh import arrow
 
@@ -68,7 +68,7 @@ def assert_same_warehouse(root: Path, expected: Path) -> None:
     db = root / "parcours.duckdb"
     for d in declarations():
         rows = arrow(db, f"select * from {d.view}")
-        assert grain_problems(rows, d.grain, not_null=d.not_null, identities=d.identities, nullable=d.nullable) == []
+        assert dataset_problems(rows, d) == []
     assert query(db, "select count(*) from parcours_datasets where is_stale") == [(0,)]
     assert all(not p.reasons for p in plan(Warehouse(root)))
 

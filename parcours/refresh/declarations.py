@@ -24,7 +24,7 @@ A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a decl
     invalidation:
       kind: partitions               # follows the changed partitions of an upstream dataset
       source: journeys
-      source_partition: <SQL over the source's rows giving this dataset's partition>
+      source_partition: <SQL over the source's rows giving this dataset's partition, or "{{ period }}">
     # or
     invalidation:
       kind: family                   # q-values: a family's rows are recomputed together
@@ -36,6 +36,11 @@ A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a decl
     # or
     invalidation:
       kind: whole                    # recomputed whole when anything it reads changed
+    # The conventions of analytics views (parcours.warehouse.conventions), all optional:
+    grouping_sets: [[], [segment]]   # rolled-up rows: `breakdown`, `all`, `unknown`
+    additive: [n_journeys]           # totals equal in every breakdown
+    period: {column: started_week, unit: week, by: started_at}
+    min_n: 30                        # with rates: {n_journeys: [conversion_rate]}
 
 Cadence: an `every_pass` dataset is refreshed by every refresh pass that has work; an `hourly`
 (`daily`) one by the first pass whose wall clock lies in a later UTC hour (day) than its last
@@ -62,6 +67,7 @@ it reads (the settings columns named in those models), and from both its fingerp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import graphlib
 import hashlib
@@ -73,7 +79,8 @@ from typing import Any
 
 import yaml
 
-from parcours.warehouse import DATASETS
+from parcours.warehouse import DATASETS, conventions
+from parcours.warehouse.conventions import NO_CONVENTIONS, Conventions
 from parcours.warehouse.views import MODEL_LAYERS, model_references
 
 EVERY_PASS, HOURLY, DAILY = "every_pass", "hourly", "daily"
@@ -96,6 +103,7 @@ _FIELDS = {
     "python",
     "reads",
     "config",
+    *conventions.FIELDS,
 }
 
 
@@ -143,6 +151,7 @@ class Derived:
     reads_config: tuple[str, ...] = ()  # the settings columns its models name
     fingerprint: str = ""
     python: str = ""  # "module:function" of a Python model; empty for a SQL model
+    conventions: Conventions = NO_CONVENTIONS  # grouping sets, period, small-n suppression
     reads_datasets: tuple[str, ...] = ()  # the registered datasets whose raw view its models read
     reads_clock: bool = False  # its models read the finality point or the watermark
 
@@ -206,6 +215,31 @@ def declarations() -> tuple[Derived, ...]:
     return resolve(found, texts, _settings_columns())
 
 
+def _rendered(d: Derived, texts: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """`texts` with the dataset's model and view expanded from its conventions (their words,
+    and so the settings they read and the fingerprint, are those of the SQL that runs). A model
+    declaring conventions must use them: the registry generates them, no model spells its own."""
+    out = dict(texts)
+    c = d.conventions
+    wanted = {
+        d.model: {"grouping_sets", "breakdown"} if c.grouping_sets else set(),
+        d.view: ({"is_complete"} if c.period else set()) | ({"rates"} if c.rates else set()),
+    }
+    if d.model == d.view:
+        wanted = {d.model: wanted[d.model] | wanted[d.view]}
+    for name, needed in wanted.items():
+        layer, text = texts[name]
+        missing = sorted(needed - conventions.placeholders(text))
+        if missing:
+            raise DeclarationError(
+                f"{d.source}: {layer}/{name}.sql does not use "
+                + ", ".join(f"{{{{ {m} }}}}" for m in missing)
+                + " (the declaration's conventions generate them)"
+            )
+        out[name] = (layer, conventions.render(text, c, f"{layer}/{name}.sql"))
+    return out
+
+
 def by_name() -> dict[str, Derived]:
     return {d.name: d for d in declarations()}
 
@@ -220,6 +254,8 @@ def resolve(
     tested alone."""
     settings_columns = tuple(settings_columns)
     declared = [_parse(layer, name, body, texts) for layer, name, body in found]
+    for d in declared:
+        texts = _rendered(d, texts)
     names = [d.name for d in declared]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -307,14 +343,22 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
     if str(body["view"]) not in texts:
         raise fail(f"view {body['view']!r} is no model")
     columns = set(spec.arrow_schema.names) | {spec.partition_column}
+    try:
+        declared_conventions = conventions.parse(body, source)
+    except conventions.ConventionError as exc:
+        raise DeclarationError(str(exc)) from None
     grain = _names(body["grain"], fail, "grain")
     not_null = _names(body.get("not_null", []), fail, "not_null")
     nullable = _names(body.get("nullable", []), fail, "nullable")
     if not set(nullable) <= set(grain):
         raise fail(f"nullable columns {sorted(set(nullable) - set(grain))} are not in the grain")
-    absent = sorted(set(grain + not_null) - columns)
+    absent = sorted(set(grain + not_null + declared_conventions.columns) - columns)
     if absent:
         raise fail(f"columns {absent} are not in dataset {dataset!r}")
+    keyed = [conventions.BREAKDOWN, *declared_conventions.dimensions] if declared_conventions.grouping_sets else []
+    keyed += [declared_conventions.period.column] if declared_conventions.period else []
+    if not set(keyed) <= set(grain):
+        raise fail(f"the grain must hold {sorted(set(keyed) - set(grain))}: a row is one period of one grouping set")
     return Derived(
         name=dataset,
         model=model,
@@ -327,9 +371,12 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
         identities=tuple(str(i) for i in body.get("identities", []) or []),
         partition=spec.partition_column,
         cadence=str(body["cadence"]),
-        invalidation=_invalidation(body["invalidation"], fail, columns, spec.partition_column),
+        invalidation=_rendered_partition(
+            _invalidation(body["invalidation"], fail, columns, spec.partition_column), declared_conventions, source
+        ),
         source=source,
         python=str(body.get("python", "")),
+        conventions=declared_conventions,
     )
 
 
@@ -400,6 +447,18 @@ def _invalidation(body: Any, fail, columns: set[str], partition: str = "") -> In
     if sorted(set(body) - {"kind"}) != sorted(wanted):
         raise fail(f"a partitions invalidation states exactly {list(wanted)}")
     return Invalidation(PARTITIONS, source=str(body["source"]), source_partition=str(body["source_partition"]))
+
+
+def _rendered_partition(invalidation: Invalidation, declared: Conventions, source: str) -> Invalidation:
+    """A `source_partition` may be `{{ period }}`: the source's rows fall in this dataset's
+    periods by the same expression as the model's, time zone included."""
+    if not invalidation.source_partition:
+        return invalidation
+    try:
+        text = conventions.render(invalidation.source_partition, declared, f"{source} (source_partition)")
+    except conventions.ConventionError as exc:
+        raise DeclarationError(str(exc)) from None
+    return dataclasses.replace(invalidation, source_partition=text)
 
 
 def _names(value: Any, fail, field: str) -> tuple[str, ...]:

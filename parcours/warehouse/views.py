@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 
+from parcours.warehouse.conventions import render_model
 from parcours.warehouse.datasets import DATASETS, DatasetSpec
 from parcours.warehouse.files import _fsync_dir
 from parcours.warehouse.ledger import Manifest, PublishedFile, Refreshed, _utc_iso
@@ -150,7 +151,10 @@ class Views:
         once a commit listing those files lands. The refresher computes the partition datasets
         through it, from the same models the views file holds."""
         models = _read_models(resources.files("parcours.sql"))
-        settings = settings or _latest_settings(self.manifests())
+        manifests = self.manifests()
+        settings = settings or _latest_settings(manifests)
+        for statement in _time_views_sql(manifests[-1] if manifests else None, temporary=True):
+            con.execute(statement)  # a view's `is_complete` reads the finality point
         self._create_views(con, models, settings, adding=tuple(adding), leaving=frozenset(leaving))
 
     def _create_views(
@@ -203,6 +207,8 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
     rows = []
     for derived in declarations():
         refreshed = state.get(derived.name)
+        period = derived.conventions.period
+        zone = (period.timezone if period else "") or settings.get("reporting_timezone", "UTC")
         current = fingerprint(derived, settings)
         stored = refreshed.fingerprint if refreshed is not None else None
         rows.append(
@@ -215,6 +221,14 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
                     f"{_literal(derived.source)} as declared_in",
                     f"{strings(derived.grain)} as grain",
                     f"{_literal(derived.partition)} as partition_column",
+                    # The conventions (README, "Reading the analytics views"): the period a row
+                    # counts in and the timestamp that puts it there, the breakdowns it holds.
+                    f"{nullable(period.column if period else None, 'VARCHAR')} as period_column",
+                    f"{nullable(period.unit if period else None, 'VARCHAR')} as period_unit",
+                    f"{nullable(period.by if period else None, 'VARCHAR')} as period_by",
+                    f"{nullable(zone if period else None, 'VARCHAR')} as period_timezone",
+                    f"{strings(derived.conventions.breakdowns)} as breakdowns",
+                    f"{nullable(derived.conventions.min_n, 'INTEGER')} as min_n",
                     f"{_literal(derived.cadence)} as cadence",
                     f"{_literal(derived.invalidation.kind)} as invalidation",
                     f"{strings(derived.depends_on)} as depends_on",
@@ -234,7 +248,7 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
     return f"create view {DATASETS_VIEW} as " + " union all ".join(rows)
 
 
-def _time_views_sql(latest: Manifest | None) -> list[str]:
+def _time_views_sql(latest: Manifest | None, *, temporary: bool = False) -> list[str]:
     """`parcours_watermark`: one row per source partition (touchpoints or surveys, source,
     partition): its latest landed event time, when it last delivered, whether it was read to its
     end, whether it is idle and whether it holds the watermark back. `parcours_finality`: the
@@ -275,9 +289,10 @@ def _time_views_sql(latest: Manifest | None) -> list[str]:
             "cast(null as TIMESTAMPTZ), cast(null as TIMESTAMPTZ), cast(null as BOOLEAN), cast(null as BOOLEAN), "
             "cast(null as BOOLEAN) where false"
         ]
+    create = "create or replace temp view" if temporary else "create view"
     return [
-        f"create view {WATERMARK_VIEW} as select * from ({' union all '.join(selects)}) as t({columns})",
-        f"create view {FINALITY_VIEW} as select {at(watermark)} as watermark, {at(point)} as finality_point, "
+        f"{create} {WATERMARK_VIEW} as select * from ({' union all '.join(selects)}) as t({columns})",
+        f"{create} {FINALITY_VIEW} as select {at(watermark)} as watermark, {at(point)} as finality_point, "
         f"{at(now)} as evaluated_at",
     ]
 
@@ -295,7 +310,9 @@ def _latest_settings(manifests: Sequence[Manifest]) -> dict[str, Any]:
 def model_sql(layer: str, name: str) -> str:
     """The select of the SQL model `sql/<layer>/<name>.sql`, for a temporary view or a query of
     the pipeline's own: the pipeline runs the same model definitions the views file holds."""
-    text = resources.files("parcours.sql").joinpath(layer, f"{name}.sql").read_text("utf-8")
+    root = resources.files("parcours.sql")
+    text = root.joinpath(layer, f"{name}.sql").read_text("utf-8")
+    text = render_model(root, MODEL_LAYERS, (name, _declared_view_name(text) or name), text, f"{layer}/{name}.sql")
     return text.rstrip().rstrip(";")
 
 
@@ -379,6 +396,7 @@ def _read_models(sql_dir: Traversable) -> list[_Model]:
     names: dict[str, str] = {f"raw_{name}": "a raw dataset view" for name in DATASETS}
     names[META_VIEW] = "the metadata view"
     names[SETTINGS_VIEW] = names[STAGES_VIEW] = "the settings views"
+    names[WATERMARK_VIEW] = names[FINALITY_VIEW] = "the time views"
     for layer, folder_name in enumerate(MODEL_LAYERS):
         folder = sql_dir.joinpath(folder_name)
         if not folder.is_dir():
@@ -392,7 +410,9 @@ def _read_models(sql_dir: Traversable) -> list[_Model]:
             if name in names:
                 raise ValueError(f"{source}: view {name!r} is already defined by {names[name]}")
             names[name] = source
-            body = text.rstrip().removesuffix(";").rstrip()
+            # The conventions' placeholders, from the declaration naming the model or its view.
+            rendered = render_model(sql_dir, MODEL_LAYERS, (entry.name.removesuffix(".sql"), name), text, source)
+            body = rendered.rstrip().removesuffix(";").rstrip()
             if not body:
                 raise ValueError(f"{source}: empty model")
             models.append(_Model(name, source, body, layer))

@@ -1,6 +1,7 @@
 -- The definition of a `journey_paths_weekly` row: journeys counted by their first steps (the
--- first `path_summary_steps` touchpoints of the cleaned path), by the ISO week (UTC) the journey
--- started in, its cycle type and how it ended: the "top paths" of a dashboard.
+-- first `path_summary_steps` touchpoints of the cleaned path), by the ISO week the journey
+-- started in (`{{ period }}`: in `reporting.timezone`, UTC unless set), its cycle type and how
+-- it ended: the "top paths" of a dashboard.
 -- grain: one row per (started_week, first_steps, cycle_type, is_converted, is_churned)
 -- `n_journeys`, `n_events` and `revenue` add up over every column.
 -- The pipeline lands these rows for the weeks its refreshes touched (parcours/refresh/refresher.py); as a
@@ -11,7 +12,7 @@ with journeys as (
 
 final as (
     select
-        cast(date_trunc('week', timezone('UTC', journeys.started_at)) as DATE) as started_week,
+        {{ period }} as started_week,
         list_slice(journeys.path, 1, settings.path_summary_steps) as first_steps,
         journeys.cycle_type,
         journeys.is_converted,

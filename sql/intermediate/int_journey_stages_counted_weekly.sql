@@ -1,5 +1,6 @@
 -- The definition of a `journey_stages_weekly` row: journeys that reached each lifecycle stage,
--- by the ISO week (UTC) the journey started in, its cycle type, segment and product line.
+-- by the ISO week the journey started in (`{{ period }}`: in `reporting.timezone`, UTC unless
+-- set), its cycle type, segment and product line (`unknown` when the producer sent none).
 -- A journey reaches a stage when its path (cleaned, cut at max_path_length) holds a step of
 -- that stage, whatever the order: journeys skip and loop.
 -- grain: one row per (started_week, stage, cycle_type, segment, product_line)
@@ -13,11 +14,11 @@ with journeys as (
 
 reached as (
     select
-        cast(date_trunc('week', timezone('UTC', started_at)) as DATE) as started_week,
+        {{ period }} as started_week,
         unnest(list_distinct(stage_path)) as stage,
         cycle_type,
-        segment,
-        product_line,
+        coalesce(segment, 'unknown') as segment,
+        coalesce(product_line, 'unknown') as product_line,
         customer_id,
         is_converted,
         is_churned

@@ -1,5 +1,6 @@
--- The definition of a `sessions_daily` row: sessions counted per day, channel, segment and
--- product line, the grain a dashboard charts sessions at.
+-- The definition of a `sessions_daily` row: sessions counted per day (UTC, the day of their
+-- start), channel, segment and product line (`unknown` when the producer sent none), the grain
+-- a dashboard charts sessions at.
 -- grain: one row per (started_date, channel, segment, product_line)
 -- A session with events on several channels counts once under each of them, so `n_sessions`,
 -- `n_events` and `revenue` add up over days, segments and product lines, not over channels.
@@ -14,8 +15,8 @@ per_channel as (
     select
         started_date,
         unnest(channels) as channel,
-        segment,
-        product_line,
+        coalesce(segment, 'unknown') as segment,
+        coalesce(product_line, 'unknown') as product_line,
         customer_id,
         is_omnichannel,
         n_events,

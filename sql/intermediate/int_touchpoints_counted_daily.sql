@@ -1,5 +1,6 @@
--- The definition of a `touchpoints_daily` row: current touchpoint events counted per day, stage,
--- channel, touchpoint, segment and product line.
+-- The definition of a `touchpoints_daily` row: current touchpoint events counted per day (UTC,
+-- the partition day of the event), stage, channel, touchpoint, segment and product line
+-- (`unknown` when the producer sent none).
 -- grain: one row per (event_date, stage, channel, touchpoint, segment, product_line)
 -- `n_events` and `revenue` add up over every column; `n_customers` is distinct within the row.
 -- The pipeline lands these rows for the days its batches touched (parcours/refresh/refresher.py); as a
@@ -14,8 +15,8 @@ final as (
         stage,
         channel,
         touchpoint,
-        segment,
-        product_line,
+        coalesce(segment, 'unknown') as segment,
+        coalesce(product_line, 'unknown') as product_line,
         count(*) as n_events,
         count(distinct customer_id) as n_customers,
         sum(revenue) as revenue

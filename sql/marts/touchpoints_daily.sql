@@ -3,6 +3,8 @@
 -- read from rows the marts refresh lands.
 -- grain: one row per (event_date, stage, channel, touchpoint, segment, product_line)
 -- `n_events` and `revenue` add up over every column; `n_customers` is distinct within the row.
+-- `is_complete`: the event's day (UTC) is over at the finality point (`parcours_finality`), so its
+-- counts will not grow with events still allowed to arrive; false for the period in progress.
 -- Materialised: the rows of `int_touchpoints_counted_daily` for each partition (day or week) a
 -- refresh touched, one file per partition, replaced whole when a later refresh touches it again
 -- (parcours/refresh/refresher.py).
@@ -20,7 +22,8 @@ final as (
         product_line,
         n_events,
         n_customers,
-        revenue
+        revenue,
+        {{ is_complete }}
     from rolled_up
 )
 
