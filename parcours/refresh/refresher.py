@@ -112,7 +112,6 @@ from parcours.warehouse import (
 )
 from parcours.warehouse.publish import publish
 from parcours.warehouse.time import Finality, finality
-from parcours.warehouse.views import _time_views_sql
 
 PART = "mart"
 MEMORY_LIMIT = "1GB"
@@ -376,7 +375,7 @@ def catch_up(
     )
     if relanded:  # published by this commit, so read by the partition datasets' models too
         report = dataclasses.replace(report, files=[*relanded.files, *report.files])
-    clock_views = _time_views_sql(dataclasses.replace(latest, created_at=now.replace(microsecond=0).isoformat()))
+    judged_at = dataclasses.replace(latest, created_at=now.replace(microsecond=0).isoformat())
     report = refresh_tables(
         warehouse,
         seq,
@@ -387,7 +386,7 @@ def catch_up(
         rebuild=rebuild,
         clock=clock,
         as_of={d.name: _as_of(state.get(d.name)) for d in in_pass},
-        clock_views=clock_views,
+        judged_at=judged_at,
     )
     as_of = clock.point.astimezone(UTC).isoformat() if clock.point is not None else None
     publish(
@@ -757,7 +756,7 @@ def refresh_tables(
     rebuild: set[str] = frozenset(),
     clock: Finality = NO_TIME,
     as_of: Mapping[str, datetime | None] | None = None,
-    clock_views: Sequence[str] = (),
+    judged_at: Manifest | None = None,
     threads: int = 2,
 ) -> RefreshReport:
     """Refresh the `partitions`, `family` and `whole` datasets `datasets`, in their order (each
@@ -779,8 +778,9 @@ def refresh_tables(
       lost a file since its last refresh, or, if its models read the finality point or the
       watermark (`parcours_finality`, `parcours_watermark`), when the finality point moved.
 
-    Every model runs over the views as they will read once this refresh commits (the clock views
-    at the refresh's wall clock, `clock_views`), so no count is ever patched by a difference.
+    Every model runs over the views as they will read once this refresh commits (the time views
+    judged at the refresh's wall clock: `judged_at`, the commit to be), so no count is ever
+    patched by a difference.
     """
     by_name = {d.name: d for d in declarations()}
     as_of = as_of or {}
@@ -801,9 +801,7 @@ def refresh_tables(
                 con.execute(f"set threads = {int(threads)}")
                 con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
                 con.execute("set temp_directory = ?", [str(spill)])
-                for statement in clock_views:
-                    con.execute(statement)
-                warehouse.create_views(con, adding=files, settings=settings, leaving=removed)
+                warehouse.create_views(con, adding=files, settings=settings, leaving=removed, judged_at=judged_at)
                 seen = {f.dataset for f in files}
             window = windows.get(derived.name, ())
             added = [f for m in window for f in m.files] + files
