@@ -344,6 +344,7 @@ def test_a_daily_rollup_reads_the_every_pass_dataset_refreshed_in_the_same_pass(
     ]
 
 
+@pytest.mark.slow  # the command-line test below forces every cadence in CI too
 def test_everything_is_current_after_a_pass_forcing_every_cadence(tmp_path, test_datasets):
     w = Landing(tmp_path)
     w.land([event(1, "c1", at(D1, "08:00"))])
