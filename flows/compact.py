@@ -91,7 +91,7 @@ def compact_warehouse(warehouse: str = "warehouse") -> dict[str, Any] | State:
         return summary(str(wh.root), None, CompactionReport(seq=None))
     try:
         with wh.lock():
-            refreshed = refresh_marts(wh)
+            refreshed = refresh_marts(wh, all_cadences=True)  # every dataset current, whatever its cadence
             if refreshed is not None:
                 logger.info(
                     f"marts {refreshed.seq}: caught up first, for {refreshed.batches} batch(es) "

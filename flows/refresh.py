@@ -29,15 +29,17 @@ from parcours.warehouse import Warehouse, WarehouseBusy
 
 
 @task(name="refresh_marts", cache_policy=NO_CACHE)  # a cached result would skip the refresh
-def refresh_marts(warehouse: Warehouse) -> RefreshReport | None:
-    """Every derived dataset refreshed for every commit since the last refresh; None if none was.
+def refresh_marts(warehouse: Warehouse, all_cadences: bool = False) -> RefreshReport | None:
+    """The derived datasets due refreshed for every commit since their last refresh; None if none
+    was. An hourly or daily dataset waits for the first pass of a later hour or day, unless
+    `all_cadences` (what the compaction asks: it needs every dataset current).
 
     The caller holds the warehouse lock. The views are rebuilt first if they are stale (a moved
     folder, or a run that died between a commit and its rebuild), as every command does.
     """
     if warehouse.views_outdated():
         warehouse.rebuild_views()
-    return catch_up(warehouse)
+    return catch_up(warehouse, all_cadences=all_cadences)
 
 
 def refreshed(report: RefreshReport | None) -> dict[str, Any] | None:

@@ -324,8 +324,17 @@ def _describe_refresh(report) -> str:
         rebuilt = f", the sessions and cycles of {report.rederived:,} touchpoints re-derived{rebuilt}"
     return (
         f"marts {report.seq}: sessions and journeys of {report.customers:,} customers refreshed for "
-        f"{report.batches} batch{'es' if report.batches != 1 else ''}{rebuilt} ({report.seconds:.1f} s)"
+        f"{report.batches} batch{'es' if report.batches != 1 else ''}{rebuilt}{_left_alone(report)} "
+        f"({report.seconds:.1f} s)"
     )
+
+
+def _left_alone(report) -> str:
+    """The datasets a pass left to their hourly or daily cadence, if any."""
+    from parcours.refresh.declarations import declarations
+
+    waiting = [d.name for d in declarations() if report.refreshed and d.name not in report.refreshed]
+    return f"; not due yet: {', '.join(waiting)}" if waiting else ""
 
 
 @app.command()
@@ -390,6 +399,14 @@ def refresh(
             "cycles (sessions.*, churn.*) changed, re-derive those first (needs --config).",
         ),
     ] = False,
+    all_cadences: Annotated[
+        bool,
+        typer.Option(
+            "--all-cadences",
+            help="Refresh the hourly and daily datasets too, due or not, leaving every dataset current "
+            "(--full and parcours compact always do).",
+        ),
+    ] = False,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -404,6 +421,9 @@ def refresh(
 
     Extra arguments after `--` are Beam pipeline options (`--runner PrismRunner ...`), as for
     `parcours run`: for the Python models, and for the touchpoints' re-derivation of --full.
+
+    A pass like the scheduled one: an hourly (daily) dataset is refreshed only by the first pass
+    in a later UTC hour (day) than its last refresh (`--all-cadences`: now).
     """
     from parcours.refresh.rederive import NeedsConfiguration
     from parcours.refresh.refresher import catch_up, plan
@@ -416,7 +436,7 @@ def refresh(
         fail("--config applies to --full (the rules to rebuild under) or --dry-run only")
     journey = _load_config(config) if config is not None else None
     if dry_run:
-        for pending in plan(wh, journey):
+        for pending in plan(wh, journey, all_cadences=all_cadences):
             if not pending.reasons:
                 console.print(f"{pending.dataset}: current")
                 continue
@@ -424,7 +444,7 @@ def refresh(
         return
     try:
         with wh.lock():
-            refreshed = catch_up(wh, full=full, config=journey, beam_args=ctx.args)  # its commit rebuilds the views
+            refreshed = catch_up(wh, full=full, config=journey, beam_args=ctx.args, all_cadences=all_cadences)
             if refreshed is None and wh.views_outdated():
                 wh.rebuild_views()
     except (WarehouseBusy, CheckpointError, NeedsConfiguration) as exc:
@@ -464,7 +484,8 @@ def compact(
         with wh.lock():
             if wh.views_outdated():
                 wh.rebuild_views()
-            refreshed = catch_up(wh)  # compaction drops the markers a refresh needs
+            # Compaction drops the markers a refresh needs: every dataset current first, whatever its cadence.
+            refreshed = catch_up(wh, all_cadences=True)
             if refreshed is not None:
                 console.print(_describe_refresh(refreshed))
             report = compact_warehouse(wh, grace=period)

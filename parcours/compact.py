@@ -107,8 +107,8 @@ def compact(
     pending = warehouse.marts_pending()
     if pending:
         raise MartsNotRefreshed(
-            f"batches {pending[0].seq}..{pending[-1].seq} are not in the sessions and journeys marts yet: "
-            "refresh them first (parcours compact and parcours run do)"
+            f"batches {pending[0].seq}..{pending[-1].seq} are not in every derived dataset yet: "
+            "refresh every cadence first (`catch_up(..., all_cadences=True)`: parcours compact does)"
         )
     now = now or datetime.now(UTC)
     report = CompactionReport(seq=None)

@@ -11,7 +11,7 @@ A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a decl
     not_null: [customer_id, ...]
     identities: ["n_customers <= n_sessions", ...]  # true on every row of `view`
     partition: batch_date            # the dataset's partition column
-    cadence: every_pass
+    cadence: every_pass              # or hourly, daily: when a refresh pass may refresh it
     invalidation:                    # what makes rows stale
       kind: customers                # touched by new events: recomputed per customer
       from: session_started_at       # touchpoints column: where a touched customer restarts
@@ -25,16 +25,44 @@ A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a decl
       kind: partitions               # follows the changed partitions of an upstream dataset
       source: journeys
       source_partition: <SQL over the source's rows giving this dataset's partition, or "{{ period }}">
+    # or
+    invalidation:
+      kind: family                   # q-values: a family's rows are recomputed together
+      family: [started_date, channel]  # columns of the dataset, its partition column among them
+      source: sessions
+      source_family:                 # per family column, SQL over the source's changed rows
+        started_date: started_date
+        channel: unnest(channels)
+    # or
+    invalidation:
+      kind: whole                    # recomputed whole when anything it reads changed
     # The conventions of analytics views (parcours.warehouse.conventions), all optional:
     grouping_sets: [[], [segment]]   # rolled-up rows: `breakdown`, `all`, `unknown`
     additive: [n_journeys]           # totals equal in every breakdown
     period: {column: started_week, unit: week, by: started_at}
     min_n: 30                        # with rates: {n_journeys: [conversion_rate]}
 
+Cadence: an `every_pass` dataset is refreshed by every refresh pass that has work; an `hourly`
+(`daily`) one by the first pass whose wall clock lies in a later UTC hour (day) than its last
+refresh, for everything committed since (`parcours.refresh.refresher.catch_up`). A dataset is
+never more frequent than a dataset it reads (refused here): a faster one would show its source
+older than itself.
+
+A `family` dataset is one where a row's value depends on other rows: a Benjamini-Hochberg q
+adjusts every p-value of its family together, so one changed test changes every q of the
+family. When any row of a family is invalidated (the source's changed rows map to families by
+`source_family`), the whole family is recomputed. A family lies in one partition (its columns
+must include the partition column), so its rows are replaced with the partition files holding
+them, the other families' rows carried over unchanged. A `whole` dataset is recomputed whole,
+replacing all its files, whenever a dataset its models read gained or lost a file since its
+last refresh, or, when they read `parcours_finality` or `parcours_watermark`, when the finality
+point moved.
+
 What a declaration does not state is read from the models, so it cannot drift: the models a
 dataset's model reads (transitively), the derived datasets it depends on (those whose raw
-view a model of it reads: the dependency order), the configuration keys it reads (the settings
-columns named in those models), and from both its fingerprint.
+view a model of it reads: the dependency order), the registered datasets whose raw views they
+read (what invalidates a `whole` dataset), whether they read the clock, the configuration keys
+it reads (the settings columns named in those models), and from both its fingerprint.
 """
 
 from __future__ import annotations
@@ -55,9 +83,12 @@ from parcours.warehouse import DATASETS, conventions
 from parcours.warehouse.conventions import NO_CONVENTIONS, Conventions
 from parcours.warehouse.views import MODEL_LAYERS, model_references
 
-CADENCES = ("every_pass",)  # hourly and daily arrive with the first dataset that needs them
-CUSTOMERS, PARTITIONS = "customers", "partitions"
-INVALIDATIONS = (CUSTOMERS, PARTITIONS)
+EVERY_PASS, HOURLY, DAILY = "every_pass", "hourly", "daily"
+CADENCES = (EVERY_PASS, HOURLY, DAILY)  # from the most frequent to the least
+CUSTOMERS, PARTITIONS, FAMILY, WHOLE = "customers", "partitions", "family", "whole"
+INVALIDATIONS = (CUSTOMERS, PARTITIONS, FAMILY, WHOLE)
+# What a model reads of the clock: a dataset reading them changes when the finality point moves.
+CLOCK_VIEWS = ("parcours_finality", "parcours_watermark")
 _FIELDS = {
     "dataset",
     "view",
@@ -89,9 +120,13 @@ class Invalidation:
     from_expression: str = ""  # over a touched customer's batch rows: its minimum is the marker
     supersedes: str = ""
     answers_from: str = ""  # a survey_answers column: new answers touch their customer from there
-    # partitions
+    # partitions, family
     source: str = ""
     source_partition: str = ""
+    # family: the dataset's columns naming a family (the partition column among them), and for
+    # each, the SQL over the source's changed rows giving the families they invalidate
+    family: tuple[str, ...] = ()
+    source_family: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +152,8 @@ class Derived:
     fingerprint: str = ""
     python: str = ""  # "module:function" of a Python model; empty for a SQL model
     conventions: Conventions = NO_CONVENTIONS  # grouping sets, period, small-n suppression
+    reads_datasets: tuple[str, ...] = ()  # the registered datasets whose raw view its models read
+    reads_clock: bool = False  # its models read the finality point or the watermark
 
 
 def _python_model(body: Mapping[str, Any], source: str) -> str:
@@ -228,12 +265,21 @@ def resolve(
     for d in declared:
         words = set().union(*(_words(texts[m][1]) for m in closure[d.name]))
         depends = tuple(sorted(o.name for o in declared if o.name != d.name and f"raw_{o.name}" in words))
-        if d.invalidation.kind == PARTITIONS and d.invalidation.source not in (*depends, *_LANDED_SOURCES):
+        if d.invalidation.kind in (PARTITIONS, FAMILY) and d.invalidation.source not in (*depends, *_LANDED_SOURCES):
             raise DeclarationError(
                 f"{d.source}: invalidation source {d.invalidation.source!r} is neither a landed dataset "
                 f"({', '.join(_LANDED_SOURCES)}) nor a derived dataset its model reads ({list(depends)})"
             )
         reads_config = tuple(c for c in settings_columns if c in words)
+        faster = [o.name for o in declared if o.name in depends and _slower(o.cadence, d.cadence)]
+        if faster:
+            raise DeclarationError(
+                f"{d.source}: cadence {d.cadence!r} is more frequent than that of {faster}, which it reads: "
+                "it would show them older than its own refresh (a dataset's cadence is at most as frequent "
+                "as its sources')"
+            )
+        reads_datasets = tuple(sorted(n for n in DATASETS if f"raw_{n}" in words))
+        reads_clock = any(v in words for v in CLOCK_VIEWS)
         digest = hashlib.sha256()
         for model in sorted(closure[d.name]):
             digest.update(f"{model}\n{texts[model][1]}\n".encode())
@@ -241,11 +287,17 @@ def resolve(
         complete[d.name] = Derived(
             **{**_as_dict(d), "reads": closure[d.name], "depends_on": depends, "reads_config": reads_config},
             fingerprint=digest.hexdigest()[:16],
+            reads_datasets=reads_datasets,
+            reads_clock=reads_clock,
         )
     return tuple(complete[n] for n in _ordered(complete))
 
 
 _LANDED_SOURCES = ("touchpoints", "survey_answers")
+
+
+def _slower(cadence: str, than: str) -> bool:
+    return CADENCES.index(cadence) > CADENCES.index(than)
 
 
 def fingerprint(derived: Derived, settings: Mapping[str, Any]) -> str:
@@ -320,7 +372,7 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
         partition=spec.partition_column,
         cadence=str(body["cadence"]),
         invalidation=_rendered_partition(
-            _invalidation(body["invalidation"], fail, columns), declared_conventions, source
+            _invalidation(body["invalidation"], fail, columns, spec.partition_column), declared_conventions, source
         ),
         source=source,
         python=str(body.get("python", "")),
@@ -328,9 +380,45 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
     )
 
 
-def _invalidation(body: Any, fail, columns: set[str]) -> Invalidation:
+def _family(body: Mapping[str, Any], fail, columns: set[str], partition: str) -> Invalidation:
+    """A dataset holding q-values: a family's rows are recomputed together. A family lies in one
+    partition (the partition column is one of its columns), so its rows are replaced by rewriting
+    the partitions holding an invalidated family: the other families' rows carried over as they
+    were, the invalidated ones' recomputed by the model."""
+    wanted = ("family", "source", "source_family")
+    if sorted(set(body) - {"kind"}) != sorted(wanted):
+        raise fail(f"a family invalidation states exactly {list(wanted)}")
+    family = _names(body["family"], fail, "invalidation.family")
+    if not family:
+        raise fail("invalidation.family names no column")
+    absent = sorted(set(family) - columns)
+    if absent:
+        raise fail(f"invalidation.family columns {absent} are not in the dataset")
+    if partition not in family:
+        raise fail(
+            f"invalidation.family must include the partition column {partition!r}: a family's rows are "
+            "replaced with the partition files that hold them"
+        )
+    mapping = body["source_family"]
+    if not isinstance(mapping, Mapping) or sorted(mapping) != sorted(family):
+        raise fail(f"invalidation.source_family maps each family column {list(family)} to SQL over the source's rows")
+    return Invalidation(
+        FAMILY,
+        source=str(body["source"]),
+        family=family,
+        source_family=tuple((column, str(mapping[column])) for column in family),
+    )
+
+
+def _invalidation(body: Any, fail, columns: set[str], partition: str = "") -> Invalidation:
     if not isinstance(body, Mapping) or body.get("kind") not in INVALIDATIONS:
         raise fail(f"invalidation.kind must be one of {list(INVALIDATIONS)}")
+    if body["kind"] == WHOLE:
+        if set(body) != {"kind"}:
+            raise fail("a whole invalidation states its kind only (what it reads is read from its models)")
+        return Invalidation(WHOLE)
+    if body["kind"] == FAMILY:
+        return _family(body, fail, columns, partition)
     if body["kind"] == CUSTOMERS:
         wanted = ("from", "marker", "supersedes")
         if sorted(set(body) - {"kind", "from_expression", "answers_from"}) != sorted(wanted):
@@ -412,7 +500,9 @@ def _ordered(complete: Mapping[str, Derived]) -> list[str]:
 
 def _as_dict(d: Derived) -> dict[str, Any]:
     return {
-        f: getattr(d, f) for f in Derived.__slots__ if f not in ("reads", "depends_on", "reads_config", "fingerprint")
+        f: getattr(d, f)
+        for f in Derived.__slots__
+        if f not in ("reads", "depends_on", "reads_config", "fingerprint", "reads_datasets", "reads_clock")
     }
 
 

@@ -28,7 +28,20 @@ refresh invalidated, and publishes all their rows in one commit of kind `refresh
   by the manifest. Changed partitions: of a landed source, the partitions of its new files (a
   re-landed event keeps its date); of a derived source, the declaration's `source_partition` of
   the source's new rows and of the rows their markers supersede. A dataset with no file yet is
-  computed whole once.
+  computed whole once;
+* **family** datasets (q-values): the families of the source's changed rows recomputed whole,
+  exactly those, and the partitions holding them rewritten with the other families' rows as
+  they were;
+* **whole** datasets: recomputed whole, every old file replaced, when anything they read changed
+  (or the finality point moved, for a model reading the clock).
+
+Cadences: every-pass datasets are refreshed by every pass with work; an hourly (daily) one by
+the first pass in a later UTC hour (day) than its last refresh. The ledger records per dataset
+the seq it is current through (`DerivedState.through`), so a deferred dataset, when due, sees
+every commit since its own last refresh: the batches landed since, and the refresh commits of
+the datasets it reads. `MARTS_THROUGH` is the least of those points (every dataset holds the
+commits up to it), and `marts_pending` the batches after it: empty only when every dataset is
+current, which a compaction needs (it refreshes every cadence first, as `--full` does).
 
 The rows come from the model SQL itself, run by DuckDB over those events only, so a session row
 and a journey row keep one definition (`sql/intermediate/`), and no count is ever patched by a
@@ -54,13 +67,15 @@ touchpoints are current after each batch).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import gc
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import PurePosixPath
 
 import duckdb
 import pyarrow as pa
@@ -68,16 +83,29 @@ import pyarrow as pa
 from parcours.config import JourneyConfig
 from parcours.pipelines.state import file_date
 from parcours.refresh.beam_models import run_model
-from parcours.refresh.declarations import CUSTOMERS, PARTITIONS, Derived, declarations, fingerprint, load_python
+from parcours.refresh.declarations import (
+    CUSTOMERS,
+    EVERY_PASS,
+    HOURLY,
+    PARTITIONS,
+    WHOLE,
+    Derived,
+    declarations,
+    fingerprint,
+    load_python,
+)
 from parcours.refresh.rederive import TOUCHPOINTS, NeedsConfiguration, rederive, stale_because
 from parcours.warehouse import (
+    COMPACTION,
     DATASETS,
     MARTS_THROUGH,
     REFRESH,
     DerivedState,
     Manifest,
     PublishedFile,
+    Refreshed,
     Warehouse,
+    kind_of,
     model_sql,
     raw_view_sql,
     settings_views_sql,
@@ -105,6 +133,7 @@ class RefreshReport:
     rows: dict[str, int] = field(default_factory=dict)  # per derived dataset: rows written
     rebuilt: tuple[str, ...] = ()  # datasets rebuilt whole (`--full`: their definition changed)
     rederived: int = 0  # touchpoint rows whose sessions and cycles were re-derived (`--full`)
+    refreshed: tuple[str, ...] = ()  # the datasets this pass refreshed (the others' cadence left them)
 
 
 @dataclass(frozen=True)
@@ -115,13 +144,104 @@ class Pending:
     dataset: str
     reasons: tuple[str, ...]
     stale_definition: bool = False  # its rows were written under another fingerprint
+    due: bool = True  # its cadence lets the next pass refresh it
+    next_due: datetime | None = None  # when not: the start of the hour (day) it is due from
 
 
-def plan(warehouse: Warehouse, config: JourneyConfig | None = None) -> list[Pending]:
-    """What the next refresh pass would do for each derived dataset, and why (under `config`'s
-    rules if given, else under the latest commit's), the landed touchpoints' derived columns
-    first. Reads the ledger only (and the pending commits' manifests): cheap, takes no lock."""
-    pending = warehouse.marts_pending()
+def cadence_due(derived: Derived, refreshed: Refreshed | None, now: datetime) -> tuple[bool, datetime | None, str]:
+    """Whether a pass at wall clock `now` may refresh `derived`, when it next may if not, and
+    why. Every-pass datasets always; an hourly (daily) one when `now` lies in a later UTC hour
+    (day) than its last refresh, or it was never refreshed. Its last refresh is the
+    `created_at` of the commit that last refreshed it: a pass that left it alone does not count."""
+    if derived.cadence == EVERY_PASS:
+        return True, None, ""
+    if refreshed is None:
+        return True, None, f"{derived.cadence}: never refreshed"
+    last = datetime.fromisoformat(refreshed.refreshed_at)
+    last = (last.replace(tzinfo=UTC) if last.tzinfo is None else last).astimezone(UTC)
+    if derived.cadence == HOURLY:
+        start, unit, shown = last.replace(minute=0, second=0, microsecond=0), timedelta(hours=1), "%H:%M"
+    else:
+        start, unit = last.replace(hour=0, minute=0, second=0, microsecond=0), timedelta(days=1)
+        shown = "%Y-%m-%d %H:%M"
+    following = start + unit
+    if now.astimezone(UTC) >= following:
+        period = "hour" if derived.cadence == HOURLY else "day"
+        return True, None, f"{derived.cadence}: due (last refreshed {last:%Y-%m-%d %H:%M} UTC, in an earlier {period})"
+    return False, following, f"{derived.cadence}: next due after {following.strftime(shown)} UTC"
+
+
+def _in_pass(derived: Sequence[Derived], state: Mapping[str, Refreshed], now: datetime, force: bool) -> dict[str, str]:
+    """The datasets a pass at `now` refreshes (name -> why): those their cadence lets it (all when
+    `force`), and the datasets each of them reads, so that none is refreshed before what it
+    reads is current at least as far (the declarations refuse a cadence more frequent than a
+    source's, so this only brings a source forward that an earlier forced pass left behind)."""
+    chosen: dict[str, str] = {}
+    for d in derived:
+        due, _next, why = (True, None, "") if force else cadence_due(d, state.get(d.name), now)
+        if due:
+            chosen[d.name] = why
+    for d in reversed(derived):  # dependants first: what they pull in pulls its own sources in turn
+        if d.name in chosen:
+            for source in d.depends_on:
+                chosen.setdefault(source, f"read by {d.name}, refreshed by this pass")
+    return chosen
+
+
+def _windows(warehouse: Warehouse, names: Sequence[str]) -> tuple[dict[str, int], dict[str, list[Manifest]]]:
+    """Per dataset, the seq it is current through and the commits since (its pending work: the
+    changed files of every commit after it, refresh commits of the datasets it reads included)."""
+    through = warehouse.derived_through(names)
+    history = warehouse.manifests()
+    oldest = min(through.values(), default=0)
+    after = history[bisect.bisect_right(history.seqs, oldest) :]
+    return through, {name: [m for m in after if m.seq > through[name]] for name in names}
+
+
+def _union(windows: Mapping[str, Sequence[Manifest]], datasets: Sequence[Derived]) -> list[Manifest]:
+    """The commits any of `datasets` has not seen, in seq order."""
+    return sorted({m.seq: m for d in datasets for m in windows[d.name]}.values(), key=lambda m: m.seq)
+
+
+def _landing(manifests: Sequence[Manifest]) -> list[Manifest]:
+    """The commits that landed rows the derived datasets read (ingests, releases)."""
+    return [
+        m
+        for m in manifests
+        if kind_of(m) not in (REFRESH, COMPACTION) and any(f.dataset in _LANDED_READ for f in m.files)
+    ]
+
+
+_LANDED_READ = ("touchpoints", "rewrites", "survey_answers")
+
+
+def _dataset_of(path: str) -> str:
+    """The dataset of a file path (`data/<dataset>/<partition>=<value>/<file>`)."""
+    parts = PurePosixPath(path).parts
+    return next((parts[i - 1] for i, part in enumerate(parts) if "=" in part and i > 0), "")
+
+
+def _touched(derived: Derived, window: Sequence[Manifest]) -> list[Manifest]:
+    """The commits of `window` that added or removed a file of a dataset `derived` reads."""
+    reads = set(derived.reads_datasets)
+    return [
+        m for m in window if any(f.dataset in reads for f in m.files) or any(_dataset_of(p) in reads for p in m.removed)
+    ]
+
+
+def plan(
+    warehouse: Warehouse,
+    config: JourneyConfig | None = None,
+    now: datetime | None = None,
+    *,
+    all_cadences: bool = False,
+) -> list[Pending]:
+    """What a refresh pass at wall clock `now` (default: the current time) would do for each
+    derived dataset, and why (under `config`'s rules if given, else under the latest commit's),
+    the landed touchpoints' derived columns first: the commits it has not seen, whether its
+    cadence lets this pass refresh it or when it next does. Reads the ledger only (and the
+    pending commits' manifests): cheap, takes no lock."""
+    now = now or datetime.now(UTC)
     state = warehouse.derived_state()
     settings = warehouse.manifests()[-1].settings if len(warehouse.manifests()) else {}
     settings = config.settings_record() if config is not None else settings
@@ -129,26 +249,40 @@ def plan(warehouse: Warehouse, config: JourneyConfig | None = None) -> list[Pend
     touchpoints = stale_because(warehouse, settings) if settings else None
     if touchpoints:
         out.append(Pending(TOUCHPOINTS, (touchpoints,), True))
-    touched = sum(m.counts.get("landed", 0) for m in pending)
-    for derived in declarations():
+    derived = declarations()
+    _through, windows = _windows(warehouse, [d.name for d in derived])
+    chosen = _in_pass(derived, state, now, all_cadences)
+    for d in derived:
         reasons = []
-        if pending:
-            seqs = [m.seq for m in pending]
+        landing = _landing(windows[d.name])
+        if landing:
+            seqs = [m.seq for m in landing]
+            touched = sum(m.counts.get("landed", 0) for m in landing)
             reasons.append(
-                f"{len(pending)} commit(s) since the last refresh (seq {seqs[0]}..{seqs[-1]}, "
+                f"{len(landing)} commit(s) since the last refresh (seq {seqs[0]}..{seqs[-1]}, "
                 f"{touched:,} records landed)"
             )
-        current = state.get(derived.name)
+        upstream = [m.seq for m in _touched(d, windows[d.name]) if kind_of(m) == REFRESH]
+        if upstream:
+            reasons.append(
+                f"what it reads was refreshed since its own last refresh (seq {upstream[0]}..{upstream[-1]})"
+            )
+        current = state.get(d.name)
         stale = False
-        if settings and current is not None and current.fingerprint != fingerprint(derived, settings):
+        if settings and current is not None and current.fingerprint != fingerprint(d, settings):
             stale = True
             reasons.append(
                 f"its definition changed since its rows were written (fingerprint {current.fingerprint} -> "
-                f"{fingerprint(derived, settings)}): `parcours refresh --full` rebuilds it"
+                f"{fingerprint(d, settings)}): `parcours refresh --full` rebuilds it"
             )
-        if settings and current is None and not warehouse.live_files(derived.name) and pending:
+        if settings and current is None and not warehouse.live_files(d.name) and landing:
             reasons.append("never built: computed whole")
-        out.append(Pending(derived.name, tuple(reasons), stale))
+        due, following, why = cadence_due(d, current, now)
+        if d.name in chosen and not due:
+            due, following, why = True, None, chosen[d.name] or "every cadence: forced"
+        if reasons and why:
+            reasons.append(why)
+        out.append(Pending(d.name, tuple(reasons), stale, due, following))
     return out
 
 
@@ -159,8 +293,21 @@ def catch_up(
     full: bool = False,
     config: JourneyConfig | None = None,
     beam_args: Sequence[str] = (),
+    all_cadences: bool = False,
 ) -> RefreshReport | None:
-    """Refresh every derived dataset for every commit since the last refresh, in one commit.
+    """Refresh the derived datasets due at wall clock `now` for every commit each has not seen, in
+    one commit.
+
+    Cadences: an every-pass dataset is refreshed by every pass that has anything to do; an
+    hourly (daily) one by the first pass whose wall clock lies in a later UTC hour (day) than its
+    last refresh, for every commit since that refresh (the ledger records per dataset the seq it
+    is current through: `DerivedState.through`); the others leave it alone. A dataset refreshed
+    brings the datasets it reads current in the same pass, before it. `all_cadences` (and
+    `full`) refreshes every dataset whatever its cadence, leaving all current: what a compaction
+    needs first (it drops the markers a lagging dataset's refresh would read), and what
+    `parcours refresh --all-cadences` asks for. A plain `parcours refresh` is a pass like the
+    scheduled one: run from cron it *is* the schedule, and forcing there would make every
+    cadence every-pass.
 
     With `full`, the datasets whose definition changed since their rows were written (their
     fingerprint) are rebuilt whole instead, and every other one is refreshed as usual, all in
@@ -172,7 +319,6 @@ def catch_up(
     `beam_args` name (the local one by default).
     """
     started = time.perf_counter()
-    pending = warehouse.marts_pending()
     manifests = warehouse.manifests()
     if not len(manifests):
         return None
@@ -193,43 +339,54 @@ def catch_up(
             "the configuration file: `parcours refresh --full --config FILE`"
         )
     now = now or datetime.now(UTC)
+    derived = declarations()
+    chosen = _in_pass(derived, state, now, all_cadences or full)
+    in_pass = [d for d in derived if d.name in chosen]
+    through, windows = _windows(warehouse, [d.name for d in derived])
+    pending = _landing(_union(windows, in_pass))
     # The watermark and finality point at the refresh's wall clock (the commit's created_at).
     clock = finality(latest, latest.settings, now.replace(microsecond=0))
-    previous = _previous_point(state)
-    if not pending and not rebuild and clock.point == previous:
+    previous = _previous_point(state, in_pass)
+    touched = any(_touched(d, windows[d.name]) for d in in_pass)
+    if not in_pass or (not pending and not touched and not rebuild and clock.point == previous):
         return None
     # After a run's micro-batches, Arrow's allocator still holds their freed memory: hand it back
     # before DuckDB takes its own, so the run's peak is the larger of the two, not their sum.
     gc.collect()
     pa.default_memory_pool().release_unused()
     seq = warehouse.next_seq()
-    changed = [f for manifest in pending for f in manifest.files]
+    customers = [d for d in in_pass if d.invalidation.kind == CUSTOMERS]
+    # The customer datasets share one marker per customer: refreshed together, for the commits
+    # the least current of them has not seen (again for the others: a recompute is idempotent).
+    changed = [f for m in _landing(_union(windows, customers)) for f in m.files]
     relanded = rederive(warehouse, seq, config, now, beam_args=beam_args) if reland else None
     changed += relanded.files if relanded else []
-    derived = declarations()
     report = refresh_customers(
         warehouse,
         seq,
-        [d for d in derived if d.invalidation.kind == CUSTOMERS],
+        customers,
         changed,
         latest.settings,
         now.date(),
         rebuild=rebuild,
         clock=clock,
-        previous_point=previous,
+        previous_point=_previous_point(state, customers),
         beam_args=beam_args,
     )
     if relanded:  # published by this commit, so read by the partition datasets' models too
         report = dataclasses.replace(report, files=[*relanded.files, *report.files])
-    report = refresh_partitions(
+    judged_at = dataclasses.replace(latest, created_at=now.replace(microsecond=0).isoformat())
+    report = refresh_tables(
         warehouse,
         seq,
         report,
-        [d for d in derived if d.invalidation.kind == PARTITIONS],
-        changed,
+        [d for d in in_pass if d.invalidation.kind != CUSTOMERS],
+        {d.name: windows[d.name] for d in in_pass},
         latest.settings,
-        now.date(),
         rebuild=rebuild,
+        clock=clock,
+        as_of={d.name: _as_of(state.get(d.name)) for d in in_pass},
+        judged_at=judged_at,
     )
     as_of = clock.point.astimezone(UTC).isoformat() if clock.point is not None else None
     publish(
@@ -250,6 +407,7 @@ def catch_up(
                 "refreshed_batches": len(pending),
                 "refreshed_rollup_partitions": report.rollup_partitions,
                 "rebuilt_datasets": len(rebuild),
+                "refreshed_datasets": len(in_pass),
                 **(
                     {
                         "rederived_touchpoints": relanded.rows,
@@ -259,16 +417,17 @@ def catch_up(
                     if relanded
                     else {}
                 ),
-                MARTS_THROUGH: seq,
+                # Every dataset holds the commits up to the laggard's point (this one's when none lags).
+                MARTS_THROUGH: min(seq if d.name in chosen else through[d.name] for d in derived),
             },
             settings=latest.settings,
             removed=report.removed,
             kind=REFRESH,
-            derived={
+            derived={  # the datasets this pass left alone keep their own record
                 d.name: DerivedState(
-                    _current_under(d, state, rebuild, latest.settings), report.rows.get(d.name, 0), as_of
+                    _current_under(d, state, rebuild, latest.settings), report.rows.get(d.name, 0), as_of, seq
                 )
-                for d in derived
+                for d in in_pass
             }
             | (relanded.derived if relanded else {}),
         ),
@@ -280,7 +439,14 @@ def catch_up(
         seconds=time.perf_counter() - started,
         rebuilt=tuple(sorted(rebuild)),
         rederived=relanded.rows if relanded else 0,
+        refreshed=tuple(d.name for d in in_pass),
     )
+
+
+def _as_of(refreshed: Refreshed | None) -> datetime | None:
+    if refreshed is None or not refreshed.as_of:
+        return None
+    return datetime.fromisoformat(refreshed.as_of).astimezone(UTC)
 
 
 def _current_under(derived: Derived, state: dict, rebuild: set[str], settings: dict) -> str:
@@ -299,11 +465,12 @@ def _stale(warehouse: Warehouse, settings: dict) -> set[str]:
     return {d.name for d in declarations() if d.name in state and state[d.name].fingerprint != fingerprint(d, settings)}
 
 
-def _previous_point(state: dict) -> datetime | None:
-    """The finality point of the last refresh (the `as_of` it recorded), None before the first."""
-    names = {d.name for d in declarations()}  # not the touchpoints' own record (`rederive`)
-    recorded = [r.as_of for name, r in state.items() if name in names and getattr(r, "as_of", None)]
-    return datetime.fromisoformat(min(recorded)).astimezone(UTC) if recorded else None
+def _previous_point(state: dict, datasets: Sequence[Derived]) -> datetime | None:
+    """The finality point of the last refresh of `datasets` (the earliest `as_of` they recorded:
+    the customers due since then), None before the first."""
+    recorded = [_as_of(state.get(d.name)) for d in datasets]
+    recorded = [r for r in recorded if r is not None]
+    return min(recorded) if recorded else None
 
 
 def refresh_customers(
@@ -578,96 +745,212 @@ def _sql_type(kind: pa.DataType) -> str:
     return "VARCHAR"
 
 
-def refresh_partitions(
+def refresh_tables(
     warehouse: Warehouse,
     seq: int,
     marts: RefreshReport,
     datasets: Sequence[Derived],
-    batch_files: list[PublishedFile],
+    windows: Mapping[str, Sequence[Manifest]],
     settings: dict,
-    batch_date: date,
     *,
     rebuild: set[str] = frozenset(),
+    clock: Finality = NO_TIME,
+    as_of: Mapping[str, datetime | None] | None = None,
+    judged_at: Manifest | None = None,
     threads: int = 2,
 ) -> RefreshReport:
-    """Recompute the partitions of the partition datasets `datasets` that the customer datasets'
-    refresh `marts` and the batches' files `batch_files` changed; returns `marts` with the new
-    files and the replaced ones. A dataset in `rebuild`, or with no file yet, is computed whole.
+    """Refresh the `partitions`, `family` and `whole` datasets `datasets`, in their order (each
+    after those it reads), for what changed since each one's last refresh: the commits of its
+    window (`windows`) and what this pass wrote before it (`marts`: the customer datasets'
+    refresh, then each dataset here in turn). Returns `marts` with the new files and the
+    replaced ones. A dataset in `rebuild`, or with no file yet, is computed whole.
 
-    Each changed partition is recomputed whole by the dataset's model, over the views as they
-    will read once this refresh commits, so no count is ever patched by a difference.
+    * **partitions**: every changed partition recomputed whole by the model, its old file removed
+      by the manifest. Changed partitions: of a landed source, the partitions of its new files (a
+      re-landed event keeps its date); of a derived source, the declaration's `source_partition`
+      over the source's changed rows (`_changed_rows`);
+    * **family**: the families (the declaration's `family` columns) of the source's changed rows
+      (`source_family` over them) recomputed by the model, exactly those: a q-value adjusts
+      every p-value of its family together, so one changed test changes every q of its family.
+      A family lies in one partition; each partition holding one is rewritten, its other
+      families' rows carried over as they were (with the `batch_seq` that wrote them);
+    * **whole**: recomputed whole, all its old files replaced, when a dataset it reads gained or
+      lost a file since its last refresh, or, if its models read the finality point or the
+      watermark (`parcours_finality`, `parcours_watermark`), when the finality point moved.
+
+    Every model runs over the views as they will read once this refresh commits (the time views
+    judged at the refresh's wall clock: `judged_at`, the commit to be), so no count is ever
+    patched by a difference.
     """
     by_name = {d.name: d for d in declarations()}
-    sources = {d.invalidation.source for d in datasets}
-    new_files = {name: [f for f in marts.files if f.dataset == name] for name in (*sources, "refreshes")}
+    as_of = as_of or {}
     spill = warehouse.root / "_staging" / f"rollups-{seq}"
-    con = duckdb.connect()
-    files: list[PublishedFile] = []
+    files: list[PublishedFile] = list(marts.files)
     removed: list[str] = [*marts.removed]
     rows = dict(marts.rows)
     recomputed = 0
+    con: duckdb.DuckDBPyConnection | None = None
+    seen: set[str] = set()  # datasets whose new files the views of `con` hold
     try:
-        con.execute(f"set threads = {int(threads)}")
-        con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
-        con.execute("set temp_directory = ?", [str(spill)])
-        # The warehouse as it reads after this commit: the new rows in, the rebuilt datasets' old files out.
-        warehouse.create_views(con, adding=marts.files, settings=settings, leaving=marts.removed)
-        for name, added in new_files.items():
-            paths = [str(warehouse.root / f.path) for f in added]
-            con.execute(raw_view_sql(con, DATASETS[name], paths, temporary=True, name=f"new_{name}"))
-        changed: dict[tuple[str, str], set[date]] = {}
         for derived in datasets:
-            source, expression = derived.invalidation.source, derived.invalidation.source_partition
-            if (source, expression) in changed:
-                continue
-            if source not in by_name:  # a landed dataset: the partitions of its new files
-                if expression != DATASETS[source].partition_column:
-                    raise ValueError(f"{derived.source}: a landed source's partition must be its own, {expression!r}")
-                changed[source, expression] = {
-                    date.fromisoformat(f.partition) for f in batch_files if f.dataset == source
-                }
-            else:
-                upstream = by_name[source].invalidation
-                changed[source, expression] = _changed_partitions(
-                    con, source, expression, f"{upstream.supersedes} >= r.{upstream.marker}"
-                )
-        for derived in datasets:
+            if con is None or (set(derived.depends_on) - seen) & {f.dataset for f in files}:
+                # The warehouse as it reads after this commit: the new rows in, the replaced files out.
+                if con is not None:
+                    con.close()
+                con = duckdb.connect()
+                con.execute(f"set threads = {int(threads)}")
+                con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
+                con.execute("set temp_directory = ?", [str(spill)])
+                warehouse.create_views(con, adding=files, settings=settings, leaving=removed, judged_at=judged_at)
+                seen = {f.dataset for f in files}
+            window = windows.get(derived.name, ())
+            added = [f for m in window for f in m.files] + files
+            gone = [p for m in window for p in m.removed] + removed
             spec = DATASETS[derived.name]
             live = warehouse.live_files(derived.name)
+            kind = derived.invalidation.kind
             whole = not live or derived.name in rebuild or derived.invalidation.source in rebuild
-            partitions = (
-                [] if whole else sorted(changed[derived.invalidation.source, derived.invalidation.source_partition])
-            )
+            if kind == WHOLE and not whole:
+                reads = set(derived.reads_datasets)
+                clock_moved = derived.reads_clock and clock.point != as_of.get(derived.name)
+                if not (
+                    clock_moved or any(f.dataset in reads for f in added) or any(_dataset_of(p) in reads for p in gone)
+                ):
+                    continue
+                whole = True
             query = f"select * from {derived.model}"
-            if not whole:
+            if whole:
+                table = con.sql(query).to_arrow_table()
+                new_rows = table.num_rows
+            elif kind == PARTITIONS:
+                partitions = sorted(_changed_partition_values(con, warehouse, derived, by_name, added, gone))
                 if not partitions:
                     continue
                 query += f" where {spec.partition_column} in ({', '.join('?' * len(partitions))})"
                 live = [f for f in live if date.fromisoformat(f.partition) in set(partitions)]
-            table = con.sql(query, params=partitions).to_arrow_table()
-            table = table.append_column("batch_seq", pa.repeat(pa.scalar(seq, pa.int64()), table.num_rows))
-            written = warehouse.write_parquet(derived.name, table, seq, PART)
+                table = con.sql(query, params=partitions).to_arrow_table()
+                new_rows = table.num_rows
+            else:  # FAMILY
+                families = _changed_families(con, warehouse, derived, by_name, added, gone)
+                if not families:
+                    continue
+                live = [f for f in live if date.fromisoformat(f.partition) in families]
+                table, new_rows = _family_rows(con, warehouse, derived, live, seq)
+            if "batch_seq" not in table.column_names:
+                table = table.append_column("batch_seq", pa.repeat(pa.scalar(seq, pa.int64()), table.num_rows))
+            written = warehouse.write_parquet(derived.name, _as_spec(table, spec), seq, PART)
             files += written
-            rows[derived.name] = table.num_rows
+            rows[derived.name] = new_rows
             removed += [f.path for f in live]
             recomputed += len({f.partition for f in (*live, *written)})
     finally:
-        con.close()
+        if con is not None:
+            con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    return dataclasses.replace(
-        marts, files=[*marts.files, *files], rollup_partitions=recomputed, removed=tuple(removed), rows=rows
-    )
+    return dataclasses.replace(marts, files=files, rollup_partitions=recomputed, removed=tuple(removed), rows=rows)
 
 
-def _changed_partitions(con: duckdb.DuckDBPyConnection, mart: str, partition: str, superseded: str) -> set[date]:
-    """The partitions of `mart`'s new rows and of the landed rows their markers supersede (the
-    customer's rows from the marker's session start or journey cycle on, `superseded`)."""
-    rows = con.execute(
-        f"select {partition} from new_{mart} "
-        f"union select {partition} from raw_{mart} l "
-        f"semi join new_refreshes r on l.customer_id = r.customer_id and l.batch_seq < r.batch_seq and l.{superseded}"
-    ).fetchall()
-    return {day for (day,) in rows}
+# The name refresh_partitions had before `family` and `whole` joined the partition datasets here.
+refresh_partitions = refresh_tables
+
+
+def _as_spec(table: pa.Table, spec) -> pa.Table:
+    """`table` in the dataset's column order and types (DuckDB names UTC `Etc/UTC`)."""
+    schema = pa.schema([*spec.arrow_schema, pa.field(spec.partition_column, spec.partition_type)])
+    return table.select(schema.names).cast(schema)
+
+
+def _changed_rows(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    source: Derived | str,
+    added: Sequence[PublishedFile],
+    gone: Sequence[str],
+) -> str:
+    """A temporary view of the rows of `source` that changed: for a landed source, the rows of
+    its new files; for a customers dataset, its new rows and the rows their `refreshes` markers
+    supersede (the customer's rows from the marker's session start or journey cycle on); for a
+    partitions, family or whole dataset, the rows of its new files and of the files they replace.
+    `added` and `gone`: the files added and the paths removed since the dependant's last refresh,
+    this pass's included. Returns the view's name."""
+    name = source if isinstance(source, str) else source.name
+    root = warehouse.root
+    view = f"changed_{name}"
+    new = sorted({str(root / f.path) for f in added if f.dataset == name})
+    con.execute(raw_view_sql(con, DATASETS[name], new, temporary=True, name=f"new_{name}"))
+    if isinstance(source, str):
+        con.execute(f"create or replace temp view {view} as select * from new_{name}")
+    elif source.invalidation.kind == CUSTOMERS:
+        markers = sorted({str(root / f.path) for f in added if f.dataset == "refreshes"})
+        con.execute(raw_view_sql(con, DATASETS["refreshes"], markers, temporary=True, name="new_refreshes"))
+        upstream = source.invalidation
+        con.execute(
+            f"create or replace temp view {view} as select * from new_{name} union all by name "
+            f"select l.* from raw_{name} l semi join new_refreshes r on l.customer_id = r.customer_id "
+            f"and l.batch_seq < r.batch_seq and l.{upstream.supersedes} >= r.{upstream.marker}"
+        )
+    else:
+        replaced = sorted({str(root / p) for p in gone if _dataset_of(p) == name})
+        con.execute(raw_view_sql(con, DATASETS[name], replaced, temporary=True, name=f"replaced_{name}"))
+        con.execute(
+            f"create or replace temp view {view} as select * from new_{name} union all by name "
+            f"select * from replaced_{name}"
+        )
+    return view
+
+
+def _source(derived: Derived, by_name: Mapping[str, Derived]) -> Derived | str:
+    return by_name.get(derived.invalidation.source, derived.invalidation.source)
+
+
+def _changed_partition_values(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    derived: Derived,
+    by_name: Mapping[str, Derived],
+    added: Sequence[PublishedFile],
+    gone: Sequence[str],
+) -> set[date]:
+    source, expression = _source(derived, by_name), derived.invalidation.source_partition
+    if isinstance(source, str):  # a landed dataset: the partitions of its new files
+        if expression != DATASETS[source].partition_column:
+            raise ValueError(f"{derived.source}: a landed source's partition must be its own, {expression!r}")
+        return {date.fromisoformat(f.partition) for f in added if f.dataset == source}
+    view = _changed_rows(con, warehouse, source, added, gone)
+    return {day for (day,) in con.execute(f"select distinct {expression} from {view}").fetchall()}
+
+
+def _changed_families(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    derived: Derived,
+    by_name: Mapping[str, Derived],
+    added: Sequence[PublishedFile],
+    gone: Sequence[str],
+) -> set[date]:
+    """`changed_families`: the families the source's changed rows invalidate (one row each, the
+    declaration's `source_family` over those rows); returns the partitions holding them."""
+    view = _changed_rows(con, warehouse, _source(derived, by_name), added, gone)
+    columns = ", ".join(f"{expression} as {column}" for column, expression in derived.invalidation.source_family)
+    con.execute(f"create or replace temp table changed_families as select distinct {columns} from {view}")
+    partition = derived.partition
+    return {day for (day,) in con.execute(f"select distinct {partition} from changed_families").fetchall()}
+
+
+def _family_rows(
+    con: duckdb.DuckDBPyConnection, warehouse: Warehouse, derived: Derived, live: Sequence[PublishedFile], seq: int
+) -> tuple[pa.Table, int]:
+    """The rows of the partitions holding an invalidated family (`changed_families`): the model's
+    rows of those families, stamped `seq`, and the other families' rows of those partitions as
+    their files hold them. Returns them and how many were recomputed."""
+    on = " and ".join(f"m.{c} is not distinct from f.{c}" for c in derived.invalidation.family)
+    stamp = f"cast({int(seq)} as BIGINT) as batch_seq"
+    fresh = con.sql(f"select m.*, {stamp} from {derived.model} m semi join changed_families f on {on}").to_arrow_table()
+    paths = [str(warehouse.root / f.path) for f in live]
+    con.execute(raw_view_sql(con, DATASETS[derived.name], paths, temporary=True, name="family_files"))
+    kept = con.sql(f"select m.* from family_files m anti join changed_families f on {on}").to_arrow_table()
+    kept = kept.select(fresh.column_names).cast(fresh.schema)
+    return pa.concat_tables([fresh, kept]), fresh.num_rows
 
 
 def _stream(

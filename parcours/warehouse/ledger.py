@@ -68,11 +68,15 @@ class DerivedState:
     current under (`parcours.refresh.declarations.fingerprint`), the rows that refresh wrote, and
     its `as_of`: the finality point of the refresh (`parcours.warehouse.time.finality` at the
     refresh's wall clock, UTC ISO 8601), the event time up to which its time-dependent statuses
-    are final."""
+    are final; and `through`: the seq of the latest commit whose changes its rows hold (a
+    dataset refreshed hourly or daily lags the others between its refreshes). None in manifests
+    written before it was recorded, when every refresh brought every dataset current: it reads as
+    the seq of the refresh that recorded it (`Ledger.derived_through`)."""
 
     fingerprint: str
     rows_written: int = 0
     as_of: str | None = None
+    through: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Refreshed:
     fingerprint: str
     rows_written: int = 0
     as_of: str | None = None
+    through: int | None = None
 
 
 @dataclass(frozen=True)
@@ -165,8 +170,10 @@ class WarehouseBusy(RuntimeError):
     """Another process holds the warehouse lock: a second run must stop at once, not queue."""
 
 
-# Counts key of a commit after which the sessions and journeys marts summarise every batch
-# committed so far (a marts refresh, or a compaction, which runs one first).
+# Counts key of a refresh or compaction commit: the seq through which *every* derived dataset
+# holds the committed batches. A refresh that brought every dataset current (every one before
+# cadences existed, a compaction, which runs one first) records its own seq; one that left an
+# hourly or daily dataset behind, the seq that dataset is current through (the minimum).
 MARTS_THROUGH = "marts_through_seq"
 # A commit that lands rows of these is pending for the refresher (survey answers too: the
 # datasets that read them are derived like any other).
@@ -218,8 +225,8 @@ class Checkpoint:
     # writes under an old seq, so nothing can appear there to be mistaken for an orphan.
     removals: tuple[Removal, ...]
     file_progress: dict[str, int]  # backfill file key -> byte offset landed up to (`Manifest.sources`)
-    # Batches the sessions and journeys marts do not summarise yet, read from their manifests
-    # when asked for. None after a compaction, which needs the marts current.
+    # Batches some derived dataset does not hold yet, read from their manifests when asked for.
+    # None after a compaction, which needs the marts current.
     marts_pending: tuple[int, ...]
     quarantined: tuple[Quarantine, ...] = ()  # open quarantines, neither released nor dropped
     outbox: tuple[OutboxEntry, ...] = ()  # of the latest manifest that set one (none in older checkpoints)
@@ -227,6 +234,9 @@ class Checkpoint:
     # Of the latest manifest, like `watermarks` (none in older checkpoints; a reader older than
     # the field ignores it: the format is unchanged).
     delivery: dict[str, dict[int, Delivery]] = field(default_factory=dict)
+    # The latest MARTS_THROUGH (None in older checkpoints: read from `marts_pending`, see
+    # `_State.starting_at`; a reader older than the field ignores it: the format is unchanged).
+    marts_through: int | None = None
 
     def to_json(self) -> bytes:
         state = msgspec.json.encode(self)
@@ -305,9 +315,13 @@ class _State:
     outbox: tuple[OutboxEntry, ...] = ()
     derived: dict[str, Refreshed] = field(default_factory=dict)
     delivery: dict[str, dict[int, Delivery]] = field(default_factory=dict)
+    marts_through: int = 0  # the latest MARTS_THROUGH: every derived dataset holds the commits up to it
 
     @classmethod
     def starting_at(cls, checkpoint: Checkpoint) -> _State:
+        through = checkpoint.marts_through
+        if through is None:  # before it was recorded, a refresh left every dataset current
+            through = checkpoint.marts_pending[0] - 1 if checkpoint.marts_pending else checkpoint.seq
         return cls(
             base=checkpoint.seq,
             seq=checkpoint.seq,
@@ -325,6 +339,7 @@ class _State:
             outbox=tuple(checkpoint.outbox),
             derived=dict(checkpoint.derived),
             delivery=checkpoint.delivery,
+            marts_through=through,
         )
 
     def add(self, manifest: Manifest) -> None:
@@ -365,7 +380,9 @@ class _State:
         for name, state in manifest.derived.items():
             self.derived[name] = Refreshed(manifest.seq, manifest.created_at, **dataclasses.asdict(state))
         if kind in (REFRESH, COMPACTION):
-            self.marts_pending = []
+            # Batches after the laggard's point stay pending (an hourly or daily dataset's).
+            self.marts_through = int(manifest.counts.get(MARTS_THROUGH, manifest.seq))
+            self.marts_pending = [s for s in self.marts_pending if s > self.marts_through]
         elif any(published.dataset in _REFRESHED_FROM for published in manifest.files):
             self.marts_pending.append(manifest.seq)
 
@@ -391,6 +408,7 @@ class _State:
             outbox=self.outbox,
             derived=self.derived,
             delivery=self.delivery,
+            marts_through=self.marts_through,
         )
 
 
@@ -580,8 +598,24 @@ class Ledger:
         return dict(self._state().derived)
 
     def marts_pending(self) -> list[Manifest]:
-        """Committed batches the sessions and journeys marts do not summarise yet, oldest first."""
+        """Committed batches some derived dataset does not hold yet, oldest first: after a
+        refresh that left an hourly or daily dataset behind, the batches since that one's last
+        refresh. Empty means every derived dataset is current (what a compaction needs)."""
         return [self._manifest(seq) for seq in self._state().marts_pending]
+
+    def derived_through(self, names: Sequence[str]) -> dict[str, int]:
+        """Per derived dataset of `names`, the seq of the latest commit whose changes its rows
+        hold: the `through` its latest refresh recorded (that refresh's own seq in manifests
+        older than the field), and never less than the latest MARTS_THROUGH (a compaction,
+        which brings every dataset current first, or a refresh that did). A dataset never
+        refreshed reads as that too: it is built whole when it has no file."""
+        state = self._state()
+        out = {}
+        for name in names:
+            refreshed = state.derived.get(name)
+            own = 0 if refreshed is None else refreshed.through if refreshed.through is not None else refreshed.seq
+            out[name] = max(own, state.marts_through)
+        return out
 
     def next_seq(self) -> int:
         return self._state().seq + 1

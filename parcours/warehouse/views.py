@@ -145,6 +145,7 @@ class Views:
         adding: Iterable[PublishedFile] = (),
         leaving: Iterable[str] = (),
         settings: dict | None = None,
+        judged_at: Manifest | None = None,
     ) -> None:
         """Create every view of the views file in `con` (an in-memory connection of the caller's),
         over the live files plus `adding` less the paths `leaving`: the warehouse as it will read
@@ -153,8 +154,11 @@ class Views:
         models = _read_models(resources.files("parcours.sql"))
         manifests = self.manifests()
         settings = settings or _latest_settings(manifests)
-        for statement in _time_views_sql(manifests[-1] if manifests else None, temporary=True):
-            con.execute(statement)  # a view's `is_complete` reads the finality point
+        # A view's `is_complete` reads the finality point: judged at `judged_at`'s wall clock and
+        # watermarks (a refresh passes its own commit-to-be, so they are its `as_of`), else the latest's.
+        judged_at = judged_at or (manifests[-1] if manifests else None)
+        for statement in _time_views_sql(judged_at, temporary=True):
+            con.execute(statement)
         self._create_views(con, models, settings, adding=tuple(adding), leaving=frozenset(leaving))
 
     def _create_views(
