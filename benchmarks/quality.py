@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="a `parcours generate` folder")
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
@@ -149,24 +150,22 @@ def main() -> None:
     )
     in_sql, failing = timed(lambda: sql_checks(table, now), args.repeats)
     gate = to_pandas + validated
-    print(
-        json.dumps(
-            {
-                "rows": table.num_rows,
-                "landing_seconds": round(landing, 2),
-                "ge_import_seconds": round(imported, 2),
-                "ge_setup_seconds": round(set_up, 2),
-                "arrow_to_pandas_seconds": round(to_pandas, 2),
-                "ge_validate_seconds": round(validated, 2),
-                "ge_success": bool(result.success),
-                "ge_per_batch_ratio": round(gate / landing, 3),
-                "sql_checks_seconds": round(in_sql, 3),
-                "sql_failing_rows": failing,
-                "sql_ratio": round(in_sql / landing, 4),
-            },
-            indent=2,
-        )
-    )
+    results = {
+        "rows": table.num_rows,
+        "landing_seconds": round(landing, 2),
+        "ge_import_seconds": round(imported, 2),
+        "ge_setup_seconds": round(set_up, 2),
+        "arrow_to_pandas_seconds": round(to_pandas, 2),
+        "ge_validate_seconds": round(validated, 2),
+        "ge_success": bool(result.success),
+        "ge_per_batch_ratio": round(gate / landing, 3),
+        "sql_checks_seconds": round(in_sql, 3),
+        "sql_failing_rows": failing,
+        "sql_ratio": round(in_sql / landing, 4),
+    }
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results))
 
 
 if __name__ == "__main__":

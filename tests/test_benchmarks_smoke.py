@@ -52,6 +52,14 @@ def test_sessionize_benchmark_agrees_with_its_sql_baseline(data: Path) -> None:
     assert results["beam_per_event_events"] == 300 and results["beam_per_event_sessions"] > 0
 
 
+def test_quality_benchmark_validates_a_landed_batch_with_great_expectations(data: Path) -> None:
+    touchpoints = sum(1 for _ in (data / "touchpoints.jsonl").open("rb"))
+    results = run_script("quality", "--data", str(data), "--rows", "500", "--repeats", "1")
+    # A clean batch: GE passes its suite, and the same checks in SQL find no failing row.
+    assert results["rows"] == min(500, touchpoints) and results["ge_success"] is True
+    assert results["sql_failing_rows"] == [0] * 6
+
+
 def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path / "w")
     with warehouse.lock():
