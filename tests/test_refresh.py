@@ -76,16 +76,16 @@ def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_pa
     rows = query(
         db,
         "select name, view_name, grain, fingerprint, current_fingerprint, is_stale, refreshed_seq, "
-        "as_of, rows, cadence from parcours_datasets order by name",
+        "as_of, rows, cadence, through_seq from parcours_datasets order by name",
     )
     settings = Warehouse(root).manifests()[-1].settings
     by_name = {d.name: d for d in declarations()}
     assert [r[0] for r in rows] == sorted(by_name)
     latest = max(e["occurred_at"] for e in EVENTS)
-    for name, view, grain, stored, current, stale, seq, as_of, n_rows, cadence in rows:
+    for name, view, grain, stored, current, stale, seq, as_of, n_rows, cadence, through in rows:
         assert view == by_name[name].view and tuple(grain) == by_name[name].grain
         assert stored == current == fingerprint(by_name[name], settings) and stale is False
-        assert seq == 2 and cadence == "every_pass"
+        assert seq == 2 and cadence == "every_pass" and through == 2  # every pass: current through its refresh
         # One file source, read to its end by the batch just before the refresh (not idle yet):
         # the watermark is its latest event, the finality point the allowed lateness before it.
         point = datetime.fromisoformat(latest) - timedelta(seconds=settings["allowed_lateness_in_s"])

@@ -241,6 +241,8 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
                     f"{_literal(current)} as current_fingerprint",
                     f"{'null' if stored is None else str(stored != current).lower()} as is_stale",
                     f"{nullable(refreshed.seq if refreshed else None, 'BIGINT')} as refreshed_seq",
+                    # The latest commit its rows hold (behind the others for an hourly or daily one).
+                    f"{nullable(_through(refreshed), 'BIGINT')} as through_seq",
                     f"{nullable(refreshed.refreshed_at if refreshed else None, 'TIMESTAMPTZ')} as refreshed_at",
                     f"{nullable(refreshed.as_of if refreshed else None, 'TIMESTAMPTZ')} as as_of",
                     f"(select count(*) from {_quote(derived.view)}) as rows",
@@ -250,6 +252,12 @@ def _datasets_view_sql(state: Mapping[str, Refreshed], settings: dict[str, Any])
     if not rows:
         return f"create view {DATASETS_VIEW} as select cast(null as VARCHAR) as name where false"
     return f"create view {DATASETS_VIEW} as " + " union all ".join(rows)
+
+
+def _through(refreshed: Refreshed | None) -> int | None:
+    if refreshed is None:
+        return None
+    return refreshed.through if refreshed.through is not None else refreshed.seq
 
 
 def _time_views_sql(latest: Manifest | None, *, temporary: bool = False) -> list[str]:
