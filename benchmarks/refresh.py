@@ -1,0 +1,293 @@
+"""The cost of one refresh pass on top of 1M and of 10M events of history.
+
+    .venv/bin/python benchmarks/refresh.py --sizes 1M,10M --work /tmp/parcours-refresh --repeats 3
+
+A refresh pass (`parcours.refresh.refresher.catch_up`) should cost what its new events and the
+touched or due customers' own open cycles cost, not what the history costs. For each size it:
+
+1. generates the events once (the synthetic generator, seed 42, `--customers` x 60 days:
+   24,000 for 1M, 240,000 for 10M; kept in WORK/<size>/data and reused; `--data SIZE=FOLDER`
+   reuses a folder generated the same way);
+2. splits them in event time: the lines are written in event-time order, so the last
+   `--new-events` lines (100,000) are held back as the pass's new events, every one of an
+   existing customer's journey, and the survey answers from the first held-back event's time on
+   with them; the rest is the history;
+3. backfills the history (`Ingestion.run_files`, refreshed as `parcours run --from` does) into
+   WORK/<size>/history, then lands the held-back events on a copy of it without refreshing
+   (WORK/<size>/pending): the state a scheduled pass starts its refresh from;
+4. times `catch_up` alone, each run on a fresh copy of that pending warehouse, in its own process,
+   `--repeats` times alternating the sizes (1M, 10M, then 10M, 1M, ...): seconds, the rows of
+   the touchpoint files the customer datasets' models opened (`touchpoint_rows_opened`: every
+   row of every Parquet file a model's scan was pointed at), seconds per customer dataset and the
+   customers refreshed.
+
+The held-back events move the event-time watermark from the history's last event to their own
+last one: the benchmark reports by how much (`watermark_advance_h`). At 60 days for both sizes,
+1M lands ~28,000 events a day at its end and 10M ten times that, so 100,000 events span ~3.6
+days at 1M and ~9 hours at 10M.
+
+A copy of a warehouse hard-links its Parquet files (published files are never rewritten: a
+commit adds files and a new manifest) and copies everything else. It prints the runs, the
+medians and the ratio of the medians (10M / 1M); nothing is asserted: the numbers go to
+BENCHMARKS.md with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PRESETS = {"1M": 24_000, "10M": 240_000}  # customers over 60 days (about 42 events each)
+DAYS = 60
+
+
+def customers_of(size: str) -> int:
+    """Customers for a named size (1M, 10M) or a number of events (about 42 per customer)."""
+    return PRESETS[size] if size in PRESETS else max(2, int(size.replace("_", "")) // 42)
+
+
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _field(line: bytes, name: str) -> str:
+    return json.loads(line)[name]
+
+
+def split(data: Path, history: Path, new: Path, new_events: int) -> dict:
+    """The last `new_events` touchpoint lines to `new`, the rest to `history`; the survey answers
+    answered at or after the first held-back event's time go with it."""
+    history.mkdir(parents=True, exist_ok=True)
+    new.mkdir(parents=True, exist_ok=True)
+    with (data / "touchpoints.jsonl").open("rb") as source:
+        total = sum(1 for _ in source)
+    cut = total - new_events
+    if cut <= 0:
+        raise SystemExit(f"{data}: {total:,} events, fewer than --new-events {new_events:,}")
+    first_new = last_history = last_new = None
+    with (
+        (data / "touchpoints.jsonl").open("rb") as source,
+        (history / "touchpoints.jsonl").open("wb") as old,
+        (new / "touchpoints.jsonl").open("wb") as fresh,
+    ):
+        for index, line in enumerate(source):
+            if index < cut:
+                old.write(line)
+                if index == cut - 1:
+                    last_history = _utc(_field(line, "occurred_at"))
+            else:
+                fresh.write(line)
+                at = _utc(_field(line, "occurred_at"))
+                first_new = first_new or at
+                last_new = at if last_new is None else max(last_new, at)
+    answers = {"history": 0, "new": 0}
+    if (data / "surveys.jsonl").exists():
+        with (
+            (data / "surveys.jsonl").open("rb") as source,
+            (history / "surveys.jsonl").open("wb") as old,
+            (new / "surveys.jsonl").open("wb") as fresh,
+        ):
+            for line in source:
+                late = _utc(_field(line, "answered_at")) >= first_new
+                (fresh if late else old).write(line)
+                answers["new" if late else "history"] += 1
+    return {
+        "history_events": cut,
+        "new_events": new_events,
+        "history_answers": answers["history"],
+        "new_answers": answers["new"],
+        "last_history_event": last_history.isoformat(),
+        "last_new_event": last_new.isoformat(),
+    }
+
+
+def copy_warehouse(source: Path, target: Path) -> None:
+    """Parquet hard-linked (never rewritten), everything else (manifests, DuckDB file) copied."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        if src.endswith(".parquet"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy)
+
+
+def prepare(size: str, work: Path, data: Path | None, new_events: int) -> dict:
+    """Generate, split, backfill and land (each step skipped when its result is there)."""
+    from parcours.config import load_config
+    from parcours.pipelines.run import Ingestion
+    from parcours.warehouse import Warehouse
+
+    folder = work / size
+    data = data or folder / "data"
+    if not (data / "touchpoints.jsonl").exists():
+        generate = ["generate", "--out", str(data), "--seed", "42", "--customers", str(customers_of(size))]
+        subprocess.run([sys.executable, "-m", "parcours.cli", *generate, "--days", str(DAYS)], check=True)
+    meta_path = folder / "split.json"
+    if not meta_path.exists():
+        meta = split(data, folder / "history-data", folder / "new-data", new_events)
+        meta_path.write_text(json.dumps(meta, indent=2))
+    meta = json.loads(meta_path.read_text())
+    history, pending = folder / "history", folder / "pending"
+    if not (folder / "history.done").exists():
+        shutil.rmtree(history, ignore_errors=True)
+        started = time.perf_counter()
+        wh = Warehouse(history)
+        with wh.lock():
+            Ingestion(wh, load_config()).run_files(folder / "history-data")
+        meta["history_backfill_s"] = round(time.perf_counter() - started, 1)
+        meta_path.write_text(json.dumps(meta, indent=2))
+        (folder / "history.done").touch()
+    if not (folder / "pending.done").exists():
+        shutil.rmtree(pending, ignore_errors=True)
+        copy_warehouse(history, pending)
+        wh = Warehouse(pending)
+        with wh.lock():
+            Ingestion(wh, load_config()).run_files(folder / "new-data", refresh=False)
+        (folder / "pending.done").touch()
+    return meta
+
+
+def measure(root: Path) -> dict:
+    """In this process: one `catch_up` of the warehouse `root`, with what its models opened."""
+    import pyarrow.parquet as pq
+
+    from parcours.refresh import refresher
+    from parcours.warehouse import Warehouse
+
+    opened: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    current: list[str] = []
+    point_events_at, stream, run_python = refresher._point_events_at, refresher._stream, refresher._run_python
+
+    def counting_point_events_at(con, paths, condition):
+        rows = sum(pq.read_metadata(p).num_rows for p in paths)
+        current.append(str(rows))
+        return point_events_at(con, paths, condition)
+
+    def timed_stream(warehouse, con, dataset, *args):
+        started = time.perf_counter()
+        try:
+            return stream(warehouse, con, dataset, *args)
+        finally:
+            if current:
+                opened[dataset] = int(current.pop())
+            seconds[dataset] = round(time.perf_counter() - started, 2)
+
+    def timed_python(warehouse, con, derived, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return run_python(warehouse, con, derived, *args, **kwargs)
+        finally:
+            if current:
+                opened[derived.name] = int(current.pop())
+            seconds[derived.name] = round(time.perf_counter() - started, 2)
+
+    def timed(name, step):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                seconds[name] = round(time.perf_counter() - started, 2)
+
+        return run
+
+    refresher._point_events_at = counting_point_events_at
+    refresher._stream = timed_stream
+    refresher._run_python = timed_python
+    refresher.refresh_customers = timed("customer_datasets", refresher.refresh_customers)
+    refresher.refresh_partitions = timed("partition_datasets", refresher.refresh_partitions)
+    wh = Warehouse(root)
+    started = time.perf_counter()
+    with wh.lock():
+        report = refresher.catch_up(wh)
+    elapsed = time.perf_counter() - started
+    return {
+        "seconds": round(elapsed, 2),
+        "customers": report.customers if report else 0,
+        "rows_written": report.rows if report else {},
+        "touchpoint_rows_opened": opened,
+        "dataset_seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1M,10M")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/parcours-refresh"))
+    parser.add_argument("--data", action="append", default=[], help="SIZE=FOLDER: reuse generated data")
+    parser.add_argument("--new-events", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", help="another checkout's interpreter: its refresher, alternated")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process's warehouse
+    args = parser.parse_args(argv)
+    if args.measure is not None:
+        print(json.dumps(measure(args.measure)))
+        return 0
+
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    data = {k: Path(v) for k, v in (item.split("=", 1) for item in args.data)}
+    meta = {size: prepare(size, args.work, data.get(size), args.new_events) for size in sizes}
+    if args.repeats == 0:  # the warehouses only
+        print(json.dumps(meta, indent=2))
+        return 0
+    codes = {"this": sys.executable, **({"baseline": args.baseline} if args.baseline else {})}
+    runs: dict[str, list[dict]] = {f"{size}_{code}": [] for code in codes for size in sizes}
+    for repeat in range(args.repeats):
+        for size in sizes if repeat % 2 == 0 else sizes[::-1]:
+            for code, python in codes.items() if repeat % 2 == 0 else list(codes.items())[::-1]:
+                copy = args.work / size / "run"
+                shutil.rmtree(copy, ignore_errors=True)
+                copy_warehouse(args.work / size / "pending", copy)
+                child = subprocess.run(
+                    [python, str(HERE / "refresh.py"), "--measure", str(copy)], capture_output=True, text=True
+                )
+                if child.returncode:
+                    raise SystemExit(f"refresh of {size} ({code}) failed:\n{child.stderr[-4000:]}")
+                runs[f"{size}_{code}"].append(json.loads(child.stdout.strip().splitlines()[-1]))
+                shutil.rmtree(copy)
+                print(size, code, json.dumps(runs[f"{size}_{code}"][-1]), flush=True)
+    results: dict = {}
+    for key, measured in runs.items():
+        size = key.rsplit("_", 1)[0]
+        seconds = [r["seconds"] for r in measured]
+        results[key] = {
+            "refresh_runs_s": seconds,
+            "refresh_median_s": statistics.median(seconds),
+            "customers_refreshed": measured[0]["customers"],
+            "rows_written": measured[0]["rows_written"],
+            "touchpoint_rows_opened": measured[0]["touchpoint_rows_opened"],
+            "step_seconds_median": {
+                name: statistics.median(r["dataset_seconds"].get(name, 0.0) for r in measured)
+                for name in measured[0]["dataset_seconds"]
+            },
+        }
+    for size in sizes:
+        advance = _utc(meta[size]["last_new_event"]) - _utc(meta[size]["last_history_event"])
+        results[size] = {**meta[size], "watermark_advance_h": round(advance.total_seconds() / 3600, 1)}
+    if len(sizes) == 2:
+        small, large = sizes
+        for code in codes:
+            ratio = results[f"{large}_{code}"]["refresh_median_s"] / results[f"{small}_{code}"]["refresh_median_s"]
+            results[f"ratio_{code}"] = round(ratio, 2)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
