@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,50 +65,59 @@ def _field(line: bytes, name: str) -> str:
     return json.loads(line)[name]
 
 
-def split(data: Path, history: Path, new: Path, new_events: int) -> dict:
-    """The last `new_events` touchpoint lines to `new`, the rest to `history`; the survey answers
-    answered at or after the first held-back event's time go with it."""
-    history.mkdir(parents=True, exist_ok=True)
-    new.mkdir(parents=True, exist_ok=True)
+def cut_time(data: Path, new_events: int) -> datetime:
+    """The time of the `new_events`-th last touchpoint line (the lines are in event-time order)."""
     with (data / "touchpoints.jsonl").open("rb") as source:
         total = sum(1 for _ in source)
-    cut = total - new_events
-    if cut <= 0:
-        raise SystemExit(f"{data}: {total:,} events, fewer than --new-events {new_events:,}")
-    first_new = last_history = last_new = None
-    with (
-        (data / "touchpoints.jsonl").open("rb") as source,
-        (history / "touchpoints.jsonl").open("wb") as old,
-        (new / "touchpoints.jsonl").open("wb") as fresh,
-    ):
+    if total <= new_events:
+        raise SystemExit(f"{data}: {total:,} events, no more than --new-events {new_events:,}")
+    with (data / "touchpoints.jsonl").open("rb") as source:
         for index, line in enumerate(source):
-            if index < cut:
-                old.write(line)
-                if index == cut - 1:
-                    last_history = _utc(_field(line, "occurred_at"))
-            else:
-                fresh.write(line)
-                at = _utc(_field(line, "occurred_at"))
-                first_new = first_new or at
-                last_new = at if last_new is None else max(last_new, at)
-    answers = {"history": 0, "new": 0}
-    if (data / "surveys.jsonl").exists():
-        with (
-            (data / "surveys.jsonl").open("rb") as source,
-            (history / "surveys.jsonl").open("wb") as old,
-            (new / "surveys.jsonl").open("wb") as fresh,
-        ):
+            if index == total - new_events:
+                return _utc(_field(line, "occurred_at"))
+    raise AssertionError("unreachable")
+
+
+def sampled(customer_id: str, share: int) -> bool:
+    """One customer in `share`, by a hash of its id (the same customers on every call)."""
+    return zlib.crc32(customer_id.encode()) % share == 0
+
+
+def split(data: Path, history: Path, new: Path, cut_at: datetime, share: int) -> dict:
+    """Events before `cut_at` to `history`; those from it on, of one customer in `share`, to
+    `new` (the other customers' are left out: they never happened); survey answers likewise."""
+    history.mkdir(parents=True, exist_ok=True)
+    new.mkdir(parents=True, exist_ok=True)
+    counts = {"history_events": 0, "new_events": 0, "left_out_events": 0, "history_answers": 0, "new_answers": 0}
+    last: dict[str, datetime] = {}
+    for name, column, kind in (
+        ("touchpoints.jsonl", "occurred_at", "events"),
+        ("surveys.jsonl", "answered_at", "answers"),
+    ):
+        if not (data / name).exists():
+            continue
+        with (data / name).open("rb") as source, (history / name).open("wb") as old, (new / name).open("wb") as fresh:
             for line in source:
-                late = _utc(_field(line, "answered_at")) >= first_new
-                (fresh if late else old).write(line)
-                answers["new" if late else "history"] += 1
+                record = json.loads(line)
+                at = _utc(record[column])
+                if at < cut_at:
+                    old.write(line)
+                    counts[f"history_{kind}"] += 1
+                    if kind == "events":
+                        last["history"] = max(last.get("history", at), at)
+                elif sampled(record["customer_id"], share):
+                    fresh.write(line)
+                    counts[f"new_{kind}"] += 1
+                    if kind == "events":
+                        last["new"] = max(last.get("new", at), at)
+                elif kind == "events":
+                    counts["left_out_events"] += 1
     return {
-        "history_events": cut,
-        "new_events": new_events,
-        "history_answers": answers["history"],
-        "new_answers": answers["new"],
-        "last_history_event": last_history.isoformat(),
-        "last_new_event": last_new.isoformat(),
+        **counts,
+        "customers_sampled": f"1 in {share}",
+        "cut_at": cut_at.isoformat(),
+        "last_history_event": last["history"].isoformat(),
+        "last_new_event": last["new"].isoformat(),
     }
 
 
@@ -123,7 +133,12 @@ def copy_warehouse(source: Path, target: Path) -> None:
     shutil.copytree(source, target, copy_function=link_or_copy)
 
 
-def prepare(size: str, work: Path, data: Path | None, new_events: int) -> dict:
+def generate(size: str, data: Path) -> None:
+    command = ["generate", "--out", str(data), "--seed", "42", "--customers", str(customers_of(size))]
+    subprocess.run([sys.executable, "-m", "parcours.cli", *command, "--days", str(DAYS)], check=True)
+
+
+def prepare(size: str, work: Path, data: Path | None, cut_at: datetime, share: int) -> dict:
     """Generate, split, backfill and land (each step skipped when its result is there)."""
     from parcours.config import load_config
     from parcours.pipelines.run import Ingestion
@@ -132,11 +147,10 @@ def prepare(size: str, work: Path, data: Path | None, new_events: int) -> dict:
     folder = work / size
     data = data or folder / "data"
     if not (data / "touchpoints.jsonl").exists():
-        generate = ["generate", "--out", str(data), "--seed", "42", "--customers", str(customers_of(size))]
-        subprocess.run([sys.executable, "-m", "parcours.cli", *generate, "--days", str(DAYS)], check=True)
+        generate(size, data)
     meta_path = folder / "split.json"
     if not meta_path.exists():
-        meta = split(data, folder / "history-data", folder / "new-data", new_events)
+        meta = split(data, folder / "history-data", folder / "new-data", cut_at, share)
         meta_path.write_text(json.dumps(meta, indent=2))
     meta = json.loads(meta_path.read_text())
     history, pending = folder / "history", folder / "pending"
@@ -171,10 +185,18 @@ def measure(root: Path) -> dict:
     current: list[str] = []
     point_events_at, stream, run_python = refresher._point_events_at, refresher._stream, refresher._run_python
 
-    def counting_point_events_at(con, paths, condition):
+    def counting_point_events_at(con, paths, condition, **kwargs):
         rows = sum(pq.read_metadata(p).num_rows for p in paths)
         current.append(str(rows))
-        return point_events_at(con, paths, condition)
+        return point_events_at(con, paths, condition, **kwargs)
+
+    def counting_scan(con, paths):
+        opened["shared_scan"] = sum(pq.read_metadata(p).num_rows for p in paths)
+        started = time.perf_counter()
+        try:
+            return scan(con, paths)
+        finally:
+            seconds["shared_scan"] = round(time.perf_counter() - started, 2)
 
     def timed_stream(warehouse, con, dataset, *args):
         started = time.perf_counter()
@@ -205,6 +227,9 @@ def measure(root: Path) -> dict:
         return run
 
     refresher._point_events_at = counting_point_events_at
+    if hasattr(refresher, "_scan_touched"):  # not in a baseline's refresher
+        scan = refresher._scan_touched
+        refresher._scan_touched = counting_scan
     refresher._stream = timed_stream
     refresher._run_python = timed_python
     refresher.refresh_customers = timed("customer_datasets", refresher.refresh_customers)
@@ -240,7 +265,17 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     data = {k: Path(v) for k, v in (item.split("=", 1) for item in args.data)}
-    meta = {size: prepare(size, args.work, data.get(size), args.new_events) for size in sizes}
+    # The cut: the smallest size's last `--new-events` events; every size lands the events
+    # after it of as many customers as that size has (one in `share` of its own).
+    small = sizes[0]
+    small_data = data.get(small) or args.work / small / "data"
+    if not (small_data / "touchpoints.jsonl").exists():
+        generate(small, small_data)
+    cut_at = cut_time(small_data, args.new_events)
+    meta = {
+        size: prepare(size, args.work, data.get(size), cut_at, round(customers_of(size) / customers_of(small)))
+        for size in sizes
+    }
     if args.repeats == 0:  # the warehouses only
         print(json.dumps(meta, indent=2))
         return 0

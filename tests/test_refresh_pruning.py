@@ -66,12 +66,15 @@ def test_a_cycle_recompute_skips_older_partitions_and_equals_a_backfill_from_scr
     read: list[tuple[str, list[date]]] = []  # per cycle recompute: its dataset's partitions opened
     point_events_at = refresher._point_events_at
 
-    def recording(con, paths, condition):
+    def recording(con, paths, condition, **kwargs):
         if "journey_cycle" in condition:
             read.append((condition, sorted({file_date(p) for p in paths})))
-        return point_events_at(con, paths, condition)
+        return point_events_at(con, paths, condition, **kwargs)
 
     monkeypatch.setattr(refresher, "_point_events_at", recording)
+    # Each dataset reads its own files (not the pass's one scan of the touched customers' rows,
+    # which takes each dataset's rows by its condition alone): the pruned files are not read at all.
+    monkeypatch.setattr(refresher, "SHARED_SCAN_MAX_NEW_ROWS", 0)
     lines: list[dict] = []
     opened: list[list[date]] = []
     for index, new in enumerate(PASSES):

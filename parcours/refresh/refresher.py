@@ -90,6 +90,10 @@ PART = "mart"
 MEMORY_LIMIT = "1GB"
 NO_TIME = Finality(None, None)  # nothing landed yet: no watermark, nothing due
 STREAM_ROWS = 122_880  # rows per Arrow batch, so per row group (DuckDB's own size)
+# Up to this many new touchpoint rows (a scheduled pass, not a backfill's first refresh, whose
+# touched customers are the whole history), the touched customers' rows are read once for all
+# the customer datasets of the pass instead of once each (`_scan_touched`).
+SHARED_SCAN_MAX_NEW_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -369,12 +373,12 @@ def refresh_customers(
         for statement in settings_views_sql(settings, temporary=True):
             con.execute(statement)
 
+        plans = []  # per dataset to recompute: its touchpoint files, the rows it reads there, its answers
         for derived in datasets:
             point, marker = derived.invalidation.from_column, derived.invalidation.marker
             ((earliest,),) = con.execute(f"select min({marker}) from touched").fetchall()
             if earliest is None and derived.name not in rebuild:
                 continue  # no customer of this dataset touched (a survey-only batch, for sessions)
-            candidates = touchpoints
             # A time point: the partitions (UTC dates) before its date are not even opened.
             horizon = earliest.astimezone(UTC).date() if isinstance(earliest, datetime) else None
             if derived.invalidation.answers_from:
@@ -382,15 +386,26 @@ def refresh_customers(
                 # every event of their customers: the latest event before an answer may be old,
                 # and the event an answer names may come after it.
                 recent = [p for p in answers if horizon is None or (file_date(p) or date.max) >= horizon]
-                _point_answers_at(con, recent, f"r.{derived.invalidation.answers_from} >= t.{marker}")
-                _point_events_at(con, touchpoints, f"t.{marker} is not null")
-            else:
-                if not pa.types.is_timestamp(touchpoint_types.field(point).type):
-                    # A cycle number: the earliest start of the touched customers' recompute cycles.
-                    started = None if rebuilding else _cycles_started(con, warehouse, batch_files, point, marker)
-                    horizon = started.astimezone(UTC).date() if started is not None else None
-                candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
-                _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
+                answered = (recent, f"r.{derived.invalidation.answers_from} >= t.{marker}")
+                plans.append((derived, touchpoints, f"t.{marker} is not null", answered))
+                continue
+            if not pa.types.is_timestamp(touchpoint_types.field(point).type):
+                # A cycle number: the earliest start of the touched customers' recompute cycles.
+                started = None if rebuilding else _cycles_started(con, warehouse, batch_files, point, marker)
+                horizon = started.astimezone(UTC).date() if started is not None else None
+            candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
+            plans.append((derived, candidates, f"r.{point} >= t.{marker}", None))
+        # A pass of a few new events: the touched customers' rows are read from the Parquet once,
+        # for every dataset (each then takes the rows of its condition: those of the files it
+        # would open, since the files before its horizon hold none that meet it).
+        ((new_rows,),) = con.execute("select count(*) from batch_events").fetchall()
+        shared = not rebuilding and len(plans) > 1 and new_rows <= SHARED_SCAN_MAX_NEW_ROWS
+        if shared:
+            _scan_touched(con, sorted({p for _, candidates, _, _ in plans for p in candidates}))
+        for derived, candidates, condition, answered in plans:
+            if answered is not None:
+                _point_answers_at(con, *answered)
+            _point_events_at(con, candidates, condition, shared=shared)
             if derived.python:
                 written = _run_python(warehouse, con, derived, settings, clock, seq, batch_date, beam_args)
             else:
@@ -753,14 +768,29 @@ def _stream(
     return warehouse.write_stream(dataset, batch_date.isoformat(), reader, seq, PART)
 
 
-def _point_events_at(con: duckdb.DuckDBPyConnection, paths: list[str], condition: str) -> None:
+def _scan_touched(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+    """`touched_landed`: every landed row in `paths` of a customer in `touched`, in memory (or
+    spilled), for the datasets of the pass to take their rows from (`_point_events_at`)."""
+    con.execute(raw_view_sql(con, DATASETS["touchpoints"], paths, temporary=True, name="landed_events"))
+    con.execute(
+        "create or replace temp table touched_landed as "
+        "select r.* from landed_events r semi join touched t using (customer_id)"
+    )
+
+
+def _point_events_at(con: duckdb.DuckDBPyConnection, paths: list[str], condition: str, *, shared: bool = False) -> None:
     """`raw_touchpoints`: the touched customers' landed rows in `paths` that meet `condition`,
     and the models over it (a view is bound when it is created, so they are created again).
+    With `shared`, from `touched_landed` (`_scan_touched` over files including `paths`), where the
+    rows that meet `condition` are those of `paths`.
 
     The filter is on single rows, so the staging model's current-version rule (an anti-join on
     each row against `rewrites`) gives the same rows as if it ran over every event first.
     """
-    con.execute(raw_view_sql(con, DATASETS["touchpoints"], paths, temporary=True, name="landed_events"))
+    if shared:
+        con.execute("create or replace temp view landed_events as select * from touched_landed")
+    else:
+        con.execute(raw_view_sql(con, DATASETS["touchpoints"], paths, temporary=True, name="landed_events"))
     con.execute(
         "create or replace temp view raw_touchpoints as select r.* from landed_events r "
         f"join touched t on r.customer_id = t.customer_id and {condition}"
