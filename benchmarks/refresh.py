@@ -1,30 +1,36 @@
 """The cost of one refresh pass on top of 1M and of 10M events of history.
 
-    .venv/bin/python benchmarks/refresh.py --sizes 1M,10M --work /tmp/parcours-refresh --repeats 3
+    .venv/bin/python benchmarks/refresh.py --sizes 1M,10M --work /tmp/parcours-refresh --repeats 3 \
+        [--baseline ../main/.venv/bin/python]
 
 A refresh pass (`parcours.refresh.refresher.catch_up`) should cost what its new events and the
-touched or due customers' own open cycles cost, not what the history costs. For each size it:
+touched or due customers' own open cycles cost, not what the history costs. The two sizes are
+the same business, one ten times the other: the synthetic generator (seed 42) over the same 60
+days, 24,000 customers for 1M, 240,000 for 10M (about 42 events each). For each size it:
 
-1. generates the events once (the synthetic generator, seed 42, `--customers` x 60 days:
-   24,000 for 1M, 240,000 for 10M; kept in WORK/<size>/data and reused; `--data SIZE=FOLDER`
+1. generates the events once (kept in WORK/<size>/data and reused; `--data SIZE=FOLDER`
    reuses a folder generated the same way);
-2. splits them in event time: the lines are written in event-time order, so the last
-   `--new-events` lines (100,000) are held back as the pass's new events, every one of an
-   existing customer's journey, and the survey answers from the first held-back event's time on
-   with them; the rest is the history;
-3. backfills the history (`Ingestion.run_files`, refreshed as `parcours run --from` does) into
-   WORK/<size>/history, then lands the held-back events on a copy of it without refreshing
+2. cuts them at one time for every size, that of the smallest size's last `--new-events`
+   (100,000) events (the lines are written in event-time order): the events before it are the
+   history; the pass's new events are those from it on of as many customers as the smallest
+   size has (all of its customers; at 10M one in ten, by a hash of the id), so every size
+   lands about the same new events of about as many existing customers, over the same days,
+   on ten times the history. The other customers' events after the cut are left out (they never
+   happened: the history simply ends there). Survey answers are cut the same way;
+3. backfills the history (`Ingestion.run_files`, refreshed, as `parcours run --from` does) into
+   WORK/<size>/history, then lands the new events on a copy of it without refreshing
    (WORK/<size>/pending): the state a scheduled pass starts its refresh from;
 4. times `catch_up` alone, each run on a fresh copy of that pending warehouse, in its own process,
-   `--repeats` times alternating the sizes (1M, 10M, then 10M, 1M, ...): seconds, the rows of
-   the touchpoint files the customer datasets' models opened (`touchpoint_rows_opened`: every
-   row of every Parquet file a model's scan was pointed at), seconds per customer dataset and the
-   customers refreshed.
+   `--repeats` times alternating the sizes (1M, 10M, then 10M, 1M, ...) and, with
+   `--baseline PYTHON` (another checkout's interpreter, e.g. `main`'s), that checkout's refresher
+   alternated with this one's on the same copies: seconds, the seconds of each step (each
+   customer dataset's model, the shared scan, the rollups), the rows of the touchpoint files
+   opened (`touchpoint_rows_opened`: per dataset, every row of the files its rows were taken
+   from; `shared_scan`, the files the pass's one scan read) and the customers refreshed.
 
-The held-back events move the event-time watermark from the history's last event to their own
-last one: the benchmark reports by how much (`watermark_advance_h`). At 60 days for both sizes,
-1M lands ~28,000 events a day at its end and 10M ten times that, so 100,000 events span ~3.6
-days at 1M and ~9 hours at 10M.
+The new events move the event-time watermark from the history's last event to their own last
+one, by the same ~3.6 days at both sizes (`watermark_advance_h`): the 1M data lands ~28,000
+events a day at its end, so 100,000 events of its customers take that long.
 
 A copy of a warehouse hard-links its Parquet files (published files are never rewritten: a
 commit adds files and a new manifest) and copies everything else. It prints the runs, the
