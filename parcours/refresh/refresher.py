@@ -374,6 +374,7 @@ def refresh_customers(
             con.execute(statement)
 
         plans = []  # per dataset to recompute: its touchpoint files, the rows it reads there, its answers
+        cycle_starts: dict[str, datetime | None] = {}
         for derived in datasets:
             point, marker = derived.invalidation.from_column, derived.invalidation.marker
             ((earliest,),) = con.execute(f"select min({marker}) from touched").fetchall()
@@ -391,7 +392,11 @@ def refresh_customers(
                 continue
             if not pa.types.is_timestamp(touchpoint_types.field(point).type):
                 # A cycle number: the earliest start of the touched customers' recompute cycles.
-                started = None if rebuilding else _cycles_started(con, warehouse, batch_files, point, marker)
+                if marker not in cycle_starts:  # journeys and churns share their marker
+                    cycle_starts[marker] = (
+                        None if rebuilding else _cycles_started(con, warehouse, batch_files, point, marker)
+                    )
+                started = cycle_starts[marker]
                 horizon = started.astimezone(UTC).date() if started is not None else None
             candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
             plans.append((derived, candidates, f"r.{point} >= t.{marker}", None))
