@@ -184,3 +184,20 @@ def test_identical_tells_the_same_landing_from_a_different_one(data: Path, tmp_p
     touchpoints = next(line for line in differs.stdout.splitlines() if line.startswith("touchpoints "))
     n = len(lines)
     assert touchpoints.split()[1:] == [f"{n:,}", f"{n - 1:,}", "1", "0"]
+
+
+@pytest.mark.slow
+def test_refresh_benchmark_times_a_pass_at_two_sizes(tmp_path: Path) -> None:
+    results = run_script(
+        "refresh", "--sizes", "2000,4000", "--new-events", "300", "--repeats", "1", "--work", str(tmp_path)
+    )
+    small, large = results["2000"], results["4000"]
+    # The same cut in time at both sizes, the larger one landing one customer in two after it.
+    assert small["cut_at"] == large["cut_at"] and large["customers_sampled"] == "1 in 2"
+    assert small["new_events"] == 300 and large["new_events"] > 0
+    assert small["history_events"] < large["history_events"]
+    for size in ("2000", "4000"):
+        run = results[f"{size}_this"]
+        assert run["customers_refreshed"] > 0 and run["refresh_median_s"] > 0
+        assert run["rows_written"]["journeys"] > 0
+    assert results["ratio_this"] > 0

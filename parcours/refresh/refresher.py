@@ -12,9 +12,10 @@ refresh invalidated, and publishes all their rows in one commit of kind `refresh
   The batches' touchpoint rows say all of that: they are every current event of the customer from
   its earliest new one on (recomputed with it). Sessions and cycles never interleave in time, so
   the events at or after that point are exactly the events of the groups to recompute, older ones
-  included: they are read from the published Parquet (a timestamp point prunes the event-date
-  partitions before it; a cycle number cannot, so a journeys refresh reads the touched
-  customers' rows of every partition). A dataset declaring `answers_from` (`survey_attachments`)
+  included: they are read from the published Parquet, from the earliest point's event-date
+  partition on (a timestamp point's own date; for a cycle number, the date its cycle started:
+  `cycle_started_at`, see `_cycles_started`), so a pass reads what its customers' open sessions
+  and cycles hold, not the whole history. A dataset declaring `answers_from` (`survey_attachments`)
   is touched by new survey answers too: its customers are those of the new touchpoints and of the
   new answers, each recomputed from the earliest of its events' point, its new answers' time and
   the time of its landed answers naming one of the new events (an answer that came before its
@@ -117,6 +118,10 @@ PART = "mart"
 MEMORY_LIMIT = "1GB"
 NO_TIME = Finality(None, None)  # nothing landed yet: no watermark, nothing due
 STREAM_ROWS = 122_880  # rows per Arrow batch, so per row group (DuckDB's own size)
+# Up to this many new touchpoint rows (a scheduled pass, not a backfill's first refresh, whose
+# touched customers are the whole history), the touched customers' rows are read once for all
+# the customer datasets of the pass instead of once each (`_scan_touched`).
+SHARED_SCAN_MAX_NEW_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -535,12 +540,13 @@ def refresh_customers(
         for statement in settings_views_sql(settings, temporary=True):
             con.execute(statement)
 
+        plans = []  # per dataset to recompute: its touchpoint files, the rows it reads there, its answers
+        cycle_starts: dict[str, datetime | None] = {}
         for derived in datasets:
             point, marker = derived.invalidation.from_column, derived.invalidation.marker
             ((earliest,),) = con.execute(f"select min({marker}) from touched").fetchall()
             if earliest is None and derived.name not in rebuild:
                 continue  # no customer of this dataset touched (a survey-only batch, for sessions)
-            candidates = touchpoints
             # A time point: the partitions (UTC dates) before its date are not even opened.
             horizon = earliest.astimezone(UTC).date() if isinstance(earliest, datetime) else None
             if derived.invalidation.answers_from:
@@ -548,12 +554,30 @@ def refresh_customers(
                 # every event of their customers: the latest event before an answer may be old,
                 # and the event an answer names may come after it.
                 recent = [p for p in answers if horizon is None or (file_date(p) or date.max) >= horizon]
-                _point_answers_at(con, recent, f"r.{derived.invalidation.answers_from} >= t.{marker}")
-                _point_events_at(con, touchpoints, f"t.{marker} is not null")
-            else:
-                if pa.types.is_timestamp(touchpoint_types.field(point).type):
-                    candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
-                _point_events_at(con, candidates, f"r.{point} >= t.{marker}")
+                answered = (recent, f"r.{derived.invalidation.answers_from} >= t.{marker}")
+                plans.append((derived, touchpoints, f"t.{marker} is not null", answered))
+                continue
+            if not pa.types.is_timestamp(touchpoint_types.field(point).type):
+                # A cycle number: the earliest start of the touched customers' recompute cycles.
+                if marker not in cycle_starts:  # journeys and churns share their marker
+                    cycle_starts[marker] = (
+                        None if rebuilding else _cycles_started(con, warehouse, batch_files, point, marker)
+                    )
+                started = cycle_starts[marker]
+                horizon = started.astimezone(UTC).date() if started is not None else None
+            candidates = [p for p in touchpoints if horizon is None or (file_date(p) or date.max) >= horizon]
+            plans.append((derived, candidates, f"r.{point} >= t.{marker}", None))
+        # A pass of a few new events: the touched customers' rows are read from the Parquet once,
+        # for every dataset (each then takes the rows of its condition: those of the files it
+        # would open, since the files before its horizon hold none that meet it).
+        ((new_rows,),) = con.execute("select count(*) from batch_events").fetchall()
+        shared = not rebuilding and len(plans) > 1 and new_rows <= SHARED_SCAN_MAX_NEW_ROWS
+        if shared:
+            _scan_touched(con, sorted({p for _, candidates, _, _ in plans for p in candidates}))
+        for derived, candidates, condition, answered in plans:
+            if answered is not None:
+                _point_answers_at(con, *answered)
+            _point_events_at(con, candidates, condition, shared=shared)
             if derived.python:
                 written = _run_python(warehouse, con, derived, settings, clock, seq, batch_date, beam_args)
             else:
@@ -578,6 +602,75 @@ def refresh_customers(
         removed=tuple(removed),
         rows=rows,
     )
+
+
+def _cycles_started(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
+    batch_files: list[PublishedFile],
+    cycle: str,
+    marker: str,
+) -> datetime | None:
+    """The earliest time at which an event of a touched customer's recompute cycle (its `marker`
+    column of `touched`) or of a later cycle can lie: the partitions dated before it hold none
+    of the events a cycle recompute reads. None when some customer's cycle start is unknown
+    (rows landed before `cycle_started_at` existed, or a case below): every partition is read.
+
+    Cycles never interleave in time, so the events of cycles from c on are at or after the first
+    event of cycle c (`cycle_started_at`). Per customer, the start of its recompute cycle comes from:
+    * a batch row in that cycle: the start it carries (the events before the customer's earliest
+      new one keep their cycles, so a row of any version numbered c names the same first event
+      when that event is older; when it is not, the earliest new event bounds it: see below);
+    * else (the earliest new event opens the next cycle, or the customer is due with no new
+      event): its state before the batches (`customer_state` without the batches' files), when
+      that state is in the cycle and older than its earliest new event (else it may have been
+      re-numbered by a late event);
+    and is bounded by the customer's earliest batch row (every recomputed event from the earliest
+    new one on is at or after it)."""
+    batch = {f.path for f in batch_files if f.dataset == "customer_state"}
+    prior = sorted(str(warehouse.root / p) for p in warehouse.published_files("customer_state") if p not in batch)
+    con.execute(raw_view_sql(con, DATASETS["customer_state"], prior, temporary=True, name="prior_state_rows"))
+    ((unknown, earliest),) = con.execute(
+        f"""
+        with recomputed as (
+            select customer_id, {marker} as cycle from touched where {marker} is not null
+        ),
+        from_batch as (
+            select r.customer_id, r.cycle,
+                min(b.occurred_at) as earliest_event,
+                min(b.cycle_started_at) filter (where b.{cycle} = r.cycle) as cycle_started,
+                bool_or(b.{cycle} = r.cycle and b.cycle_started_at is null) as unknown_start
+            from recomputed r join batch_events b using (customer_id)
+            group by all
+        ),
+        prior_state as (
+            select s.customer_id, s.{cycle} as cycle, s.occurred_at, s.cycle_started_at
+            from prior_state_rows s semi join recomputed r using (customer_id)
+            qualify row_number() over (partition by s.customer_id order by s.batch_seq desc) = 1
+        ),
+        final as (
+            select
+                r.customer_id,
+                b.earliest_event,
+                coalesce(b.unknown_start, false) as unknown_start,
+                coalesce(
+                    b.cycle_started,
+                    case
+                        when s.cycle = r.cycle and (b.earliest_event is null or s.occurred_at < b.earliest_event)
+                            then s.cycle_started_at
+                    end
+                ) as cycle_started
+            from recomputed r
+            left join from_batch b using (customer_id)
+            left join prior_state s using (customer_id)
+        )
+        select
+            count(*) filter (where unknown_start or cycle_started is null),
+            min(least(earliest_event, cycle_started))
+        from final
+        """
+    ).fetchall()
+    return None if unknown else earliest
 
 
 def _add_due(
@@ -963,14 +1056,29 @@ def _stream(
     return warehouse.write_stream(dataset, batch_date.isoformat(), reader, seq, PART)
 
 
-def _point_events_at(con: duckdb.DuckDBPyConnection, paths: list[str], condition: str) -> None:
+def _scan_touched(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+    """`touched_landed`: every landed row in `paths` of a customer in `touched`, in memory (or
+    spilled), for the datasets of the pass to take their rows from (`_point_events_at`)."""
+    con.execute(raw_view_sql(con, DATASETS["touchpoints"], paths, temporary=True, name="landed_events"))
+    con.execute(
+        "create or replace temp table touched_landed as "
+        "select r.* from landed_events r semi join touched t using (customer_id)"
+    )
+
+
+def _point_events_at(con: duckdb.DuckDBPyConnection, paths: list[str], condition: str, *, shared: bool = False) -> None:
     """`raw_touchpoints`: the touched customers' landed rows in `paths` that meet `condition`,
     and the models over it (a view is bound when it is created, so they are created again).
+    With `shared`, from `touched_landed` (`_scan_touched` over files including `paths`), where the
+    rows that meet `condition` are those of `paths`.
 
     The filter is on single rows, so the staging model's current-version rule (an anti-join on
     each row against `rewrites`) gives the same rows as if it ran over every event first.
     """
-    con.execute(raw_view_sql(con, DATASETS["touchpoints"], paths, temporary=True, name="landed_events"))
+    if shared:
+        con.execute("create or replace temp view landed_events as select * from touched_landed")
+    else:
+        con.execute(raw_view_sql(con, DATASETS["touchpoints"], paths, temporary=True, name="landed_events"))
     con.execute(
         "create or replace temp view raw_touchpoints as select r.* from landed_events r "
         f"join touched t on r.customer_id = t.customer_id and {condition}"
