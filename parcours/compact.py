@@ -71,6 +71,7 @@ CURRENT_ROWS: dict[str, str | None] = {
     "journeys": "stg_parcours__journeys",
     "churns": "stg_parcours__churns",
     "survey_attachments": "stg_parcours__survey_attachments",
+    "customer_transitions": "stg_parcours__customer_transitions",
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
 }

@@ -50,7 +50,7 @@ RAW_COUNTS = "select " + ", ".join(f"(select count(*) from raw_{name})" for name
 
 # What compacting the two runs' warehouse drops, counted by hand, all of it run 1's rows that run 2
 # superseded: e3's first version, the state rows of c1 and c2, c1's two sessions (now one, with
-# e2), and c1's and c2's cycle-0 journeys.
+# e2), c1's and c2's cycle-0 journeys, and their five steps.
 ROWS_DROPPED = {
     "touchpoints": 1,
     "survey_answers": 0,
@@ -61,6 +61,9 @@ ROWS_DROPPED = {
     "churns": 0,  # nobody churns in these events
     # r1 (c1, T+5m) precedes c1's recompute point in run 2 (e2, T+20m): one row each, both current.
     "survey_attachments": 0,
+    # Run 2 recomputes both customers from cycle 0: run 1's five steps of theirs, (start) -> e1,
+    # e1 -> e3, e3 -> (end), (start) -> e4, e4 -> (end), are superseded.
+    "customer_transitions": 5,
     **{name: 0 for name in ROLLUPS},  # one file a partition, every row current
     "id_index": 0,  # every id is within the retention
 }
@@ -283,7 +286,7 @@ def test_the_command_compacts_and_refuses_bad_input(warehouse: Warehouse, tmp_pa
     assert empty.returncode == 2 and "is not a parcours warehouse" in empty.stderr
     done = run("--warehouse", str(warehouse.root), "--grace", "0s")
     assert done.returncode == 0, done.stderr
-    assert "compaction 5:" in done.stderr and "7 superseded rows dropped" in done.stderr
+    assert "compaction 5:" in done.stderr and "12 superseded rows dropped" in done.stderr
     assert query(warehouse.db_path, RAW_COUNTS) == [(5, 3, 3, 2, 0, 0, 2)]
 
 

@@ -32,7 +32,16 @@ def header_grain(layer: str, model: str) -> tuple[str, ...]:
 
 def test_every_materialised_dataset_is_declared_once_beside_its_model():
     declared = {d.name: d for d in declarations()}
-    assert sorted(declared) == sorted(["sessions", "journeys", "churns", "survey_attachments", *ROLLUPS])
+    assert sorted(declared) == sorted(
+        [
+            "sessions",
+            "journeys",
+            "churns",
+            "survey_attachments",
+            "customer_transitions",
+            *ROLLUPS,
+        ]
+    )
     for d in declared.values():
         assert DATASETS[d.name].partition_column == d.partition
         # The grain a reader finds in the headers of the model and of its view is the declared one.

@@ -178,6 +178,7 @@ def test_a_refresh_replaces_only_the_rollup_partitions_that_changed(tmp_path: Pa
     assert replaced == {(name, first) for name in ROLLUPS}
     assert sorted(Path(path).parent.name for path in refresh.removed) == [
         f"event_date={first}",
+        f"from_week={first}",
         f"started_date={first}",
         f"started_week={first}",
         f"started_week={first}",

@@ -99,6 +99,7 @@ def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_pa
         ("journey_stages_weekly", "started_week", "week", "started_at", "UTC"),
         ("sessions_daily", "started_date", "day", "started_at", "UTC"),
         ("touchpoints_daily", "event_date", "day", "occurred_at", "UTC"),
+        ("transitions", "from_week", "week", "from_at", "UTC"),
     ]
     counts = {r[0]: r[8] for r in rows}
     # Independently: one session row per distinct session id among the landed events.

@@ -119,6 +119,23 @@ CHURN_ARROW = pa.schema(
     ]
 )
 
+# The columns of the model `int_customer_transitions_paired`: one step of a customer's path, from
+# a touchpoint to the next (ordered by occurred_at, event_id), `(start)` before the first and
+# `(end)` after the latest.
+TRANSITION_ARROW = pa.schema(
+    [
+        pa.field("customer_id", pa.string()),
+        pa.field("journey_cycle", pa.int32()),  # the from-event's (the first event's for `(start)`)
+        pa.field("from_event_id", pa.string()),  # null for `(start)`
+        pa.field("to_event_id", pa.string()),  # null for `(end)`
+        pa.field("from_touchpoint", pa.string()),
+        pa.field("to_touchpoint", pa.string()),
+        pa.field("from_at", UTC_MICROS),  # the from-event's time (the first event's for `(start)`)
+        pa.field("gap_in_s", pa.int64()),  # null for `(start)` and `(end)`
+        pa.field("segment", pa.string()),  # the from-event's (the first event's for `(start)`)
+    ]
+)
+
 # The columns of the model `int_survey_answers_attached`: each answer with the touchpoint it rates
 # and the customer's attributes when it answered (docs/analytics-core.md §2, the survey attachment).
 SURVEY_ATTACHMENT_ARROW = pa.schema(
@@ -211,6 +228,9 @@ DATASETS: dict[str, DatasetSpec] = {
         # Per churned journey cycle: pipelines/cycles.py `churn_rows`, landed by the refresher for
         # the customers touched or due; superseded like journeys (the marker's journey cycle).
         DatasetSpec("churns", _extend(CHURN_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
+        # One row per step of a customer's path (pipelines' directly-follows graph): recomputed
+        # from the journeys' recompute cycle on, superseded like journeys (the from-event's cycle).
+        DatasetSpec("customer_transitions", _extend(TRANSITION_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
         # One row per survey answer, recomputed for the customers a batch touched (new answers,
         # new or late touchpoints); `refreshes.survey_attachments_from_at` supersedes the older.
         DatasetSpec(
@@ -242,6 +262,8 @@ DATASETS: dict[str, DatasetSpec] = {
 # partition's file (the manifest removes the old one), so every live row is current. Their
 # columns are the models `int_*_counted_*` (a test checks they agree).
 _ROLLUP_KEYS = {
+    "from_touchpoint": pa.string(),
+    "to_touchpoint": pa.string(),
     "segment": pa.string(),
     "product_line": pa.string(),
     "cycle_type": pa.string(),
@@ -287,6 +309,12 @@ ROLLUPS: dict[str, DatasetSpec] = {
             pa.field("n_customers", _COUNT),
             pa.field("n_converted", _COUNT),
             pa.field("n_churned", _COUNT),
+        ),
+        _rollup(
+            "transitions",
+            "from_week",
+            ("segment", "from_touchpoint", "to_touchpoint"),
+            pa.field("n_transitions", _COUNT),
         ),
         DatasetSpec(
             "journey_paths_weekly",
