@@ -379,6 +379,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("parcours_watermark",),
         ("raw_churns",),
         ("raw_customer_state",),
+        ("raw_customer_transitions",),
         ("raw_dead_letters",),
         ("raw_id_index",),
         ("raw_journey_paths_weekly",),
@@ -392,6 +393,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("raw_survey_attachments",),
         ("raw_touchpoints",),
         ("raw_touchpoints_daily",),
+        ("raw_transitions",),
     ]
     assert [p.name for p in warehouse.root.iterdir() if p.name.startswith(".parcours.duckdb")] == []
     assert query(db, "select root, n_manifests, last_seq from parcours_meta") == [(str(warehouse.root), 1, 1)]
