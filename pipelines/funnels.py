@@ -101,36 +101,41 @@ class Attempt:
 NOT_ENTERED = Attempt(0, [], 0)
 
 
-def _better(candidate: Attempt, best: Attempt, times: np.ndarray) -> bool:
-    if candidate.level != best.level:
-        return candidate.level > best.level
-    if candidate.reached_at != best.reached_at:
-        return candidate.reached_at < best.reached_at
-    return times[candidate.events[0]] > times[best.events[0]]
+def _better(level: int, at: int, start: int, best: Attempt, times: Sequence[int]) -> bool:
+    """Whether an attempt reaching `level` at `at`, started at `start`, beats `best`."""
+    if level != best.level:
+        return level > best.level
+    if at != best.reached_at:
+        return at < best.reached_at
+    return start > times[best.events[0]]
 
 
-def best_ordered(matches: Sequence[tuple[int, ...]], times: np.ndarray, window: int, n: int) -> Attempt:
-    """`ordered`: per level, the chain reaching it with the latest start (what can go furthest)."""
+def best_ordered(matches: Sequence[tuple[int, ...]], times: Sequence[int], window: int, n: int) -> Attempt:
+    """`ordered`: per level, the chain reaching it with the latest start (what can go furthest).
+    `matches[i]`: the steps event i matches, the last first (one event fills one step)."""
     chains: list[list[int] | None] = [None] * n
     best = NOT_ENTERED
     for i, steps in enumerate(matches):
-        for k in sorted(steps, reverse=True):  # one event fills one step
+        if not steps:
+            continue
+        t = times[i]
+        for k in steps:
             if k == 0:
                 chains[0] = [i]
             else:
                 previous = chains[k - 1]
-                if previous is None or times[i] - times[previous[0]] > window:
+                if previous is None or t - times[previous[0]] > window:
                     continue
                 current = chains[k]
                 if current is None or times[previous[0]] >= times[current[0]]:
                     chains[k] = [*previous, i]
-            candidate = Attempt(k + 1, chains[k], int(times[i]))
-            if _better(candidate, best, times):
-                best = candidate
+            chain = chains[k]
+            if _better(k + 1, t, times[chain[0]], best, times):
+                best = Attempt(k + 1, chain, t)
     return best
 
 
-def best_strict(matches: Sequence[tuple[int, ...]], times: np.ndarray, window: int, n: int) -> Attempt:
+def best_strict(matches: Sequence[tuple[int, ...]], times: Sequence[int], window: int, n: int) -> Attempt:
     """`strict`: ClickHouse's `strict_order` chain evaluated from each step-1 event."""
     best = NOT_ENTERED
     for start, steps in enumerate(matches):
@@ -142,7 +147,7 @@ def best_strict(matches: Sequence[tuple[int, ...]], times: np.ndarray, window: i
             if not here:
                 break  # an event that is no step of the funnel ends the chain
             stop = False
-            for k in sorted(here, reverse=True):
+            for k in here:
                 if k == 0:
                     chains[0] = [i]
                 elif chains[k - 1] is None:
@@ -152,40 +157,49 @@ def best_strict(matches: Sequence[tuple[int, ...]], times: np.ndarray, window: i
                     chains[k] = [*chains[k - 1], i]
                 else:
                     continue
-                candidate = Attempt(k + 1, chains[k], int(times[i]))
-                if _better(candidate, best, times):
-                    best = candidate
+                chain = chains[k]
+                if _better(k + 1, times[i], times[chain[0]], best, times):
+                    best = Attempt(k + 1, chain, times[i])
             if stop:
                 break
     return best
 
 
-def best_furthest(ranks: np.ndarray, starts: np.ndarray, times: np.ndarray, window: int, n: int) -> Attempt:
-    """`furthest`: `ranks[i]` is the furthest step event i reaches (0 before step 1's stage); an
-    attempt starts at an event of step 1's stage (`starts`). An event past a skipped step fills
-    every step up to its own (they share its time)."""
+def best_furthest(ranks: Sequence[int], times: Sequence[int], window: int, n: int) -> Attempt:
+    """`furthest`: `ranks[i]` is the furthest step event i reaches (0 before step 1's stage, -1
+    at step 1's stage itself: an attempt starts there). An event past a skipped step fills every
+    step up to its own (they share its time)."""
     best = NOT_ENTERED
-    for start in np.flatnonzero(starts):
-        end = int(np.searchsorted(times, times[start] + window, side="right"))
-        events, level = [int(start)], 1
-        for j in range(int(start) + 1, end):
-            while level < n and ranks[j] > level:
-                events.append(j)
-                level += 1
-            if level == n:
+    size = len(ranks)
+    for start in range(size):
+        if ranks[start] != -1:
+            continue
+        if best.level == n and start > best.events[-1]:
+            break  # a later attempt reaches the last step later: it cannot be the first to
+        limit = times[start] + window
+        events, level = [start], 1
+        for j in range(start + 1, size):
+            if times[j] > limit:
                 break
-        candidate = Attempt(level, events, int(times[events[-1]]))
-        if _better(candidate, best, times):
-            best = candidate
+            reach = ranks[j]  # at most n; -1 (a step-1 event) reaches no further than 1
+            if reach > level:
+                events.extend([j] * (reach - level))
+                level = reach
+                if level == n:
+                    break
+        if _better(level, times[events[-1]], times[start], best, times):
+            best = Attempt(level, events, times[events[-1]])
     return best
 
 
-def best_any_order(matches: Sequence[tuple[int, ...]], times: np.ndarray, window: int, n: int) -> Attempt:
+def best_any_order(matches: Sequence[tuple[int, ...]], times: Sequence[int], window: int, n: int) -> Attempt:
     """`any_order`: from each step event, the distinct steps with an event within the window."""
     best = NOT_ENTERED
     for start, steps in enumerate(matches):
         if not steps:
             continue
+        if best.level == n and start > best.events[-1]:
+            break  # a later attempt reaches the last step later: it cannot be the first to
         seen: set[int] = set()
         events: list[int] = []
         for j in range(start, len(matches)):
@@ -197,33 +211,58 @@ def best_any_order(matches: Sequence[tuple[int, ...]], times: np.ndarray, window
                 events.append(j)
                 if len(seen) == n:
                     break
-        candidate = Attempt(len(events), events, int(times[events[-1]]))
-        if _better(candidate, best, times):
-            best = candidate
+        if _better(len(events), times[events[-1]], times[start], best, times):
+            best = Attempt(len(events), events, times[events[-1]])
     return best
 
 
-def _excluded(rule: FunnelRule, attempt: Attempt, excluded_at: list[np.ndarray], times: np.ndarray) -> bool:
-    for (_, _, after, before), hits in zip(rule.exclusions, excluded_at, strict=True):
-        if attempt.level < after or not len(hits):
+def _excluded(rule: FunnelRule, attempt: Attempt, hits: Sequence[np.ndarray], times: Sequence[int]) -> bool:
+    """Whether an exclusion event (`hits`: per exclusion, the indices of its events) lies between
+    the attempt's steps `after_step` and `before_step` (within its window when it did not get
+    there). `rule.window_in_s` is in microseconds here."""
+    for (_, _, after, before), found in zip(rule.exclusions, hits, strict=True):
+        if attempt.level < after or not len(found):
             continue
         low = attempt.events[after - 1]
         if attempt.level >= before:
-            inside = (hits > low) & (hits < attempt.events[before - 1])
+            inside = (found > low) & (found < attempt.events[before - 1])
         else:
-            inside = (hits > low) & (times[hits] <= times[attempt.events[0]] + rule.window_in_s)
+            limit = times[attempt.events[0]] + rule.window_in_s
+            inside = (found > low) & (np.asarray(times, dtype=np.int64)[found] <= limit)
         if inside.any():
             return True
     return False
 
 
-def _matches(rule: FunnelRule, touchpoints: np.ndarray, stages: np.ndarray) -> list[tuple[int, ...]]:
-    hits = [np.flatnonzero((stages if kind == "stage" else touchpoints) == name) for kind, name in rule.steps]
-    per_event: list[list[int]] = [[] for _ in range(len(touchpoints))]
-    for k, events in enumerate(hits):
-        for i in events:
-            per_event[i].append(k)
-    return [tuple(steps) for steps in per_event]
+def _column(kind: str, touchpoints: np.ndarray, stages: np.ndarray) -> np.ndarray:
+    return stages if kind == "stage" else touchpoints
+
+
+class _Prepared:
+    """One funnel's view of a run of events (all customers at once, vectorised): per event what
+    it matches, whether it opens a window, and the exclusions' events."""
+
+    def __init__(self, rule: FunnelRule, touchpoints: np.ndarray, stages: np.ndarray) -> None:
+        self.rule = rule
+        if rule.mode == "furthest":
+            rank_of = {stage: r for r, stage in enumerate(rule.stages)}
+            step_ranks = np.array([rank_of[name] for _, name in rule.steps])
+            names, inverse = np.unique(stages.astype(str), return_inverse=True)
+            event_ranks = np.array([rank_of.get(str(s), -1) for s in names])[inverse]
+            # the furthest step an event reaches: the steps whose stage is at or before its own
+            ranks = np.searchsorted(step_ranks, event_ranks, side="right")
+            opens = event_ranks == step_ranks[0]
+            self.steps: list = np.where(opens, -1, ranks).tolist()
+        else:
+            codes = np.zeros(len(stages), dtype=np.int64)
+            for k, (kind, name) in enumerate(rule.steps):
+                codes |= (_column(kind, touchpoints, stages) == name).astype(np.int64) << k
+            n = len(rule.steps)
+            table = {int(c): tuple(k for k in reversed(range(n)) if c >> k & 1) for c in np.unique(codes)}
+            self.steps = [table[c] for c in codes.tolist()]
+            opens = codes != 0 if rule.mode == "any_order" else (codes & 1) == 1
+        self.opens = opens
+        self.exclusions = [_column(kind, touchpoints, stages) == name for kind, name, _, _ in rule.exclusions]
 
 
 def customer_attempt(
@@ -231,31 +270,23 @@ def customer_attempt(
 ) -> tuple[Attempt, int | None, bool]:
     """The best attempt of one customer's activity (in time order, `times` in micros), when their
     last window closes (micros; None when they opened none) and whether they are excluded."""
-    n = len(rule.steps)
+    return _attempt(_Prepared(rule, touchpoints, stages), 0, len(times), times.tolist())
+
+
+def _attempt(prepared: _Prepared, lo: int, hi: int, times: list[int]) -> tuple[Attempt, int | None, bool]:
+    rule = prepared.rule
     window = rule.window_in_s * 1_000_000
-    us_rule = FunnelRule(rule.name, rule.mode, window, rule.steps, rule.exclusions, rule.stages)
-    if rule.mode == "furthest":
-        rank_of = {stage: r for r, stage in enumerate(rule.stages)}
-        step_ranks = np.array([rank_of[name] for _, name in rule.steps])
-        event_ranks = np.array([rank_of.get(s, -1) for s in stages])
-        # the furthest step an event reaches: the steps whose stage is at or before its own
-        ranks = np.searchsorted(step_ranks, event_ranks, side="right")
-        starts = event_ranks == step_ranks[0]
-        attempt = best_furthest(ranks, starts, times, window, n)
-        opened = times[starts]
-    else:
-        matches = _matches(rule, touchpoints, stages)
-        best = {"ordered": best_ordered, "strict": best_strict, "any_order": best_any_order}[rule.mode]
-        attempt = best(matches, times, window, n)
-        opens = [i for i, m in enumerate(matches) if (0 in m if rule.mode != "any_order" else m)]
-        opened = times[opens] if opens else times[:0]
-    closes = int(opened.max()) + window if len(opened) else None
+    n = len(rule.steps)
+    steps = prepared.steps[lo:hi]
+    best = {"furthest": best_furthest, "ordered": best_ordered, "strict": best_strict, "any_order": best_any_order}
+    attempt = best[rule.mode](steps, times, window, n)
+    opened = np.flatnonzero(prepared.opens[lo:hi])
+    closes = times[int(opened[-1])] + window if len(opened) else None
     excluded = False
     if attempt.level and rule.exclusions:
-        excluded_at = [
-            np.flatnonzero((stages if kind == "stage" else touchpoints) == name) for kind, name, _, _ in rule.exclusions
-        ]
-        excluded = _excluded(us_rule, attempt, excluded_at, times)
+        hits = [np.flatnonzero(mask[lo:hi]) for mask in prepared.exclusions]
+        in_micros = FunnelRule(rule.name, rule.mode, window, rule.steps, rule.exclusions, rule.stages)
+        excluded = _excluded(in_micros, attempt, hits, times)
     return attempt, closes, excluded
 
 
@@ -271,32 +302,34 @@ def funnel_rows(events: pa.Table, rules: Sequence[FunnelRule]) -> pa.Table:
         return FUNNEL_SCHEMA.empty_table()
     customers = events.column("customer_id").to_numpy(zero_copy_only=False)
     times = events.column("occurred_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    every_time = times.tolist()
     touchpoints = events.column("touchpoint").to_numpy(zero_copy_only=False)
     stages = events.column("stage").to_numpy(zero_copy_only=False)
-    attributes = {
-        c: events.column(c).to_pylist() for c in ("event_id", "journey_cycle", "channel", "segment", "product_line")
-    }
+    prepared = [_Prepared(rule, touchpoints, stages) for rule in rules]
     bounds = np.flatnonzero(customers[1:] != customers[:-1]) + 1
     starts, ends = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(customers)]])
     out: dict[str, list] = {name: [] for name in FUNNEL_SCHEMA.names}
+    entries: list[int] = []  # the step-1 event of each row, for its attributes
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-        for rule in rules:
-            attempt, closes, excluded = customer_attempt(rule, touchpoints[lo:hi], stages[lo:hi], times[lo:hi])
+        window_times = every_time[lo:hi]
+        for rule, ready in zip(rules, prepared, strict=True):
+            attempt, closes, excluded = _attempt(ready, lo, hi, window_times)
             if not attempt.level:
                 continue
-            first = lo + attempt.events[0]
+            entries.append(lo + attempt.events[0])
             out["customer_id"].append(customers[lo])
             out["funnel"].append(rule.name)
             out["n_steps"].append(len(rule.steps))
             out["best_step"].append(attempt.level)
-            out["entered_at"].append(int(times[first]))
-            out["reached_at"].append([int(times[lo + i]) for i in attempt.events])
+            out["entered_at"].append(window_times[attempt.events[0]])
+            out["reached_at"].append([window_times[i] for i in attempt.events])
             out["windows_close_at"].append(closes)
             out["is_excluded"].append(excluded)
-            out["entry_event_id"].append(attributes["event_id"][first])
-            out["journey_cycle"].append(attributes["journey_cycle"][first])
-            for c in ("channel", "segment", "product_line"):
-                out[c].append(attributes[c][first])
+    taken = events.take(pa.array(entries, pa.int64())) if entries else events.slice(0, 0)
+    for name, column in (("entry_event_id", "event_id"), ("journey_cycle", "journey_cycle")):
+        out[name] = taken.column(column).to_pylist()
+    for c in ("channel", "segment", "product_line"):
+        out[c] = taken.column(c).to_pylist()
     micros = {"entered_at", "windows_close_at"}
     columns = []
     for field in FUNNEL_SCHEMA:
