@@ -557,6 +557,20 @@ def test_landed_funnels_after_an_incremental_landing_equal_windowfunnel_and_a_fu
     assert sum(s["n_reached"] for s in by_segment if s["step_index"] == 1) == steps[0]["n_reached"]
     segments = {r[0] for r in query(db, "select distinct coalesce(segment, 'unknown') from customer_funnels")}
     assert {s["value"] for s in by_segment} == segments and len(segments) > 1
+    # --since/--until select weeks of entry: a Wednesday selects its whole week.
+    weeks = query(
+        db,
+        "select period_start, sum(n_reached)::BIGINT from funnel_steps where funnel = 'lifecycle_ordered' "
+        "and breakdown = 'overall' and step_index = 1 group by all order by 1",
+    )
+    (week, n_week), *_ = weeks[1:]
+    middle = (week + timedelta(days=2)).isoformat()
+    one = json.loads(
+        parcours(
+            "funnel", "lifecycle_ordered", "-w", str(warehouse.root), "--json", "--since", middle, "--until", middle
+        ).stdout
+    )
+    assert one[0]["n_reached"] == n_week and n_week < steps[0]["n_reached"]
     table = parcours("funnel", "lifecycle_ordered", "-w", str(warehouse.root), env={**os.environ, "COLUMNS": "200"})
     assert "consideration" in table.stdout and "in progress" in table.stdout
     unknown = parcours("funnel", "nowhere", "-w", str(warehouse.root))
