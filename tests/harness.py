@@ -187,7 +187,7 @@ def grain_problems(
 ) -> list[str]:
     """What breaks the grain: duplicate keys, null keys (but in the `nullable` key columns, where
     a null is a value of its own) or required columns, false identities (SQL boolean expressions
-    over one row, e.g. `n_entered = n_moved_on + n_dropped`), and what breaks the declared
+    over one row, e.g. `n_entered = n_moved_on + n_dropped`, or a window over the rows), and what breaks the declared
     `conventions` (`convention_problems`)."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
     if table.num_rows == 0:
@@ -207,7 +207,11 @@ def grain_problems(
             if nulls:
                 problems.append(f"{nulls} rows have no {column}")
         for identity in identities:
-            (false,) = con.execute(f"select count(*) from checked where not ({identity})").fetchone()
+            # In the select list, so an identity may be a window over rows (each step's edges
+            # adding up to the journeys at it: `sum(n) over (partition by step) = n_at_step`).
+            (false,) = con.execute(
+                f"select count(*) from (select ({identity}) as holds from checked) where not holds"
+            ).fetchone()
             if false:
                 problems.append(f"{false} rows break {identity}")
         if conventions is not None and conventions.grouping_sets:

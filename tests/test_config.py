@@ -322,6 +322,14 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "ignore_touchpoints": [],
         "max_path_length": 200,
         "path_summary_steps": 6,
+        "path_alias_patterns": [],
+        "path_aliases": [],
+        "path_anchor_names": ["from_purchase", "to_cancellation_request"],
+        "path_anchor_kinds": ["stage", "touchpoint"],
+        "path_anchor_points": ["purchase", "cancellation_request"],
+        "path_anchor_directions": ["from", "to"],
+        "path_anchor_steps": [5, 5],
+        "path_anchor_tops": [5, 5],
         "reporting_timezone": "UTC",
     }
     assert json.loads(json.dumps(record)) == record  # plain JSON values
@@ -353,6 +361,15 @@ def test_settings_record_of_a_small_config() -> None:
         "ignore_touchpoints": ["ping"],
         "max_path_length": 5,
         "path_summary_steps": 6,
+        # No `paths` key: no alias, no anchor (the default file's anchors are the file's).
+        "path_alias_patterns": [],
+        "path_aliases": [],
+        "path_anchor_names": [],
+        "path_anchor_kinds": [],
+        "path_anchor_points": [],
+        "path_anchor_directions": [],
+        "path_anchor_steps": [],
+        "path_anchor_tops": [],
         "reporting_timezone": "UTC",
     }
     mapped = parse_config("stages: [a]\ntouchpoints: {invoice: a, visit: a}\n").settings_record()
