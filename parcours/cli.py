@@ -571,7 +571,7 @@ def paths(
     warehouse: WarehouseOption = Path("warehouse"),
     top: Annotated[int, typer.Option(help="How many variants to show, most frequent first.", min=1)] = 10,
     cycle_type: Annotated[
-        str | None, typer.Option("--cycle-type", help="Only this cycle type (acquisition, renewal, win_back...).")
+        str | None, typer.Option("--cycle-type", help="Only this cycle type (first_purchase, renewal, win_back).")
     ] = None,
     anchor: Annotated[
         str | None, typer.Option(help="Show the edges of this anchor of paths.anchors instead (a Sankey as a table).")

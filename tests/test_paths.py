@@ -414,3 +414,170 @@ def test_the_rules_reach_the_settings_views_in_order(tmp_path: Path):
         [3, 2, 3],
         [1, 5, 2],
     )
+
+
+# -- `parcours paths`, on a small landed warehouse ------------------------------------------------
+
+
+def _event(event_id: str, customer: str, day: float, touchpoint: str, outcome: str | None = None) -> dict:
+    line = {
+        "schema_version": 1,
+        "event_id": event_id,
+        "customer_id": customer,
+        "occurred_at": (T + timedelta(days=day)).isoformat().replace("+00:00", "Z"),
+        "channel": "web",
+        "touchpoint": touchpoint,
+        "segment": "particulier",
+    }
+    if outcome:
+        line.update(outcome=outcome, revenue=30.0)
+    return line
+
+
+def _customer(customer: str, day: float, *touchpoints: str) -> list[dict]:
+    """One event a minute from `day` on; a checkout is a purchase."""
+    return [
+        _event(f"{customer}-{i}", customer, day + i / 1440, t, "purchase" if t == "checkout" else None)
+        for i, t in enumerate(touchpoints)
+    ]
+
+
+LANDED = [
+    *(e for c in ("a1", "a2", "a3", "a4") for e in _customer(c, 0, HOME, PRODUCT, CART, CHECKOUT)),
+    *(e for c in ("b1", "b2") for e in _customer(c, 0, HOME, CART, CHECKOUT)),
+    *_customer("c1", 0, HOME, PRODUCT),  # quiet since day 0 at consideration (21 days): dropped off
+    *(e for c in ("e1", "e2") for e in _customer(c, 0, PRODUCT, PRODUCT)),  # a repeat, collapsed
+    *_customer("f1", 0, HOME, CART),  # quiet since day 0 at purchase (7 days): dropped off
+    *_customer("d1", 39, HOME),  # 1 day before the last event: open
+    # The latest events: the watermark is day 40, the finality point day 37 (3 days' lateness).
+    *_customer("z1", 40, HOME, CART, CHECKOUT),
+]
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory) -> Path:
+    from parcours.pipelines.run import Ingestion
+    from parcours.warehouse import Warehouse
+
+    root = tmp_path_factory.mktemp("paths")
+    (root / "data").mkdir()
+    (root / "data" / "touchpoints.jsonl").write_text("".join(json.dumps(line) + "\n" for line in LANDED))
+    warehouse = Warehouse(root / "w")
+    with warehouse.lock():
+        Ingestion(warehouse, load_config()).run_files(root / "data")
+    return root / "w"
+
+
+def parcours_paths(warehouse: Path, *args: str):
+    from tests.test_cli import parcours
+
+    return parcours("paths", "--warehouse", str(warehouse), *args)
+
+
+def test_the_cli_prints_the_top_variants_as_json(landed: Path):
+    result = parcours_paths(landed, "--json", "--top", "4")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    # 11 ended first-purchase cycles (d1 is open); a1-a4, then b1 b2 z1, then e1 e2, then f1 and c1
+    # (one each: the fifth, left out by --top 4, is c1's home > product, after home > cart).
+    assert [(r["variant"], r["n_journeys"], r["n_ended"], r["n_open"]) for r in rows] == [
+        ([HOME, PRODUCT, CART, CHECKOUT], 4, 11, 1),
+        ([HOME, CART, CHECKOUT], 3, 11, 1),
+        ([PRODUCT], 2, 11, 1),
+        ([HOME, CART], 1, 11, 1),
+    ]
+    assert {r["cycle_type"] for r in rows} == {"first_purchase"}
+    assert rows[0]["share"] == pytest.approx(4 / 11)
+    assert rows[0]["median_duration_in_s"] == 180.0  # three one-minute steps
+    # Another cycle type: nothing to show, an empty list.
+    empty = parcours_paths(landed, "--json", "--cycle-type", "renewal")
+    assert empty.returncode == 0 and json.loads(empty.stdout) == []
+
+
+def test_the_cli_prints_an_anchors_edges(landed: Path):
+    result = parcours_paths(landed, "--anchor", "from_purchase", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    # The first purchase-stage step is the cart: 7 go on to checkout, f1 ends there; then the 7 end.
+    assert [(r["step"], r["source"], r["target"], r["n_journeys"], r["n_journeys_at_step"]) for r in rows] == [
+        (1, CART, CHECKOUT, 7, 8),
+        (1, CART, "(ended)", 1, 8),
+        (2, CHECKOUT, "(ended)", 7, 7),
+    ]
+    table = parcours_paths(landed, "--anchor", "from_purchase")
+    assert table.returncode == 0, table.stderr
+    assert "path edges from from_purchase" in table.stdout
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.stdout.splitlines() if "│" in line]
+    assert cells == [
+        ["1", CART, CHECKOUT, "7", "8"],
+        ["1", CART, "(ended)", "1", "8"],
+        ["2", CHECKOUT, "(ended)", "7", "7"],
+    ]
+
+
+def test_the_cli_prints_a_table_and_names_an_unknown_anchor(landed: Path):
+    table = parcours_paths(landed, "--top", "2")
+    assert table.returncode == 0, table.stderr
+    assert "top 2 path variants of ended journeys" in table.stdout
+    assert f"{HOME} > {PRODUCT} > {CART} > {CHECKOUT}" in table.stdout
+    from tests.test_cli import assert_fails_cleanly
+
+    # No cancellation request landed: the default anchor to_cancellation_request has no edges.
+    assert_fails_cleanly(
+        parcours_paths(landed, "--anchor", "nowhere"),
+        "no edges for anchor 'nowhere' (anchors with edges: from_purchase)",
+    )
+
+
+def test_the_landed_path_datasets_keep_their_declared_grain(landed: Path):
+    import duckdb
+
+    with duckdb.connect(str(landed / "parcours.duckdb"), read_only=True) as con:
+        for name in ("paths", "path_edges"):
+            rows = con.sql(f"select * from {name}").to_arrow_table()
+            assert rows.num_rows > 0
+            assert dataset_problems(rows, by_name()[name]) == []
+        # Judged at the finality point: day 40's watermark less the 3 days of allowed lateness.
+        (as_of,) = con.execute("select distinct as_of from paths").fetchone()
+        assert as_of == T + timedelta(days=37, minutes=2)
+        loops = con.execute("select customer_id, n_loops, n_back_and_forth from journeys order by 1").fetchall()
+        assert {n for _, n, _ in loops} == {0} and {n for *_, n in loops} == {0}  # a repeat is collapsed
+        (invalidation,) = con.execute(
+            "select distinct invalidation from parcours_datasets where name like 'path%'"
+        ).fetchone()
+        assert invalidation == "whole"
+
+
+def test_a_later_batch_moves_the_finality_point_and_the_paths_with_it(tmp_path: Path):
+    from parcours.pipelines.run import Ingestion
+    from parcours.warehouse import Warehouse
+
+    warehouse = Warehouse(tmp_path / "w")
+    later = _customer("y1", 70, HOME, CART, CHECKOUT)  # the finality point moves to day 67
+    data = tmp_path / "data"
+    data.mkdir()
+    # One backfill file, grown between the runs: its partition moves the watermark on (a second
+    # file would be a partition of its own, holding the watermark at its end until it is idle).
+    for lines in (LANDED, [*LANDED, *later]):
+        (data / "touchpoints.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        with warehouse.lock():
+            Ingestion(warehouse, load_config()).run_files(data)
+    import duckdb
+
+    with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
+        rows = con.execute(
+            "select variant, n_journeys, n_ended, n_open, n_dropped_off from paths order by all"
+        ).fetchall()
+        seqs = con.execute("select distinct batch_seq from raw_paths").fetchall()
+    # d1's home page on day 39 is past consideration's 21 days at day 67: it ended, dropped off;
+    # y1 joins home > cart > checkout. 13 ended, none open.
+    assert rows == [
+        ([HOME], 1, 13, 0, 1),
+        ([HOME, CART], 1, 13, 0, 1),
+        ([HOME, CART, CHECKOUT], 4, 13, 0, 0),
+        ([HOME, PRODUCT], 1, 13, 0, 1),
+        ([HOME, PRODUCT, CART, CHECKOUT], 4, 13, 0, 0),
+        ([PRODUCT], 2, 13, 0, 2),
+    ]
+    # Every row from the second refresh: its file replaced the first one.
+    assert len(warehouse.live_files("paths")) == 1 and len(seqs) == 1
