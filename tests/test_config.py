@@ -324,12 +324,12 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "path_summary_steps": 6,
         "path_alias_patterns": [],
         "path_aliases": [],
-        "path_anchor_names": ["from_purchase", "to_cancellation_request"],
-        "path_anchor_kinds": ["stage", "touchpoint"],
-        "path_anchor_points": ["purchase", "cancellation_request"],
-        "path_anchor_directions": ["from", "to"],
-        "path_anchor_steps": [5, 5],
-        "path_anchor_tops": [5, 5],
+        "path_anchor_names": ["from_discovery", "from_purchase", "to_cancellation_request"],
+        "path_anchor_kinds": ["stage", "stage", "touchpoint"],
+        "path_anchor_points": ["discovery", "purchase", "cancellation_request"],
+        "path_anchor_directions": ["from", "from", "to"],
+        "path_anchor_steps": [5, 5, 5],
+        "path_anchor_tops": [5, 5, 5],
         "reporting_timezone": "UTC",
     }
     assert json.loads(json.dumps(record)) == record  # plain JSON values
