@@ -288,6 +288,10 @@ def test_the_step_matrix_shares_add_up_to_one_with_an_ended_row():
     ]
     for r in rows:
         assert r["share"] == pytest.approx(r["n_journeys"] / r["n_at_anchor"])
+        low, high = proportion_confint(r["n_journeys"], r["n_at_anchor"], alpha=0.05, method="wilson")
+        assert (r["share_low"], r["share_high"]) == (pytest.approx(low), pytest.approx(high))
+    for step in (1, 2, 3):  # each step's shares add up to 1
+        assert sum(r["share"] for r in rows if r["anchor"] == "from_home" and r["step"] == step) == pytest.approx(1)
     back = [(r["step"], r["touchpoint"], r["n_journeys"]) for r in rows if r["anchor"] == "to_cancellation"]
     assert back == [
         (1, "(start)", 0),

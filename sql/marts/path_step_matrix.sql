@@ -3,7 +3,8 @@
 -- touchpoint at step j (the name j steps away from the anchor's step: a `from` edge's target,
 -- a `to` edge's source), `(other)` beyond the step's top names, and a row `(ended)` (`to`:
 -- `(start)`) holding every journey whose walk ended at or before step j: each step's shares add
--- up to 1 over the journeys at the anchor (`n_at_anchor`, those at step 1).
+-- up to 1 over the journeys at the anchor (`n_at_anchor`, those at step 1). `share_low` /
+-- `share_high`: its 95 % Wilson interval.
 -- grain: one row per (anchor, step, touchpoint)
 -- A plain view over `path_edges`.
 with edges as (
@@ -56,17 +57,30 @@ cells as (
     select * from ended
 ),
 
-final as (
+shares as (
     select
-        cells.anchor,
-        cells.direction,
-        cells.step,
-        cells.touchpoint,
-        cast(cells.n_journeys as BIGINT) as n_journeys,
+        cells.*,
         at_anchor.n_at_anchor,
-        cells.n_journeys / at_anchor.n_at_anchor as share
+        cells.n_journeys / at_anchor.n_at_anchor as share,
+        1.959963984540054 as z
     from cells
     join at_anchor using (anchor)
+),
+
+final as (
+    select
+        anchor,
+        direction,
+        step,
+        touchpoint,
+        cast(n_journeys as BIGINT) as n_journeys,
+        n_at_anchor,
+        share,
+        (share + z ^ 2 / (2 * n_at_anchor) - z * sqrt(share * (1 - share) / n_at_anchor + z ^ 2 / (4 * n_at_anchor ^ 2)))
+            / (1 + z ^ 2 / n_at_anchor) as share_low,
+        (share + z ^ 2 / (2 * n_at_anchor) + z * sqrt(share * (1 - share) / n_at_anchor + z ^ 2 / (4 * n_at_anchor ^ 2)))
+            / (1 + z ^ 2 / n_at_anchor) as share_high
+    from shares
 )
 
 select * from final
