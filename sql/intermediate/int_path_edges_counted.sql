@@ -94,20 +94,22 @@ nodes as (
     join ranked using (anchor, position, name)
 ),
 
+linked as (
+    select
+        nodes.*,
+        lead(node) over (partition by anchor, customer_id, journey_cycle order by position) as next_node
+    from nodes
+),
+
 edges as (
     select
-        here.anchor,
-        here.direction,
-        here.position as step,
-        here.node as near,
-        coalesce(there.node, case when here.direction = 'from' then '(ended)' else '(start)' end) as far
-    from nodes as here
-    left join nodes as there
-        on there.anchor = here.anchor
-        and there.customer_id = here.customer_id
-        and there.journey_cycle = here.journey_cycle
-        and there.position = here.position + 1
-    where here.position <= here.n_steps
+        anchor,
+        direction,
+        position as step,
+        node as near,
+        coalesce(next_node, case when direction = 'from' then '(ended)' else '(start)' end) as far
+    from linked
+    where position <= n_steps
 ),
 
 -- The journeys at each step, counted from the walks themselves.
