@@ -66,12 +66,10 @@ def test_dependencies_and_settings_are_read_from_the_models():
     order = [d.name for d in declarations()]
     for d in declarations():
         assert all(order.index(dep) < order.index(d.name) for dep in d.depends_on)
-    # By hand from the SQL: int_journeys_aggregated reads cycle_outcomes and max_path_length (and
-    # churn_not_activity, for an event landed without is_activity), int_journey_steps_cleaned
-    # (which it reads) ignore_touchpoints and collapse_repeats.
+    # By hand from the SQL: int_journeys_aggregated reads cycle_outcomes and max_path_length,
+    # int_journey_steps_cleaned (which it reads) ignore_touchpoints and collapse_repeats.
     assert set(declared["journeys"].reads_config) == {
         "cycle_outcomes",
-        "churn_not_activity",
         "max_path_length",
         "ignore_touchpoints",
         "collapse_repeats",

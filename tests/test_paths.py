@@ -331,8 +331,8 @@ EVENTS = [
     *cycle_events("l4", ("ad_impression", "discovery"), CA, H, ("ad_impression", "discovery")),
     # home, an unmapped step, home: a loop; the unmapped step is no stage, c c is one visit: 0
     *cycle_events("l5", H, ("kiosk", "unmapped"), H),
-    # a s u s a: support again after usage (earlier than support): no; activation again after
-    # support and usage (both later): 1. help_center revisited: 1 loop.
+    # a s u s a: support again, but no stage later than support was reached: no; activation
+    # again after support and usage (both later): 1. help_center revisited: 1 loop.
     *cycle_events(
         "l6",
         ("account_setup", "activation"),
@@ -341,10 +341,13 @@ EVENTS = [
         ("help_center", "support"),
         ("first_login", "activation"),
     ),
-    # c p c p c: both returns to consideration follow a purchase step: 2; 3 loops (home, cart, home)
+    # c p c p c: both returns to consideration come after a purchase step: 2; 3 loops (home, cart, home)
     *cycle_events("l7", H, CA, H, CA, H),
     # p c p: a step back, then forward again: 0 back-and-forth; cart revisited: 1 loop
     *cycle_events("l8", CA, H, CA),
+    # c p c d c: consideration again after purchase, twice (the second after discovery too): 2;
+    # home revisited twice: 2 loops
+    *cycle_events("l9", H, CA, H, ("ad_impression", "discovery"), H),
 ]
 EXPECTED_LOOPS = {
     "l1": (2, 0),
@@ -355,6 +358,7 @@ EXPECTED_LOOPS = {
     "l6": (1, 1),
     "l7": (3, 2),
     "l8": (1, 0),
+    "l9": (2, 2),
 }
 
 
@@ -366,14 +370,14 @@ def test_loops_and_back_and_forth_per_journey():
 
 def test_the_latest_activity_leaves_out_what_the_company_sends():
     events = [
-        tp("a1", "m1", 0, "home_page", C),
-        tp("a2", "m1", 5, "invoice", "usage"),  # not activity by the configuration (is_activity unset)
-        tp("a3", "m1", 9, "product_page", C, is_activity=False),  # not activity as landed
-        tp("b1", "m2", 0, "welcome_email", "activation"),  # no activity at all
+        tp("a1", "m1", 0, "home_page", C, is_activity=True),
+        tp("a2", "m1", 3, "product_page", C),  # landed before is_activity existed: activity
+        tp("a3", "m1", 9, "invoice", "usage", is_activity=False),  # sent by the company
+        tp("b1", "m2", 0, "welcome_email", "activation", is_activity=False),  # no activity at all
     ]
     rows = run_model("int_journeys_aggregated", {"stg_parcours__touchpoints": events}, order_by="customer_id")
     got = [(r["customer_id"], r["last_activity_at"], r["last_activity_stage"], r["last_stage"]) for r in rows]
-    assert got == [("m1", T, C, C), ("m2", None, None, "activation")]
+    assert got == [("m1", T + timedelta(minutes=3), C, "usage"), ("m2", None, None, "activation")]
 
 
 @pytest.mark.parametrize(

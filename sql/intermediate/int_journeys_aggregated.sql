@@ -4,22 +4,18 @@
 -- cycle (pipelines/cycles.py decides it; `is_churned` only once it is final). Paths follow the path-cleaning rules and are cut at max_path_length;
 -- the counts are over every event of the cycle. Over the whole cleaned path (before the cut):
 -- `n_loops`, the steps at a touchpoint the cycle already visited (with collapse_repeats, a
--- reload is no loop); `n_back_and_forth`, the returns to a lifecycle stage after a later stage
--- was reached since the stage's previous visit (consideration -> purchase -> consideration: 1;
--- purchase -> consideration -> purchase: 0, a step back then forward again; `unmapped` steps
--- are no stage). `last_activity_at` / `last_activity_stage`: the latest event that is activity
--- (not `churn.not_activity`), what the drop-off rule judges a cycle by (`paths`).
+-- reload is no loop); `n_back_and_forth`, the returns to a lifecycle stage already visited
+-- after a later stage was reached (consideration -> purchase -> consideration: 1; purchase ->
+-- consideration -> purchase: 0, a step back then forward again; `unmapped` steps are no
+-- stage). `last_activity_at` / `last_activity_stage`: the latest event that is activity (not
+-- `churn.not_activity`), what the drop-off rule judges a cycle by (`paths`).
 -- grain: one row per (customer_id, journey_cycle)
 -- The pipeline runs this model over the (customer, journey cycle) groups each batch touched and
 -- lands the rows in the `journeys` dataset (parcours/refresh/refresher.py); the `journeys` mart reads those
 -- rows. As a view it aggregates every touchpoint on each query: for checks, not for dashboards.
 with events as (
-    select
-        touchpoints.* replace (coalesce(
-            touchpoints.is_activity, not list_contains(settings.churn_not_activity, touchpoints.touchpoint)
-        ) as is_activity)
-    from stg_parcours__touchpoints as touchpoints
-    cross join parcours_settings as settings
+    -- An event landed before `is_activity` existed counts as activity (pipelines/cycles.py).
+    select * replace (coalesce(is_activity, true) as is_activity) from stg_parcours__touchpoints
 ),
 
 churns as (
@@ -59,63 +55,51 @@ paths as (
         journey_cycle,
         list(touchpoint order by occurred_at, event_id) as path,
         list(stage order by occurred_at, event_id) as stage_path,
-        list(channel order by occurred_at, event_id) as channel_path,
-        count(distinct touchpoint) as n_distinct_touchpoints
+        list(channel order by occurred_at, event_id) as channel_path
     from int_journey_steps_cleaned
     group by customer_id, journey_cycle
 ),
 
--- A cycle's stage visits: its cleaned steps with `unmapped` left out, a visit starting at each
--- change of stage, numbered in order, with its stage's rank and its stage's previous visit.
-mapped_steps as (
+-- Back and forth, over each cycle's cleaned stage path (the `paths` list, not the steps again),
+-- `unmapped` steps left out: a step starts a stage visit when its stage differs from the
+-- previous step's; the visit goes back and forth when its stage was visited before (the
+-- stages seen so far, as bits of their ranks) and a later stage was reached before it (the
+-- highest rank so far).
+stage_steps as (
+    select
+        customer_id,
+        journey_cycle,
+        unnest(stage_path) as stage,
+        unnest(range(1, len(stage_path) + 1)) as step
+    from paths
+),
+
+ranked_steps as (
     select
         steps.customer_id,
         steps.journey_cycle,
         steps.stage,
         stages.stage_rank,
-        steps.occurred_at,
-        steps.event_id,
-        lag(steps.stage) over (
-            partition by steps.customer_id, steps.journey_cycle order by steps.occurred_at, steps.event_id
-        ) as previous_stage
-    from int_journey_steps_cleaned as steps
+        lag(steps.stage) over earlier_steps as previous_stage,
+        max(stages.stage_rank) over before as highest_rank_before,
+        bit_or(cast(1 as UBIGINT) << stages.stage_rank) over before as ranks_seen_before
+    from stage_steps as steps
     join parcours_stages as stages using (stage)
+    window
+        earlier_steps as (partition by steps.customer_id, steps.journey_cycle order by steps.step),
+        before as (earlier_steps rows between unbounded preceding and 1 preceding)
 ),
 
-visits as (
-    select
-        customer_id,
-        journey_cycle,
-        stage,
-        stage_rank,
-        row_number() over (partition by customer_id, journey_cycle order by occurred_at, event_id) as visit
-    from mapped_steps
-    where previous_stage is distinct from stage
-),
-
-revisits as (
-    select
-        visits.*,
-        lag(visit) over (partition by customer_id, journey_cycle, stage order by visit) as previous_visit
-    from visits
-),
-
--- A visit goes back and forth when its stage was visited before and a later stage was visited
--- in between (the highest rank of the visits since the previous one is above its own).
 back_and_forth as (
     select
         customer_id,
         journey_cycle,
-        count(*) filter (where previous_visit is not null and highest_between > stage_rank) as n_back_and_forth
-    from (
-        select
-            revisits.*,
-            max(stage_rank) over (
-                partition by customer_id, journey_cycle order by visit
-                rows between coalesce(visit - previous_visit - 1, 0) preceding and 1 preceding
-            ) as highest_between
-        from revisits
-    )
+        count(*) filter (
+            where previous_stage is distinct from stage
+            and (ranks_seen_before >> stage_rank) & 1 = 1
+            and highest_rank_before > stage_rank
+        ) as n_back_and_forth
+    from ranked_steps
     group by customer_id, journey_cycle
 ),
 
@@ -135,7 +119,7 @@ final as (
         list_slice(paths.stage_path, 1, settings.max_path_length) as stage_path,
         list_slice(paths.channel_path, 1, settings.max_path_length) as channel_path,
         len(paths.path) as path_length,
-        len(paths.path) - paths.n_distinct_touchpoints as n_loops,
+        len(paths.path) - len(list_distinct(paths.path)) as n_loops,
         coalesce(back_and_forth.n_back_and_forth, 0) as n_back_and_forth,
         cycles.last_stage,
         cycles.last_touchpoint,
