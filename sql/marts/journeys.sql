@@ -4,8 +4,8 @@
 -- churn is a win-back). `is_churned` when its churn is final (explicit, or silent once the
 -- finality point has passed its date: see the `churns` view); `churn_status` says pending. Paths follow the path-cleaning rules and are cut at max_path_length;
 -- the counts are over every event of the cycle. `n_loops`: steps of the cleaned path at a
--- touchpoint the cycle already visited; `n_back_and_forth`: returns to a stage after a later
--- one was reached since its previous visit (int_journeys_aggregated.sql says exactly).
+-- touchpoint the cycle already visited; `n_back_and_forth`: returns to a stage already visited
+-- after a later one was reached (int_journeys_aggregated.sql says exactly).
 -- grain: one row per (customer_id, journey_cycle)
 -- Materialised: the rows are `int_journeys_aggregated`'s, landed by the batches that touched
 -- each cycle, so a query reads them instead of aggregating every touchpoint.
