@@ -45,6 +45,7 @@ from parcours.warehouse import (
     ID_INDEX,
     MARKER_DATASETS,
     MARTS_THROUGH,
+    PATH_DATASETS,
     ROLLUPS,
     Manifest,
     PublishedFile,
@@ -77,6 +78,8 @@ CURRENT_ROWS: dict[str, str | None] = {
     "funnel_steps": None,
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
+    # Recomputed whole: a refresh replaces every file.
+    **{name: None for name in PATH_DATASETS},
 }
 # Datasets compacted by a rule of their own (their partitions are not dates).
 OWN_RULE = (ID_INDEX.name,)
