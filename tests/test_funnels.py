@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import chdb
@@ -524,7 +525,29 @@ def test_landed_funnels_after_an_incremental_landing_equal_windowfunnel_and_a_fu
             "where funnel = 'lifecycle_ordered' and breakdown = 'overall' group by all",
         )
     )
-    assert counted == reached, (counted, reached)
+    assert counted == reached
+
+    # The same steps in strict mode: ClickHouse's 'strict_order' from each step-1 event of each
+    # customer (arrayReduce over the suffix), the best counting, against our rule's best_step.
+    strict = FunnelRule("s", "strict", 30 * 86_400, tuple(("stage", s) for s in STAGES[:4]))
+    ours_strict = Counter(r["best_step"] for r in funnel_rows(events, [strict]).to_pylist())
+    conditions = ", ".join(f"arrayMap(x -> x.2 = '{s}', arraySlice(evs, i))" for s in STAGES[:4])
+    reduce = f"arrayReduce('windowFunnel({window}, \\'strict_order\\')', arrayMap(x -> x.1, arraySlice(evs, i)), "
+    levels = chdb.query(
+        f"""
+        with per as (
+            select customer_id, arraySort(x -> x.1, groupArray((t, stage))) as evs
+            from file('{path}', Parquet) group by customer_id
+        )
+        select level, count() from (
+            select arrayMax(i -> if(evs[i].2 = 'discovery', {reduce}{conditions}), 0), arrayEnumerate(evs)) as level
+            from per
+        ) where level > 0 group by level
+        """,
+        "CSV",
+    ).data()
+    assert {int(a): int(b) for a, b in (line.split(",") for line in levels.strip().splitlines())} == ours_strict
+    assert len(ours_strict) > 2  # customers at several levels
 
     # The command line re-aggregates the weeks: counts summed, rates from the summed settled
     # counts (checked here against the rows), the median over the customers themselves.
