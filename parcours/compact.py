@@ -74,6 +74,8 @@ CURRENT_ROWS: dict[str, str | None] = {
     "customer_transitions": "stg_parcours__customer_transitions",
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
+    # Recomputed whole by every refresh that changes it: every live row is current.
+    "transitions_summary": None,
 }
 # Datasets compacted by a rule of their own (their partitions are not dates).
 OWN_RULE = (ID_INDEX.name,)

@@ -65,6 +65,7 @@ ROWS_DROPPED = {
     # e1 -> e3, e3 -> (end), (start) -> e4, e4 -> (end), are superseded.
     "customer_transitions": 5,
     **{name: 0 for name in ROLLUPS},  # one file a partition, every row current
+    "transitions_summary": 0,  # recomputed whole: every live row current
     "id_index": 0,  # every id is within the retention
 }
 

@@ -39,6 +39,7 @@ def test_every_materialised_dataset_is_declared_once_beside_its_model():
             "churns",
             "survey_attachments",
             "customer_transitions",
+            "transitions_summary",
             *ROLLUPS,
         ]
     )

@@ -1,0 +1,32 @@
+-- The definition of a `transitions_summary` row: the steps from one touchpoint to the next over
+-- all time (no period), overall and per segment of the from-event (`breakdown` `overall` with
+-- segment `all`, or `segment`; `unknown` where the producer sent none), per pair of touchpoints,
+-- `(start)` and `(end)` included.
+-- grain: one row per (breakdown, segment, from_touchpoint, to_touchpoint)
+-- `n_transitions` adds up within a breakdown and to the same total in both; `n_customers` is
+-- counted distinct in each grouping set (a customer whose steps fall in two segments counts once
+-- overall), never summed; `median_gap_in_s` is the exact median (the mean of the two middle
+-- gaps for an even count) of the seconds between the two events, null for the steps from
+-- `(start)` and into `(end)`, which have no gap. `last_from_date`: the UTC day of the pair's
+-- latest from-event (the partition).
+-- Why a whole recompute and not an incremental form: over all time, a distinct count and an
+-- exact median depend on every row of their group, and a refresh pass touches most groups (a
+-- few hundred pairs), so an exact recompute reads every current transition (docs/analytics-core.md,
+-- Status: what it costs at 1M and 10M events is in BENCHMARKS.md).
+with transitions as (
+    select customer_id, segment, from_touchpoint, to_touchpoint, from_at, gap_in_s
+    from stg_parcours__customer_transitions
+),
+
+final as (
+    select
+        {{ breakdown }},
+        count(*) as n_transitions,
+        count(distinct customer_id) as n_customers,
+        median(gap_in_s) as median_gap_in_s,
+        cast(timezone('UTC', max(from_at)) as DATE) as last_from_date
+    from transitions
+    group by {{ grouping_sets }}
+)
+
+select * from final
