@@ -110,7 +110,7 @@ def test_the_summary_overall_and_per_segment_counted_by_hand():
     rows = summarised()
     got = {tuple(r[k] for k in KEY): (r["n_transitions"], r["n_customers"], r["median_gap_in_s"]) for r in rows}
     assert got == EXPECTED
-    assert {r["last_from_date"] for r in rows} == {T.date()}
+    assert {r["through_date"] for r in rows} == {T.date()}
 
 
 def test_customers_are_distinct_per_grouping_set_never_summed_and_steps_add_up_in_each_breakdown():
@@ -186,11 +186,11 @@ def test_an_incremental_landing_with_late_events_equals_a_full_recompute_and_a_p
     got = {tuple(r[:4]): tuple(r[4:]) for r in rows}
     assert got == plain_summary(landed)
     # The materialised rows are those of the model over every current transition.
-    every = f"{columns}, last_from_date"
+    every = f"{columns}, through_date"
     model = "int_transitions_summarised"
     assert query(db, f"select {every} from transitions_summary except select {every} from {model}") == []
     assert query(db, f"select {every} from {model} except select {every} from transitions_summary") == []
     derived = by_name()["transitions_summary"]
-    names = [*KEY, "n_transitions", "n_customers", "median_gap_in_s", "last_from_date"]
+    names = [*KEY, "n_transitions", "n_customers", "median_gap_in_s", "through_date"]
     table = [dict(zip(names, r, strict=True)) for r in query(db, f"select {every} from transitions_summary")]
     assert dataset_problems(table, derived) == []

@@ -352,7 +352,7 @@ DATASETS["transitions_summary"] = DatasetSpec(
             pa.field("batch_seq", pa.int64()),
         ]
     ),
-    "last_from_date",
+    "through_date",
 )
 
 # The id index: every event_id and response_id landed, with where its row came from, so that an

@@ -7,8 +7,8 @@
 -- counted distinct in each grouping set (a customer whose steps fall in two segments counts once
 -- overall), never summed; `median_gap_in_s` is the exact median (the mean of the two middle
 -- gaps for an even count) of the seconds between the two events, null for the steps from
--- `(start)` and into `(end)`, which have no gap. `last_from_date`: the UTC day of the pair's
--- latest from-event (the partition).
+-- `(start)` and into `(end)`, which have no gap. `through_date`: the UTC day of the latest
+-- from-event summarised, the same on every row (the partition: one file, read whole).
 -- Why a whole recompute and not an incremental form: over all time, a distinct count and an
 -- exact median depend on every row of their group, and a refresh pass touches most groups (a
 -- few hundred pairs), so an exact recompute reads every current transition (docs/analytics-core.md,
@@ -18,15 +18,22 @@ with transitions as (
     from stg_parcours__customer_transitions
 ),
 
-final as (
+summarised as (
     select
         {{ breakdown }},
         count(*) as n_transitions,
         count(distinct customer_id) as n_customers,
         median(gap_in_s) as median_gap_in_s,
-        cast(timezone('UTC', max(from_at)) as DATE) as last_from_date
+        max(from_at) as last_from_at
     from transitions
     group by {{ grouping_sets }}
+),
+
+final as (
+    select
+        * exclude (last_from_at),
+        cast(timezone('UTC', max(last_from_at) over ()) as DATE) as through_date
+    from summarised
 )
 
 select * from final

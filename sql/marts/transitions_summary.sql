@@ -19,7 +19,7 @@ final as (
         n_transitions,
         n_customers,
         median_gap_in_s,
-        last_from_date
+        through_date
     from summarised
 )
 
