@@ -9,7 +9,8 @@ the same business, one ten times the other: the synthetic generator (seed 42) ov
 days, 24,000 customers for 1M, 240,000 for 10M (about 42 events each). For each size it:
 
 1. generates the events once (kept in WORK/<size>/data and reused; `--data SIZE=FOLDER`
-   reuses a folder generated the same way);
+   reuses a folder generated the same way; once WORK/<size>/split.json is written, the smallest
+   size's cut is read from it and its data is not needed any more);
 2. cuts them at one time for every size, that of the smallest size's last `--new-events`
    (100,000) events (the lines are written in event-time order): the events before it are the
    history; the pass's new events are those from it on of as many customers as the smallest
@@ -275,9 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     # after it of as many customers as that size has (one in `share` of its own).
     small = sizes[0]
     small_data = data.get(small) or args.work / small / "data"
-    if not (small_data / "touchpoints.jsonl").exists():
-        generate(small, small_data)
-    cut_at = cut_time(small_data, args.new_events)
+    split_of_small = args.work / small / "split.json"
+    if split_of_small.exists() and not (small_data / "touchpoints.jsonl").exists():
+        # The warehouses are there, split at this cut: its generated data is not needed again.
+        cut_at = _utc(json.loads(split_of_small.read_text())["cut_at"])
+    else:
+        if not (small_data / "touchpoints.jsonl").exists():
+            generate(small, small_data)
+        cut_at = cut_time(small_data, args.new_events)
     meta = {
         size: prepare(size, args.work, data.get(size), cut_at, round(customers_of(size) / customers_of(small)))
         for size in sizes
