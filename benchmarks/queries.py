@@ -112,8 +112,10 @@ print(json.dumps(out))
 """
 
 
-def measure(warehouse: Path, repeat: int) -> dict:
+def measure(warehouse: Path, repeat: int, only: str = "") -> dict:
     from parcours.warehouse import DATASETS, Warehouse
+
+    queries = {name: sql for name, sql in QUERIES.items() if only in name}
 
     result = subprocess.run(
         [
@@ -122,7 +124,7 @@ def measure(warehouse: Path, repeat: int) -> dict:
             RUNNER,
             str(warehouse / "parcours.duckdb"),
             str(repeat),
-            json.dumps(QUERIES),
+            json.dumps(queries),
             json.dumps(TWINS),
         ],
         capture_output=True,
@@ -158,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--compact", action="store_true", help="compact the warehouse, then measure again")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", default="", help="the queries whose name contains this (a query and its twins)")
     args = parser.parse_args(argv)
-    out = measure(args.warehouse, args.repeat)
+    out = measure(args.warehouse, args.repeat, args.only)
     show("as landed" if args.compact else "views", out)
     if args.compact:
         from parcours.compact import compact
@@ -172,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         dropped = sum(report.rows_dropped.values())
         print(f"\ncompacted in {seconds:.1f} s: {dropped:,} superseded rows dropped\n")
-        out["after_compaction"] = measure(args.warehouse, args.repeat) | {"compaction_seconds": round(seconds, 1)}
+        again = measure(args.warehouse, args.repeat, args.only)
+        out["after_compaction"] = again | {"compaction_seconds": round(seconds, 1)}
         show("after compaction", out["after_compaction"])
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
