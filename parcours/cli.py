@@ -527,6 +527,99 @@ def sql(
         fail(str(exc))
 
 
+def _open_read_only(warehouse: Path):
+    """The warehouse's views, read-only, as a BI tool opens them (rebuilt first if outdated)."""
+    import duckdb
+
+    from parcours.warehouse import Warehouse
+
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        fail(f"{wh.db_path} does not exist: run `parcours run --warehouse {warehouse}` first")
+    if wh.views_outdated():  # moved folder, or a run that died between commit and rebuild
+        wh.rebuild_views()
+    return duckdb.connect(str(wh.db_path), read_only=True)
+
+
+def _day(name: str, value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        fail(f"--{name} must be a date YYYY-MM-DD, not {value!r}")
+
+
+def _percent(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    if value is None:
+        return "-"
+    if low is None or high is None:
+        return f"{value:.1%}"
+    return f"{value:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:.1f} d"
+    return f"{seconds / 3600:.1f} h"
+
+
+@app.command()
+def funnel(
+    name: Annotated[str, typer.Argument(help="A funnel of the configuration (`funnels` in journey.yaml).")],
+    warehouse: WarehouseOption = Path("warehouse"),
+    by: Annotated[str | None, typer.Option(help="Break down by channel, segment or product_line of entry.")] = None,
+    since: Annotated[str | None, typer.Option(help="First week of entry: the week of this date (YYYY-MM-DD).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last week of entry: weeks starting on or before this date.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
+) -> None:
+    """A funnel's steps: customers reaching each, in progress, not converted, and the conversion
+    rates (95 % interval) over customers whose windows have all closed."""
+    import json
+
+    from rich.table import Table
+
+    from parcours.analytics.funnels import UnknownFunnel, funnel_steps
+
+    first, last = _day("since", since), _day("until", until)
+    if first and last and first > last:
+        fail(f"--since {since} is after --until {until}")
+    with _open_read_only(warehouse) as con:
+        try:
+            steps = funnel_steps(con, name, by=by, since=first, until=last)
+        except (UnknownFunnel, ValueError) as exc:
+            fail(str(exc.args[0]))
+    if as_json:
+        typer.echo(json.dumps([s.as_dict() for s in steps], indent=2))
+        return
+    table = Table(title=f"funnel {name}" + (f" by {by}" if by else ""), title_justify="left")
+    columns = [*([by] if by else []), "#", "step", "reached", "in progress", "not converted", "excluded"]
+    for column in (*columns, "from previous", "from start", "median time"):
+        table.add_column(column, justify="left" if column in (by, "step") else "right")
+    for s in steps:
+        table.add_row(
+            *([escape(s.value)] if by else []),
+            str(s.step_index),
+            escape(s.step),
+            f"{s.n_reached:,}",
+            f"{s.n_in_progress:,}",
+            f"{s.n_not_converted:,}",
+            f"{s.n_excluded:,}",
+            _percent(s.conversion_from_previous, s.conversion_from_previous_low, s.conversion_from_previous_high),
+            _percent(s.conversion_from_start, s.conversion_from_start_low, s.conversion_from_start_high),
+            _duration(s.median_time_to_convert_in_s),
+        )
+    Console().print(table)
+    if not steps:
+        console.print("no customer entered this funnel in those weeks")
+    console.print(
+        "rates over customers whose every window has closed (in progress: shown apart); "
+        "not converted: stopped at the step with every window closed, not a stage drop-off"
+    )
+
+
 @app.command()
 def report(
     warehouse: WarehouseOption = Path("warehouse"),

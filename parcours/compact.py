@@ -72,6 +72,9 @@ CURRENT_ROWS: dict[str, str | None] = {
     "churns": "stg_parcours__churns",
     "survey_attachments": "stg_parcours__survey_attachments",
     "customer_transitions": "stg_parcours__customer_transitions",
+    "customer_funnels": "stg_parcours__customer_funnels",
+    # Recomputed whole by every refresh: every live row current.
+    "funnel_steps": None,
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
     # Recomputed whole by every refresh that changes it: every live row is current.

@@ -171,6 +171,88 @@ class PathCleaning(_Strict):
     summary_steps: int = Field(default=6, ge=1)
 
 
+FUNNEL_MODES = ("furthest", "ordered", "strict", "any_order")
+
+
+class FunnelStep(_Strict):
+    """A step of a funnel: a lifecycle stage or a touchpoint. Written as a plain name in the
+    file, it is the stage of that name, else the touchpoint."""
+
+    stage: str | None = None
+    touchpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FunnelStep:
+        if (self.stage is None) == (self.touchpoint is None):
+            raise ValueError("a step names exactly one of stage or touchpoint")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "stage" if self.stage is not None else "touchpoint"
+
+    @property
+    def name(self) -> str:
+        return self.stage if self.stage is not None else str(self.touchpoint)
+
+
+def _step(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class FunnelExclusion(_Strict):
+    """An event that removes a customer from the funnel when it lies between two steps of their
+    best attempt (after step `after_step`'s event, before step `before_step`'s; an attempt that
+    did not reach `before_step`: before its window closes)."""
+
+    stage: str | None = None
+    touchpoint: str | None = None
+    after_step: int = Field(default=1, ge=1)
+    before_step: int | None = None  # default: the last step
+
+    @model_validator(mode="after")
+    def _check(self) -> FunnelExclusion:
+        if (self.stage is None) == (self.touchpoint is None):
+            raise ValueError("an exclusion names exactly one of stage or touchpoint")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "stage" if self.stage is not None else "touchpoint"
+
+    @property
+    def name(self) -> str:
+        return self.stage if self.stage is not None else str(self.touchpoint)
+
+
+class Funnel(_Strict):
+    steps: tuple[Annotated[Any, BeforeValidator(_step)], ...]
+    mode: str = "ordered"
+    window: Duration = timedelta(days=30)
+    exclusions: tuple[FunnelExclusion, ...] = ()
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in FUNNEL_MODES:
+            raise ValueError(f"mode {value!r} is not one of {list(FUNNEL_MODES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Funnel:
+        _positive("window", self.window)
+        if not 2 <= len(self.steps) <= 32:
+            raise ValueError(f"a funnel has 2 to 32 steps, got {len(self.steps)}")
+        for exclusion in self.exclusions:
+            before = exclusion.before_step or len(self.steps)
+            if not exclusion.after_step < before <= len(self.steps):
+                raise ValueError(
+                    f"exclusion {exclusion.name!r}: after_step {exclusion.after_step} must come before "
+                    f"before_step {before}, within the {len(self.steps)} steps"
+                )
+        return self
+
+
 class JourneyConfig(_Strict):
     version: int = Field(default=1, ge=1)
     stages: tuple[str, ...]
@@ -182,6 +264,7 @@ class JourneyConfig(_Strict):
     surveys: SurveyRules = SurveyRules()
     path_cleaning: PathCleaning = PathCleaning()
     reporting: ReportingRules = ReportingRules()
+    funnels: dict[str, Funnel] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> JourneyConfig:
@@ -210,7 +293,46 @@ class JourneyConfig(_Strict):
             unknown = sorted(set(self.churn.not_activity) - set(self.touchpoints))
             if unknown:
                 raise ValueError(f"churn.not_activity: {unknown} are not configured touchpoints")
+        object.__setattr__(self, "funnels", {name: self._resolved(name, f) for name, f in self.funnels.items()})
         return self
+
+    def _resolved(self, name: str, funnel: Funnel) -> Funnel:
+        """`funnel` with each plain step name resolved to a stage or a touchpoint, checked."""
+        steps = []
+        for index, raw in enumerate(funnel.steps, start=1):
+            where = f"funnels.{name}.steps.{index}"
+            if isinstance(raw, FunnelStep):
+                step = raw
+            elif isinstance(raw, dict) and "name" in raw and set(raw) == {"name"}:
+                plain = str(raw["name"])
+                if plain in self.stages and plain in self.touchpoints:
+                    raise ValueError(
+                        f"{where}: {plain!r} is both a stage and a touchpoint: write stage: or touchpoint:"
+                    )
+                if plain in self.stages:
+                    step = FunnelStep(stage=plain)
+                elif plain in self.touchpoints:
+                    step = FunnelStep(touchpoint=plain)
+                else:
+                    raise ValueError(f"{where}: {plain!r} is neither a stage nor a configured touchpoint")
+            else:
+                try:
+                    step = FunnelStep.model_validate(raw)
+                except ValidationError as exc:
+                    raise ValueError(f"{where}: {_describe(exc)}") from None
+            steps.append(step)
+        for step in (*steps, *funnel.exclusions):
+            known = self.stages if step.kind == "stage" else self.touchpoints
+            if step.name not in known:
+                raise ValueError(f"funnels.{name}: unknown {step.kind} {step.name!r}")
+        if funnel.mode == "furthest":
+            ranks = [self.stage_rank(s.name) if s.kind == "stage" else -1 for s in steps]
+            if min(ranks) < 0 or ranks != sorted(set(ranks)):
+                raise ValueError(
+                    f"funnels.{name}: a furthest funnel's steps are stages in lifecycle order "
+                    "(a step is reached by that stage or any later one)"
+                )
+        return funnel.model_copy(update={"steps": tuple(steps)})
 
     @property
     def not_activity(self) -> tuple[str, ...]:
@@ -254,7 +376,32 @@ class JourneyConfig(_Strict):
             "max_path_length": self.path_cleaning.max_path_length,
             "path_summary_steps": self.path_cleaning.summary_steps,
             "reporting_timezone": self.reporting.timezone,
+            "funnels": json.dumps(self.funnels_record(), sort_keys=True),
         }
+
+    def funnels_record(self) -> list[dict[str, Any]]:
+        """The funnels as plain values, in name order: what the funnel model and views read
+        (`parcours_settings.funnels`, JSON)."""
+        return [
+            {
+                "name": name,
+                "mode": funnel.mode,
+                "window_in_s": int(funnel.window.total_seconds()),
+                "steps": [{"kind": s.kind, "name": s.name} for s in funnel.steps],
+                # a furthest funnel reads the lifecycle's order: a later stage reaches a step too
+                "stages": list(self.stages) if funnel.mode == "furthest" else [],
+                "exclusions": [
+                    {
+                        "kind": e.kind,
+                        "name": e.name,
+                        "after_step": e.after_step,
+                        "before_step": e.before_step or len(funnel.steps),
+                    }
+                    for e in funnel.exclusions
+                ],
+            }
+            for name, funnel in sorted(self.funnels.items())
+        ]
 
     @property
     def fingerprint(self) -> str:

@@ -31,8 +31,10 @@ re-derives a rule.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -92,6 +94,18 @@ class CycleRules:
     @property
     def horizon_us(self) -> int | None:
         return None if self.inactivity is None else int(self.inactivity / timedelta(microseconds=1))
+
+
+def churn_arguments(settings: Mapping[str, Any], clock: Any) -> tuple[CycleRules, datetime | None, datetime | None]:
+    """What the refresher passes `churn_rows` after the events: the rules of the settings
+    record, the watermark and the finality point (`clock`, a `parcours.warehouse.time.Finality`)."""
+    inactivity = settings.get("churn_inactivity_in_s")
+    rules = CycleRules(
+        tuple(settings.get("churn_outcomes") or ()),
+        None if inactivity is None else timedelta(seconds=inactivity),
+        tuple(settings.get("churn_not_activity") or ()),
+    )
+    return rules, clock.watermark, clock.point
 
 
 def _micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
 TOUCHPOINTS = [
@@ -102,6 +103,11 @@ def reference_sessions(events: list[dict], gap: timedelta, max_duration: timedel
 def query(db: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(sql).fetchall()
+
+
+def arrow(db: Path, sql: str) -> pa.Table:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.sql(sql).to_arrow_table()
 
 
 def view_sessions(db: Path) -> list[list[str]]:

@@ -64,6 +64,10 @@ ROWS_DROPPED = {
     # Run 2 recomputes both customers from cycle 0: run 1's five steps of theirs, (start) -> e1,
     # e1 -> e3, e3 -> (end), (start) -> e4, e4 -> (end), are superseded.
     "customer_transitions": 5,
+    # No event of the runs is at a discovery touchpoint: nobody enters a funnel (the funnels'
+    # compaction: tests/test_funnels.py).
+    "customer_funnels": 0,
+    "funnel_steps": 0,
     **{name: 0 for name in ROLLUPS},  # one file a partition, every row current
     "transitions_summary": 0,  # recomputed whole: every live row current
     "id_index": 0,  # every id is within the retention

@@ -323,7 +323,27 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "max_path_length": 200,
         "path_summary_steps": 6,
         "reporting_timezone": "UTC",
+        "funnels": record["funnels"],  # checked below
     }
+    lifecycle = ("discovery", "consideration", "purchase", "activation", "usage")
+    assert json.loads(record["funnels"]) == [
+        {
+            "name": "lifecycle",
+            "mode": "furthest",
+            "window_in_s": 90 * DAY,
+            "steps": [{"kind": "stage", "name": s} for s in lifecycle],
+            "stages": list(STAGES),
+            "exclusions": [],
+        },
+        {
+            "name": "lifecycle_ordered",
+            "mode": "ordered",
+            "window_in_s": 30 * DAY,
+            "steps": [{"kind": "stage", "name": s} for s in lifecycle[:4]],
+            "stages": [],
+            "exclusions": [],
+        },
+    ]
     assert json.loads(json.dumps(record)) == record  # plain JSON values
 
 
@@ -354,6 +374,7 @@ def test_settings_record_of_a_small_config() -> None:
         "max_path_length": 5,
         "path_summary_steps": 6,
         "reporting_timezone": "UTC",
+        "funnels": "[]",  # none configured
     }
     mapped = parse_config("stages: [a]\ntouchpoints: {invoice: a, visit: a}\n").settings_record()
     assert mapped["churn_not_activity"] == ["invoice"]  # the defaults this configuration maps

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -16,10 +15,33 @@ from parcours.refresh.declarations import by_name, declarations, fingerprint
 from parcours.refresh.refresher import catch_up, plan
 from parcours.warehouse import REFRESH, Warehouse, kind_of
 from tests.harness import dataset_problems, grain_problems
-from tests.pipeline_helpers import csat_answers, make_events, parcours, query, write_jsonl
+from tests.pipeline_helpers import arrow, csat_answers, make_events, parcours, query, write_jsonl
 
 CONFIG = load_config()
-EVENTS = make_events(customers=12, per_customer=12, seed=5)
+
+
+def with_discovery(events: list[dict]) -> list[dict]:
+    """`events` with a search result a minute before each customer's first event: every customer
+    enters the lifecycle funnels (their step 1 is discovery, which `make_events` never draws)."""
+    first: dict[str, dict] = {}
+    for e in events:
+        if e["customer_id"] not in first or e["occurred_at"] < first[e["customer_id"]]["occurred_at"]:
+            first[e["customer_id"]] = e
+    found = [
+        {
+            **e,
+            "event_id": f"d-{e['customer_id']}",
+            "occurred_at": (datetime.fromisoformat(e["occurred_at"]) - timedelta(minutes=1)).isoformat(),
+            "touchpoint": "search_result",
+            "outcome": None,
+            "revenue": None,
+        }
+        for e in first.values()
+    ]
+    return sorted(events + found, key=lambda e: (e["occurred_at"], e["event_id"]))
+
+
+EVENTS = with_discovery(make_events(customers=12, per_customer=12, seed=5))
 
 
 def land(data: Path, root: Path, config=CONFIG, *, refresh: bool = False) -> None:
@@ -100,6 +122,7 @@ def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_pa
     # The conventions each declares: which timestamp puts a row in which period, in which zone.
     periods = query(db, "select name, period_column, period_unit, period_by, period_timezone from parcours_datasets")
     assert sorted(p for p in periods if p[1] is not None) == [
+        ("funnel_steps", "period_start", "week", "entered_at", "UTC"),
         ("journey_paths_weekly", "started_week", "week", "started_at", "UTC"),
         ("journey_stages_weekly", "started_week", "week", "started_at", "UTC"),
         ("sessions_daily", "started_date", "day", "started_at", "UTC"),
@@ -191,8 +214,3 @@ def test_every_declared_dataset_meets_its_declared_grain_and_a_broken_one_is_cau
     journeys = arrow(db, "select * exclude (n_sessions), n_events + 1 as n_sessions from journeys")
     problems = grain_problems(journeys, declared["journeys"].grain, identities=declared["journeys"].identities)
     assert problems == [f"{journeys.num_rows} rows break n_sessions between 1 and n_events"]
-
-
-def arrow(db: Path, sql: str) -> pa.Table:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.sql(sql).to_arrow_table()

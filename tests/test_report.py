@@ -189,13 +189,16 @@ def test_report_plots_the_views_rows_offline(warehouse, browser, tmp_path):
     loops = [e for e in stage_edges(paths) if e[2] == "discovery" and e[0] > 1]
     assert loops, "generated journeys loop back; the map must show it"
 
-    # Journeys that reached each stage: the rollup, and the same count from the journeys' paths.
-    reached = dict(query(db, "select stage, sum(n_journeys) from journey_stages_weekly group by 1"))
-    bars = charts["stages-reached"]
-    assert dict(zip(bars["categories"], bars["series"][0]["values"], strict=True)) == reached
-    assert reached == Counter(stage for path in paths for stage in set(path))
-    ranks = dict(query(db, "select stage, stage_rank from parcours_stages"))
-    assert bars["categories"] == sorted(reached, key=lambda s: ranks.get(s, 1000))
+    # The lifecycle funnel: per step, the customers whose best attempt reached it, counted here
+    # from the customers' own rows, split into went on / in progress / not converted.
+    best = [
+        r[0] for r in query(db, "select best_step from customer_funnels where funnel = 'lifecycle' and not is_excluded")
+    ]
+    bars = charts["funnel"]
+    assert bars["categories"] == ["discovery", "consideration", "purchase", "activation", "usage"]
+    stacked = [sum(values) for values in zip(*(s["values"] for s in bars["series"]), strict=True)]
+    assert stacked == bars["n"] == [sum(1 for b in best if b >= k) for k in range(1, 6)]
+    assert bars["n"][0] > bars["n"][-1] > 0
 
     # Events per day, and dead letters by reason.
     daily = query(db, "select event_date, count(*) from touchpoints group by 1 order by 1")
@@ -263,19 +266,23 @@ def test_filters_apply_where_the_view_has_the_dimension(warehouse, browser, tmp_
     assert links_as_edges(charts["journey-map"]["links"]) == stage_edges(paths)
     assert "segment premium" in page["subtitles"]["journey-map"]
 
-    weekly = dict(
-        query(
+    # The funnel: premium customers whose best attempt started in the weeks from `since` to
+    # `until` (by the week's Monday), counted here from the customers' own rows.
+    best = [
+        r[0]
+        for r in query(
             db,
-            "select stage, sum(n_journeys) from journey_stages_weekly "
-            "where segment = 'premium' and started_week between ? and ? group by 1",
+            "select best_step from customer_funnels where funnel = 'lifecycle' and not is_excluded "
+            "and segment = 'premium' and cast(date_trunc('week', timezone('UTC', entered_at)) as DATE) between ? and ?",
             [since, until],
         )
-    )
-    bars = charts["stages-reached"]
-    assert dict(zip(bars["categories"], bars["series"][0]["values"], strict=True)) == weekly
-    # Small n is greyed: every bar under SMALL_N journeys, and only those.
-    colours = page["live"]["stages-reached"]["series"][0]["colours"]
-    assert any(n < SMALL_N for n in weekly.values()), "the premium segment has small stages"
+    ]
+    bars = charts["funnel"]
+    assert bars["n"] == [sum(1 for b in best if b >= k) for k in range(1, 6)] and bars["n"][0] > 0
+    assert "segment premium" in page["subtitles"]["funnel"]
+    # Small n is greyed: every bar under SMALL_N customers, and only those.
+    colours = page["live"]["funnel"]["series"][0]["colours"]
+    assert any(n < SMALL_N for n in bars["n"]), "the premium segment has small steps"
     assert [c == SMALL_N_COLOUR for c in colours] == [n < SMALL_N for n in bars["n"]]
 
     # Dead letters carry no segment and are counted whatever the event period: said so.
@@ -286,7 +293,7 @@ def test_filters_apply_where_the_view_has_the_dimension(warehouse, browser, tmp_
     write_report(db, out, Filters("no_such_segment"), lang="en")
     page = open_report(browser, out)
     empty = {m["view"] for m in page["messages"] if m["kind"] == "empty" and m["visible"]}
-    assert {"journeys", "journey_stages_weekly"} <= empty
+    assert {"journeys", "funnel_steps"} <= empty
     assert "journey-map" not in page["embedded"]
 
 
@@ -306,13 +313,15 @@ def test_analytics_views_once_they_exist_are_drawn_from(warehouse, browser, tmp_
             "('purchase', 'from', 1, 'purchase', 'activation', 999)"
             ") as t(anchor, direction, step, source, target, n_journeys)"
         )
-        con.execute(
-            "create view funnel_steps as select * from (values "
-            "('lifecycle', 1, 'discovery', 'overall', 'all', 200, 10, 40), "
-            "('lifecycle', 2, 'consideration', 'overall', 'all', 150, 20, 60), "
-            "('lifecycle', 3, 'purchase', 'overall', 'all', 70, 5, 25), "
-            "('lifecycle', 1, 'discovery', 'segment', 'all', 999, 0, 0)"
-            ") as t(funnel, step_index, step, breakdown, period, n_reached, n_in_progress, n_not_converted)"
+        con.execute(  # in place of the warehouse's own, two weeks of known counts
+            "create or replace view funnel_steps as select * from (values "
+            "('lifecycle', 1, 'discovery', 'overall', 'all', date '2026-02-02', 150, 10, 30), "
+            "('lifecycle', 1, 'discovery', 'overall', 'all', date '2026-02-09', 50, 0, 10), "
+            "('lifecycle', 2, 'consideration', 'overall', 'all', date '2026-02-02', 150, 20, 60), "
+            "('lifecycle', 3, 'purchase', 'overall', 'all', date '2026-02-02', 70, 5, 25), "
+            "('lifecycle', 1, 'discovery', 'segment', 'b2c', date '2026-02-02', 999, 0, 0)"
+            ") as t(funnel, step_index, step, breakdown, segment, period_start, n_reached, n_in_progress, "
+            "n_not_converted)"
         )
         con.execute(
             "create or replace view parcours_datasets as "

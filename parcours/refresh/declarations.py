@@ -86,6 +86,8 @@ from parcours.warehouse.views import MODEL_LAYERS, model_references
 EVERY_PASS, HOURLY, DAILY = "every_pass", "hourly", "daily"
 CADENCES = (EVERY_PASS, HOURLY, DAILY)  # from the most frequent to the least
 CUSTOMERS, PARTITIONS, FAMILY, WHOLE = "customers", "partitions", "family", "whole"
+# What a Python model is given after its events when its declaration names no `python_arguments`.
+CHURN_ARGUMENTS = "parcours.pipelines.cycles:churn_arguments"
 INVALIDATIONS = (CUSTOMERS, PARTITIONS, FAMILY, WHOLE)
 # What a model reads of the clock: a dataset reading them changes when the finality point moves.
 CLOCK_VIEWS = ("parcours_finality", "parcours_watermark")
@@ -101,8 +103,10 @@ _FIELDS = {
     "cadence",
     "invalidation",
     "python",
+    "python_arguments",
     "reads",
     "config",
+    "intervals",
     *conventions.FIELDS,
 }
 
@@ -120,6 +124,9 @@ class Invalidation:
     from_expression: str = ""  # over a touched customer's batch rows: its minimum is the marker
     supersedes: str = ""
     answers_from: str = ""  # a survey_answers column: new answers touch their customer from there
+    # `whole`: a touched customer is recomputed over every current event of theirs (a best
+    # funnel attempt may lie anywhere in their history), its older rows all superseded
+    history: str = "from_point"
     # partitions, family
     source: str = ""
     source_partition: str = ""
@@ -151,6 +158,11 @@ class Derived:
     reads_config: tuple[str, ...] = ()  # the settings columns its models name
     fingerprint: str = ""
     python: str = ""  # "module:function" of a Python model; empty for a SQL model
+    # "module:function" (settings record, finality clock) -> the arguments after the events
+    python_arguments: str = ""
+    # Wilson intervals the refresher adds to the model's rows: (rate column, successes, trials);
+    # each gives the columns rate, rate_low, rate_high (parcours/analytics/stats.py)
+    intervals: tuple[tuple[str, str, str], ...] = ()
     conventions: Conventions = NO_CONVENTIONS  # grouping sets, period, small-n suppression
     reads_datasets: tuple[str, ...] = ()  # the registered datasets whose raw view its models read
     reads_clock: bool = False  # its models read the finality point or the watermark
@@ -184,6 +196,15 @@ def load_python(derived: Derived):
     import importlib
 
     module_name, _, function = derived.python.partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def load_arguments(derived: Derived):
+    """The function giving a Python model its arguments after the events, from the settings
+    record and the finality clock (`python_arguments`)."""
+    import importlib
+
+    module_name, _, function = derived.python_arguments.partition(":")
     return getattr(importlib.import_module(module_name), function)
 
 
@@ -284,6 +305,8 @@ def resolve(
         for model in sorted(closure[d.name]):
             digest.update(f"{model}\n{texts[model][1]}\n".encode())
         digest.update(json.dumps([d.grain, d.partition, d.invalidation.__repr__()]).encode())
+        if d.intervals:
+            digest.update(json.dumps(d.intervals).encode())
         complete[d.name] = Derived(
             **{**_as_dict(d), "reads": closure[d.name], "depends_on": depends, "reads_config": reads_config},
             fingerprint=digest.hexdigest()[:16],
@@ -376,8 +399,28 @@ def _parse(layer: str, name: str, body: Mapping[str, Any], texts: Mapping[str, t
         ),
         source=source,
         python=str(body.get("python", "")),
+        python_arguments=str(body.get("python_arguments") or (CHURN_ARGUMENTS if "python" in body else "")),
+        intervals=_intervals(body.get("intervals"), fail, columns),
         conventions=declared_conventions,
     )
+
+
+def _intervals(body: Any, fail, columns: set[str]) -> tuple[tuple[str, str, str], ...]:
+    """`intervals: {rate: [successes, trials]}`: each rate a column of the dataset with its
+    `_low` and `_high`, the counts columns of it too (the model computes them)."""
+    if not body:
+        return ()
+    if not isinstance(body, Mapping):
+        raise fail("intervals: a mapping of rate column -> [successes column, trials column]")
+    out = []
+    for rate, counts in body.items():
+        if not (isinstance(counts, list) and len(counts) == 2):
+            raise fail(f"intervals.{rate}: [successes column, trials column]")
+        absent = sorted({rate, f"{rate}_low", f"{rate}_high", *map(str, counts)} - columns)
+        if absent:
+            raise fail(f"intervals.{rate}: columns {absent} are not in the dataset")
+        out.append((str(rate), str(counts[0]), str(counts[1])))
+    return tuple(out)
 
 
 def _family(body: Mapping[str, Any], fail, columns: set[str], partition: str) -> Invalidation:
@@ -420,17 +463,22 @@ def _invalidation(body: Any, fail, columns: set[str], partition: str = "") -> In
     if body["kind"] == FAMILY:
         return _family(body, fail, columns, partition)
     if body["kind"] == CUSTOMERS:
-        wanted = ("from", "marker", "supersedes")
-        if sorted(set(body) - {"kind", "from_expression", "answers_from"}) != sorted(wanted):
+        history = str(body.get("history", "from_point"))
+        if history not in ("from_point", "whole"):
+            raise fail(f"invalidation.history {history!r}: from_point (the default) or whole")
+        # A whole-history recompute supersedes every older row of the customer: nothing to compare.
+        wanted = ("from", "marker") if history == "whole" else ("from", "marker", "supersedes")
+        if sorted(set(body) - {"kind", "from_expression", "answers_from", "history"}) != sorted(wanted):
             raise fail(
-                f"a customers invalidation states exactly {list(wanted)} (and maybe from_expression, answers_from)"
+                f"a customers invalidation states exactly {list(wanted)} (and maybe from_expression, answers_from, "
+                "history)"
             )
         touchpoints, markers = set(DATASETS["touchpoints"].arrow_schema.names), DATASETS["refreshes"].arrow_schema
         if body["from"] not in touchpoints:
             raise fail(f"invalidation.from {body['from']!r} is not a touchpoints column")
         if body["marker"] not in markers.names:
             raise fail(f"invalidation.marker {body['marker']!r} is not a column of `refreshes`")
-        if body["supersedes"] not in columns:
+        if history != "whole" and body["supersedes"] not in columns:
             raise fail(f"invalidation.supersedes {body['supersedes']!r} is not a column of the dataset")
         answers_from = str(body.get("answers_from", ""))
         if answers_from and answers_from not in DATASETS["survey_answers"].arrow_schema.names:
@@ -439,9 +487,10 @@ def _invalidation(body: Any, fail, columns: set[str], partition: str = "") -> In
             CUSTOMERS,
             from_column=body["from"],
             marker=body["marker"],
-            supersedes=body["supersedes"],
+            supersedes=str(body.get("supersedes", "")),
             from_expression=str(body.get("from_expression") or body["from"]),
             answers_from=answers_from,
+            history=history,
         )
     wanted = ("source", "source_partition")
     if sorted(set(body) - {"kind"}) != sorted(wanted):

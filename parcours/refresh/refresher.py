@@ -93,9 +93,11 @@ from parcours.refresh.declarations import (
     Derived,
     declarations,
     fingerprint,
+    load_arguments,
     load_python,
 )
 from parcours.refresh.rederive import TOUCHPOINTS, NeedsConfiguration, rederive, stale_because
+from parcours.refresh.statistics import add_intervals
 from parcours.warehouse import (
     COMPACTION,
     DATASETS,
@@ -557,6 +559,10 @@ def refresh_customers(
                 answered = (recent, f"r.{derived.invalidation.answers_from} >= t.{marker}")
                 plans.append((derived, touchpoints, f"t.{marker} is not null", answered))
                 continue
+            if derived.invalidation.history == "whole":
+                # Every current event of a touched customer: what it computes may lie anywhere.
+                plans.append((derived, touchpoints, f"t.{marker} is not null", None))
+                continue
             if not pa.types.is_timestamp(touchpoint_types.field(point).type):
                 # A cycle number: the earliest start of the touched customers' recompute cycles.
                 if marker not in cycle_starts:  # journeys and churns share their marker
@@ -734,19 +740,12 @@ def _run_python(
     the touched customers' current events (`stg_parcours__touchpoints`,
     as a SQL model sees them), in customer order; its rows are also what the models after it in
     this pass read as `stg_parcours__<dataset>` (they recompute the same customers and cycles)."""
-    from parcours.pipelines.cycles import CycleRules
-
-    inactivity = settings.get("churn_inactivity_in_s")
-    rules = CycleRules(
-        tuple(settings.get("churn_outcomes") or ()),
-        None if inactivity is None else timedelta(seconds=inactivity),
-        tuple(settings.get("churn_not_activity") or ()),
-    )
+    arguments = load_arguments(derived)(settings, clock)
     rows = run_model(
         con,
         "select * from stg_parcours__touchpoints",
         load_python(derived),
-        (rules, clock.watermark, clock.point),
+        arguments,
         DATASETS[derived.name].arrow_schema.remove(DATASETS[derived.name].arrow_schema.get_field_index("batch_seq")),
         warehouse.root / "_staging" / f"model-{seq}-{derived.name}",
         beam_args,
@@ -929,6 +928,8 @@ def refresh_tables(
                     continue
                 live = [f for f in live if date.fromisoformat(f.partition) in families]
                 table, new_rows = _family_rows(con, warehouse, derived, live, seq)
+            if derived.intervals:
+                table = add_intervals(table, derived.intervals)
             if "batch_seq" not in table.column_names:
                 table = table.append_column("batch_seq", pa.repeat(pa.scalar(seq, pa.int64()), table.num_rows))
             written = warehouse.write_parquet(derived.name, _as_spec(table, spec), seq, PART)

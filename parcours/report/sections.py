@@ -241,18 +241,19 @@ def _funnel_from_steps(ctx: Context) -> list[Chart | Table | Message]:
     if not funnels:
         return [ctx.empty("funnel_steps")]
     funnel = "lifecycle" if "lifecycle" in funnels else funnels[0]
+    # The segment filter reads the segment breakdown's rows; the period, the weeks of entry.
+    applied = views.where("funnel_steps", ctx.filters, date_column="period_start")
     clauses, params = ["funnel = ?"], [funnel]
     if views.has("funnel_steps", "breakdown"):
-        clauses.append("breakdown = 'overall'")
-    if views.has("funnel_steps", "period"):
-        clauses.append("period = 'all'")
+        clauses.append("breakdown = 'segment'" if applied.segment else "breakdown = 'overall'")
     rows = views.rows(
         "select step_index, step, sum(n_reached)::BIGINT, sum(n_in_progress)::BIGINT, sum(n_not_converted)::BIGINT "
-        f"from funnel_steps where {' and '.join(clauses)} group by all order by step_index",
-        params,
+        f"from (select * from funnel_steps {applied.sql}) as weekly where {' and '.join(clauses)} "
+        "group by all order by step_index",
+        [*applied.params, *params],
     )
     if not rows:
-        return [ctx.empty("funnel_steps")]
+        return [ctx.empty("funnel_steps", applied)]
     steps = [row[1] for row in rows]
     went_on = [int(r[2] - r[3] - r[4]) for r in rows]
     data = {
@@ -273,7 +274,7 @@ def _funnel_from_steps(ctx: Context) -> list[Chart | Table | Message]:
         "funnel",
         "bar",
         ctx.t("funnel_steps", funnel=funnel),
-        ctx.subtitle("funnel_steps", int(rows[0][2]), None),
+        ctx.subtitle("funnel_steps", int(rows[0][2]), applied),
         data,
     )
     table = Table(

@@ -136,6 +136,26 @@ TRANSITION_ARROW = pa.schema(
     ]
 )
 
+# The columns of the Python model `funnel_rows` (pipelines/funnels.py): a customer's best attempt
+# at one funnel.
+FUNNEL_ARROW = pa.schema(
+    [
+        pa.field("customer_id", pa.string()),
+        pa.field("funnel", pa.string()),
+        pa.field("n_steps", pa.int32()),
+        pa.field("best_step", pa.int32()),  # the furthest step of the best attempt (1..n_steps)
+        pa.field("entered_at", UTC_MICROS),  # its step-1 event's time: the period it counts in
+        pa.field("reached_at", pa.list_(UTC_MICROS)),  # its step k's time at [k], k = 1..best_step
+        pa.field("windows_close_at", UTC_MICROS),  # when the last window the customer opened closes
+        pa.field("is_excluded", pa.bool_()),
+        pa.field("entry_event_id", pa.string()),
+        pa.field("journey_cycle", pa.int32()),  # the step-1 event's
+        pa.field("channel", pa.string()),  # of the step-1 event: the breakdowns' attribution
+        pa.field("segment", pa.string()),
+        pa.field("product_line", pa.string()),
+    ]
+)
+
 # The columns of the model `int_survey_answers_attached`: each answer with the touchpoint it rates
 # and the customer's attributes when it answered (docs/analytics-core.md §2, the survey attachment).
 SURVEY_ATTACHMENT_ARROW = pa.schema(
@@ -231,6 +251,9 @@ DATASETS: dict[str, DatasetSpec] = {
         # One row per step of a customer's path (pipelines' directly-follows graph): recomputed
         # from the journeys' recompute cycle on, superseded like journeys (the from-event's cycle).
         DatasetSpec("customer_transitions", _extend(TRANSITION_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
+        # Per customer and funnel they entered: pipelines/funnels.py `funnel_rows`, recomputed over
+        # every event of the customers a pass touched; `refreshes.funnels_from_at` supersedes.
+        DatasetSpec("customer_funnels", _extend(FUNNEL_ARROW, pa.field("batch_seq", pa.int64())), "batch_date"),
         # One row per survey answer, recomputed for the customers a batch touched (new answers,
         # new or late touchpoints); `refreshes.survey_attachments_from_at` supersedes the older.
         DatasetSpec(
@@ -250,6 +273,9 @@ DATASETS: dict[str, DatasetSpec] = {
                     pa.field("journeys_from_cycle", pa.int32()),
                     # answered_at from which the customer's survey attachments were recomputed
                     pa.field("survey_attachments_from_at", UTC_MICROS),
+                    # the customer's earliest new event when its funnels were recomputed (over
+                    # all its events: every older `customer_funnels` row of the customer is superseded)
+                    pa.field("funnels_from_at", UTC_MICROS),
                     pa.field("batch_seq", pa.int64()),
                 ]
             ),
@@ -354,6 +380,44 @@ DATASETS["transitions_summary"] = DatasetSpec(
     ),
     "through_date",
 )
+
+_RATE = pa.float64()
+# The funnels' steps per week of entry and breakdown, recomputed whole by each pass (it reads the
+# finality point: who is in progress changes with time alone). Every row current, as a rollup's.
+FUNNEL_STEPS = DatasetSpec(
+    "funnel_steps",
+    pa.schema(
+        [
+            pa.field("funnel", pa.string()),
+            pa.field("mode", pa.string()),
+            pa.field("step_index", pa.int32()),
+            pa.field("step", pa.string()),
+            pa.field("n_steps", pa.int32()),
+            pa.field("breakdown", pa.string()),
+            pa.field("channel", pa.string()),
+            pa.field("segment", pa.string()),
+            pa.field("product_line", pa.string()),
+            pa.field("n_reached", _COUNT),
+            pa.field("n_moved_on", _COUNT),  # = the next step's n_reached, so each row reads alone
+            pa.field("n_in_progress", _COUNT),
+            pa.field("n_not_converted", _COUNT),
+            pa.field("n_excluded", _COUNT),
+            pa.field("n_settled", _COUNT),
+            pa.field("n_settled_previous", _COUNT),
+            pa.field("n_settled_start", _COUNT),
+            pa.field("conversion_from_previous", _RATE),
+            pa.field("conversion_from_previous_low", _RATE),
+            pa.field("conversion_from_previous_high", _RATE),
+            pa.field("conversion_from_start", _RATE),
+            pa.field("conversion_from_start_low", _RATE),
+            pa.field("conversion_from_start_high", _RATE),
+            pa.field("median_time_to_convert_in_s", pa.float64()),
+            pa.field("batch_seq", pa.int64()),
+        ]
+    ),
+    "period_start",
+)
+DATASETS[FUNNEL_STEPS.name] = FUNNEL_STEPS
 
 # The id index: every event_id and response_id landed, with where its row came from, so that an
 # id is one row whatever customer or partition carries it (`pipelines/deduplicate.py`).
