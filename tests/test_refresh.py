@@ -90,10 +90,6 @@ def test_pending_work_is_said_then_done_by_parcours_refresh(tmp_path):
     assert models_equal_marts(db, "journeys", "int_journeys_aggregated")
 
 
-# The datasets refreshed less often than every pass (recomputed whole from the history).
-CADENCES = {"transitions_summary": "hourly"}
-
-
 def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_path):
     write_jsonl(tmp_path / "data" / "touchpoints.jsonl", EVENTS)
     root = tmp_path / "w"
@@ -111,8 +107,7 @@ def test_parcours_datasets_shows_each_dataset_as_its_last_refresh_left_it(tmp_pa
     for name, view, grain, stored, current, stale, seq, as_of, n_rows, cadence, through in rows:
         assert view == by_name[name].view and tuple(grain) == by_name[name].grain
         assert stored == current == fingerprint(by_name[name], settings) and stale is False
-        # Built by this first refresh whatever its cadence: current through it.
-        assert seq == 2 and cadence == CADENCES.get(name, "every_pass") and through == 2
+        assert seq == 2 and cadence == "every_pass" and through == 2  # every pass: current through its refresh
         # One file source, read to its end by the batch just before the refresh (not idle yet):
         # the watermark is its latest event, the finality point the allowed lateness before it.
         point = datetime.fromisoformat(latest) - timedelta(seconds=settings["allowed_lateness_in_s"])

@@ -9,12 +9,12 @@
 -- gaps for an even count) of the seconds between the two events, null for the steps from
 -- `(start)` and into `(end)`, which have no gap. `through_date`: the UTC day of the latest
 -- from-event summarised, the same on every row (the partition: one file, read whole).
--- Why recomputed whole (and so `hourly`), not incrementally: over all time, a distinct count
+-- Why recomputed whole, not incrementally: over all time, a distinct count
 -- and an exact median depend on every row of their group, and a pass touches most groups (a
 -- few hundred pairs, each with customers touched). Kept exact, they change only by differences
 -- (the previous value, less the touched customers' steps before the pass, plus theirs after),
--- which the refresher does not patch; so every current step is read, 0.3 s at 1M events, 5 to
--- 9 s at 10M (BENCHMARKS.md), once an hour (docs/analytics-core.md, Status).
+-- which the refresher does not patch; so every current step is read by every pass, 1.2 s at 1M
+-- events, 7.8 s at 10M (BENCHMARKS.md; docs/analytics-core.md, Status).
 with transitions as (
     select customer_id, segment, from_touchpoint, to_touchpoint, from_at, gap_in_s
     from stg_parcours__customer_transitions
