@@ -527,8 +527,9 @@ def sql(
         fail(str(exc))
 
 
-def _open_read_only(warehouse: Path):
-    """The warehouse's views, read-only, as a BI tool opens them (rebuilt first if outdated)."""
+def _read_only(warehouse: Path):
+    """The warehouse's views file, opened read-only as a BI tool opens it (its views rebuilt
+    first when outdated: a moved folder, or a run that died between commit and rebuild)."""
     import duckdb
 
     from parcours.warehouse import Warehouse
@@ -586,7 +587,7 @@ def funnel(
     first, last = _day("since", since), _day("until", until)
     if first and last and first > last:
         fail(f"--since {since} is after --until {until}")
-    with _open_read_only(warehouse) as con:
+    with _read_only(warehouse) as con:
         try:
             steps = funnel_steps(con, name, by=by, since=first, until=last)
         except (UnknownFunnel, ValueError) as exc:
@@ -618,6 +619,89 @@ def funnel(
         "rates over customers whose every window has closed (in progress: shown apart); "
         "not converted: stopped at the step with every window closed, not a stage drop-off"
     )
+
+
+def _print_rows(title: str, columns: list[str], rows: list[tuple], as_json: bool) -> None:
+    """Rows on stdout: a rich table, or with --json one JSON object a row (lists as lists)."""
+    import json
+
+    from rich.table import Table
+
+    if as_json:
+        typer.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str, indent=2))
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column.startswith(("n_", "share", "step", "median")) else "left")
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    Console(width=200).print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return escape(" > ".join(map(str, value)))
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return escape("" if value is None else str(value))
+
+
+@app.command()
+def paths(
+    warehouse: WarehouseOption = Path("warehouse"),
+    top: Annotated[int, typer.Option(help="How many variants to show, most frequent first.", min=1)] = 10,
+    cycle_type: Annotated[
+        str | None, typer.Option("--cycle-type", help="Only this cycle type (first_purchase, renewal, win_back).")
+    ] = None,
+    anchor: Annotated[
+        str | None, typer.Option(help="Show the edges of this anchor of paths.anchors instead (a Sankey as a table).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The top path variants of ended journeys (open ones counted apart), or an anchor's edges."""
+    import duckdb
+
+    con = _read_only(warehouse)
+    try:
+        with con:
+            if anchor is not None:
+                columns = ["step", "source", "target", "n_journeys", "n_journeys_at_step"]
+                rows = con.execute(
+                    f"select {', '.join(columns)} from path_edges where anchor = ? "
+                    "order by step, n_journeys desc, source, target",
+                    [anchor],
+                ).fetchall()
+                if not rows:
+                    known = [a for (a,) in con.execute("select distinct anchor from path_edges order by 1").fetchall()]
+                    fail(f"no edges for anchor {anchor!r} (anchors with edges: {', '.join(known) or 'none'})")
+                (direction,) = con.execute(
+                    "select any_value(direction) from path_edges where anchor = ?", [anchor]
+                ).fetchone()
+                title = f"path edges {direction} {anchor}"
+            else:
+                columns = [
+                    "cycle_type",
+                    "variant",
+                    "n_journeys",
+                    "share",
+                    "share_low",
+                    "share_high",
+                    "median_duration_in_s",
+                    "n_ended",
+                    "n_open",
+                    "is_truncated",
+                ]
+                where = "where cycle_type = ?" if cycle_type else ""
+                rows = con.execute(
+                    f"select {', '.join(columns)} from paths {where} "
+                    "order by n_journeys desc, cycle_type, variant limit ?",
+                    [*([cycle_type] if cycle_type else []), top],
+                ).fetchall()
+                (as_of,) = con.execute("select max(as_of) from paths").fetchone()
+                title = f"top {top} path variants of ended journeys, as of {as_of or 'nothing landed'}"
+    except duckdb.Error as exc:
+        fail(str(exc))
+    _print_rows(title, columns, rows, as_json)
 
 
 @app.command()

@@ -45,6 +45,7 @@ from parcours.warehouse import (
     ID_INDEX,
     MARKER_DATASETS,
     MARTS_THROUGH,
+    PATH_DATASETS,
     ROLLUPS,
     Manifest,
     PublishedFile,
@@ -79,6 +80,8 @@ CURRENT_ROWS: dict[str, str | None] = {
     **{name: None for name in ROLLUPS},
     # Recomputed whole by every refresh that changes it: every live row is current.
     "transitions_summary": None,
+    # Recomputed whole: a refresh replaces every file.
+    **{name: None for name in PATH_DATASETS},
 }
 # Datasets compacted by a rule of their own (their partitions are not dates).
 OWN_RULE = (ID_INDEX.name,)

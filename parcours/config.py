@@ -253,6 +253,81 @@ class Funnel(_Strict):
         return self
 
 
+class PathAlias(_Strict):
+    """One path-cleaning rule: every match of `pattern` (an RE2 regular expression, as DuckDB
+    reads it) in a touchpoint name is replaced by `alias` (`\\1` names a group)."""
+
+    pattern: str
+    alias: str
+
+    @model_validator(mode="after")
+    def _check(self) -> PathAlias:
+        _check_regex(self.pattern, self.alias)
+        return self
+
+
+ANCHOR_DIRECTIONS = ("from", "to")
+
+
+class PathAnchor(_Strict):
+    """A point paths are drawn from (`from`: the steps after it) or to (`to`: the steps before
+    it): the first step of a journey at that stage or touchpoint."""
+
+    name: str
+    stage: str | None = None
+    touchpoint: str | None = None
+    direction: str = "from"
+    steps: int = Field(default=5, ge=1, le=50)
+    top: int = Field(default=5, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> PathAnchor:
+        if not self.name.strip():
+            raise ValueError("an anchor needs a name")
+        if (self.stage is None) == (self.touchpoint is None):
+            raise ValueError(f"anchor {self.name!r}: give exactly one of stage or touchpoint")
+        if self.direction not in ANCHOR_DIRECTIONS:
+            raise ValueError(f"anchor {self.name!r}: direction must be from or to, got {self.direction!r}")
+        if self.touchpoint in RESERVED_NAMES:
+            raise ValueError(f"anchor {self.name!r}: {self.touchpoint!r} is reserved, not a touchpoint")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "stage" if self.stage is not None else "touchpoint"
+
+    @property
+    def point(self) -> str:
+        return self.stage if self.stage is not None else str(self.touchpoint)
+
+
+class PathRules(_Strict):
+    # Applied in order to every touchpoint name of a cleaned path, each to the previous one's
+    # result (PostHog's path cleaning): the `paths` and `path_edges` datasets read them.
+    aliases: tuple[PathAlias, ...] = ()
+    anchors: tuple[PathAnchor, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> PathRules:
+        names = [anchor.name for anchor in self.anchors]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"anchors: {', '.join(repeated)} named more than once")
+        return self
+
+
+def _check_regex(pattern: str, alias: str) -> None:
+    """Refuse at load a pattern DuckDB's RE2 cannot compile (RE2 has no look-around nor
+    back-references: Python's `re` would accept what the views then fail on)."""
+    import duckdb
+
+    try:
+        duckdb.execute("select regexp_replace('', ?, ?, 'g')", [pattern, alias]).fetchall()
+    except duckdb.Error as exc:
+        message = " ".join(str(exc).split())
+        raise ValueError(f"pattern {pattern!r} is not a regular expression RE2 reads: {message}") from None
+
+
 class JourneyConfig(_Strict):
     version: int = Field(default=1, ge=1)
     stages: tuple[str, ...]
@@ -263,6 +338,7 @@ class JourneyConfig(_Strict):
     ingest: IngestRules = IngestRules()
     surveys: SurveyRules = SurveyRules()
     path_cleaning: PathCleaning = PathCleaning()
+    paths: PathRules = PathRules()
     reporting: ReportingRules = ReportingRules()
     funnels: dict[str, Funnel] = Field(default_factory=dict)
 
@@ -288,6 +364,11 @@ class JourneyConfig(_Strict):
                 raise ValueError(
                     f"{key}: {', '.join(map(repr, reserved))} reserved (the views give "
                     f"{', '.join(RESERVED_NAMES)} a meaning of their own)"
+                )
+        for anchor in self.paths.anchors:
+            if anchor.stage is not None and anchor.stage not in known:
+                raise ValueError(
+                    f"paths.anchors.{anchor.name}: unknown stage '{anchor.stage}' (stages: {list(self.stages)})"
                 )
         if "not_activity" in self.churn.model_fields_set:
             unknown = sorted(set(self.churn.not_activity) - set(self.touchpoints))
@@ -375,6 +456,15 @@ class JourneyConfig(_Strict):
             "ignore_touchpoints": list(self.path_cleaning.ignore_touchpoints),
             "max_path_length": self.path_cleaning.max_path_length,
             "path_summary_steps": self.path_cleaning.summary_steps,
+            # Parallel lists (the settings views hold lists of scalars): rule i is element i.
+            "path_alias_patterns": [rule.pattern for rule in self.paths.aliases],
+            "path_aliases": [rule.alias for rule in self.paths.aliases],
+            "path_anchor_names": [anchor.name for anchor in self.paths.anchors],
+            "path_anchor_kinds": [anchor.kind for anchor in self.paths.anchors],
+            "path_anchor_points": [anchor.point for anchor in self.paths.anchors],
+            "path_anchor_directions": [anchor.direction for anchor in self.paths.anchors],
+            "path_anchor_steps": [anchor.steps for anchor in self.paths.anchors],
+            "path_anchor_tops": [anchor.top for anchor in self.paths.anchors],
             "reporting_timezone": self.reporting.timezone,
             "funnels": json.dumps(self.funnels_record(), sort_keys=True),
         }

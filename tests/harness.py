@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from parcours.config import JourneyConfig, load_config
 from parcours.refresh.declarations import Derived
+from parcours.refresh.statistics import add_intervals
 from parcours.warehouse import DATASETS, _create_models, _read_models, raw_view_sql, settings_views_sql
 from parcours.warehouse.conventions import ALL, UNKNOWN, Conventions, render
 from parcours.warehouse.views import FINALITY_VIEW, _time_views_sql
@@ -99,9 +100,20 @@ def run_model(
             give(con, relation, rows)
         wanted = ", ".join(_quote(c) for c in columns) if columns else "*"
         query = f"select {wanted} from {_quote(model)}" + (f" order by {order_by}" if order_by else "")
-        return [_plain(row) for row in con.sql(query).to_arrow_table().to_pylist()]
+        table = con.sql(query).to_arrow_table()
+        # The model of a dataset with declared intervals: its rows as the refresher lands them.
+        intervals = _declared_intervals(model)
+        if intervals and columns is None:
+            table = add_intervals(table, intervals)
+        return [_plain(row) for row in table.to_pylist()]
     finally:
         con.close()
+
+
+def _declared_intervals(model: str) -> tuple[tuple[str, str, str], ...]:
+    from parcours.refresh.declarations import declarations
+
+    return next((d.intervals for d in declarations() if d.model == model), ())
 
 
 def run_sql(
@@ -187,7 +199,7 @@ def grain_problems(
 ) -> list[str]:
     """What breaks the grain: duplicate keys, null keys (but in the `nullable` key columns, where
     a null is a value of its own) or required columns, false identities (SQL boolean expressions
-    over one row, e.g. `n_entered = n_moved_on + n_dropped`), and what breaks the declared
+    over one row, e.g. `n_entered = n_moved_on + n_dropped`, or a window over the rows), and what breaks the declared
     `conventions` (`convention_problems`)."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
     if table.num_rows == 0:
@@ -207,7 +219,11 @@ def grain_problems(
             if nulls:
                 problems.append(f"{nulls} rows have no {column}")
         for identity in identities:
-            (false,) = con.execute(f"select count(*) from checked where not ({identity})").fetchone()
+            # In the select list, so an identity may be a window over rows (each step's edges
+            # adding up to the journeys at it: `sum(n) over (partition by step) = n_at_step`).
+            (false,) = con.execute(
+                f"select count(*) from (select ({identity}) as holds from checked) where not holds"
+            ).fetchone()
             if false:
                 problems.append(f"{false} rows break {identity}")
         if conventions is not None and conventions.grouping_sets:

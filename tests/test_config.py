@@ -322,6 +322,14 @@ def test_settings_record_of_the_default(default: JourneyConfig) -> None:
         "ignore_touchpoints": [],
         "max_path_length": 200,
         "path_summary_steps": 6,
+        "path_alias_patterns": [],
+        "path_aliases": [],
+        "path_anchor_names": ["from_discovery", "from_purchase", "to_cancellation_request"],
+        "path_anchor_kinds": ["stage", "stage", "touchpoint"],
+        "path_anchor_points": ["discovery", "purchase", "cancellation_request"],
+        "path_anchor_directions": ["from", "from", "to"],
+        "path_anchor_steps": [5, 5, 5],
+        "path_anchor_tops": [5, 5, 5],
         "reporting_timezone": "UTC",
         "funnels": record["funnels"],  # checked below
     }
@@ -373,6 +381,15 @@ def test_settings_record_of_a_small_config() -> None:
         "ignore_touchpoints": ["ping"],
         "max_path_length": 5,
         "path_summary_steps": 6,
+        # No `paths` key: no alias, no anchor (the default file's anchors are the file's).
+        "path_alias_patterns": [],
+        "path_aliases": [],
+        "path_anchor_names": [],
+        "path_anchor_kinds": [],
+        "path_anchor_points": [],
+        "path_anchor_directions": [],
+        "path_anchor_steps": [],
+        "path_anchor_tops": [],
         "reporting_timezone": "UTC",
         "funnels": "[]",  # none configured
     }

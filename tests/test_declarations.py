@@ -43,6 +43,8 @@ def test_every_materialised_dataset_is_declared_once_beside_its_model():
             "transitions_summary",
             "customer_funnels",
             "funnel_steps",
+            "paths",
+            "path_edges",
             *ROLLUPS,
         ]
     )
@@ -81,6 +83,27 @@ def test_dependencies_and_settings_are_read_from_the_models():
     assert declared["journey_paths_weekly"].reads_config == ("path_summary_steps", "reporting_timezone")
     assert declared["sessions"].reads_config == ()
     assert declared["journeys"].invalidation.kind == CUSTOMERS
+    # The path datasets: whole, over journeys, judged at the finality point; the rules they read
+    # by hand from int_journey_paths_aliased (the anchors too, for the edges).
+    for name in ("paths", "path_edges"):
+        assert declared[name].invalidation.kind == "whole"
+        assert declared[name].depends_on == ("journeys",)
+        assert declared[name].reads_clock
+    assert set(declared["paths"].reads_config) == {
+        "path_alias_patterns",
+        "path_aliases",
+        "collapse_repeats",
+        "max_path_length",
+        "drop_off_timeout",  # parcours_stages: the drop-off rule that ends a cycle
+    }
+    assert set(declared["path_edges"].reads_config) == set(declared["paths"].reads_config) | {
+        "path_anchor_names",
+        "path_anchor_kinds",
+        "path_anchor_points",
+        "path_anchor_directions",
+        "path_anchor_steps",
+        "path_anchor_tops",
+    }
     # The Python model states what it reads in its declaration.
     assert set(declared["churns"].reads_config) == {
         "churn_outcomes",

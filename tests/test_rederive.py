@@ -43,6 +43,8 @@ VIEWS = {
     "touchpoints_daily": "select * from touchpoints_daily order by all",
     "journey_stages_weekly": "select * from journey_stages_weekly order by all",
     "journey_paths_weekly": "select * from journey_paths_weekly order by all",
+    "paths": "select * from paths order by all",
+    "path_edges": "select * from path_edges order by all",
 }
 
 

@@ -163,7 +163,9 @@ def test_full_rebuilds_the_datasets_whose_definition_changed_and_keeps_the_other
     land(tmp_path / "more", root, config=shorter, refresh=True)
     db = root / "parcours.duckdb"
     stale = dict(query(db, "select name, is_stale from parcours_datasets"))
-    assert stale == {d.name: d.name == "journeys" for d in declarations()}
+    # The path datasets read max_path_length too (their variants are cut there).
+    stale_ones = ("journeys", "paths", "path_edges")
+    assert stale == {d.name: d.name in stale_ones for d in declarations()}
     # Incremental refreshes mix the two definitions: journeys cut at 200 and at 3 steps.
     reasons = {p.dataset: p for p in plan(Warehouse(root))}
     assert reasons["journeys"].stale_definition and not reasons["sessions"].stale_definition
@@ -171,12 +173,20 @@ def test_full_rebuilds_the_datasets_whose_definition_changed_and_keeps_the_other
 
     done = parcours("refresh", "--full", "-w", str(root))
     assert done.returncode == 0, done.stderr
-    assert "rebuilt whole (journeys)" in done.stderr
+    rebuilt = done.stderr.split("rebuilt whole (")[1].split(")")[0]
+    assert sorted(rebuilt.split(", ")) == sorted(stale_ones)
     assert query(db, "select count(*) from parcours_datasets where is_stale") == [(0,)]
     assert query(db, "select max(len(path)), max(path_length) > 3 from journeys") == [(3, True)]  # cut, length kept
     assert models_equal_marts(db, "journeys", "int_journeys_aggregated")
     assert models_equal_marts(db, "journey_paths_weekly", "int_journey_paths_counted_weekly")
     assert models_equal_marts(db, "journey_stages_weekly", "int_journey_stages_counted_weekly")
+    assert models_equal_marts(db, "path_edges", "(select * exclude (as_of_date) from int_path_edges_counted)")
+    # The shares and their intervals are the refresher's (the statistics step), not the model's.
+    landed = "(select * exclude (share, share_low, share_high) from paths)"
+    model = "(select * exclude (as_of_date) from int_journey_variants_counted)"
+    assert query(db, f"select * from {landed} except select * from {model}") == []
+    assert query(db, f"select * from {model} except select * from {landed}") == []
+    assert query(db, "select count(*) from paths where abs(share - n_journeys / n_ended) > 1e-12") == [(0,)]
     # The sessions were kept: their earlier files are still live.
     assert sessions_files <= {f.path for f in Warehouse(root).live_files("sessions")}
     assert models_equal_marts(db, "sessions", "int_sessions_aggregated")

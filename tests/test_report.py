@@ -182,10 +182,30 @@ def test_report_plots_the_views_rows_offline(warehouse, browser, tmp_path):
     assert_live_matches_embedded(page)
     charts = page["embedded"]
 
-    # Journey map: the stage paths of `journeys`, counted in Python.
+    # Journey map: the edges of the first `from` anchor of `path_edges` (the default
+    # configuration's from_discovery), its first steps.
+    edges = query(
+        db,
+        "select step, source, target, n_journeys from path_edges "
+        "where anchor = 'from_discovery' and step < ? order by all",
+        [MAX_STEPS],
+    )
+    assert edges and links_as_edges(charts["journey-map"]["links"]) == Counter({(s, a, b): n for s, a, b, n in edges})
+    (at_anchor,) = query(db, "select n_journeys_at_step from path_edges where anchor = 'from_discovery' and step = 1")[
+        0
+    ]
+    assert f"n = {at_anchor:,}" in page["subtitles"]["journey-map"]
+    # With no edges (no anchor configured: here, emptied) the map falls back on the stage paths
+    # of `journeys`, counted in Python.
+    old = tmp_path / "before_paths.duckdb"
+    shutil.copy(db, old)
+    with duckdb.connect(str(old)) as con:
+        con.execute("create or replace view path_edges as select * from raw_path_edges where false")
+    write_report(old, tmp_path / "before_paths.html", lang="en")
+    fallback = open_report(browser, tmp_path / "before_paths.html")
     paths = [row[0] or [] for row in query(db, "select stage_path from journeys")]
-    assert links_as_edges(charts["journey-map"]["links"]) == stage_edges(paths)
-    assert f"n = {len(paths):,}" in page["subtitles"]["journey-map"]
+    assert links_as_edges(fallback["embedded"]["journey-map"]["links"]) == stage_edges(paths)
+    assert f"n = {len(paths):,}" in fallback["subtitles"]["journey-map"]
     loops = [e for e in stage_edges(paths) if e[2] == "discovery" and e[0] > 1]
     assert loops, "generated journeys loop back; the map must show it"
 
@@ -245,7 +265,12 @@ def test_report_plots_the_views_rows_offline(warehouse, browser, tmp_path):
 
 
 def test_filters_apply_where_the_view_has_the_dimension(warehouse, browser, tmp_path):
-    db = warehouse / "parcours.duckdb"
+    # The journey map from `journeys` (no anchor configured: path_edges, which has no segment, is
+    # emptied here).
+    db = tmp_path / "parcours.duckdb"
+    shutil.copy(warehouse / "parcours.duckdb", db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("create or replace view path_edges as select * from raw_path_edges where false")
     since, until = date(2026, 1, 19), date(2026, 2, 22)
     out = tmp_path / "premium.html"
     write_report(db, out, Filters("premium", since, until), lang="en")
@@ -304,7 +329,7 @@ def test_analytics_views_once_they_exist_are_drawn_from(warehouse, browser, tmp_
     shutil.copy(warehouse / "parcours.duckdb", db)
     with duckdb.connect(str(db)) as con:
         con.execute(
-            "create view path_edges as select * from (values "
+            "create or replace view path_edges as select * from (values "
             "('discovery', 'from', 1, 'discovery', 'consideration', 120), "
             "('discovery', 'from', 1, 'discovery', '(ended)', 30), "
             "('discovery', 'from', 2, 'consideration', 'purchase', 70), "

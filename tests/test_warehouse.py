@@ -387,6 +387,8 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("raw_journey_paths_weekly",),
         ("raw_journey_stages_weekly",),
         ("raw_journeys",),
+        ("raw_path_edges",),
+        ("raw_paths",),
         ("raw_refreshes",),
         ("raw_rewrites",),
         ("raw_sessions",),

@@ -9,7 +9,8 @@ A SQL model `sql/<layer>/<model>.sql` that the refresher materialises has a decl
     grain: [session_id]              # unique and not null in `view`
     nullable: [segment]              # grain columns where a null is a value of its own
     not_null: [customer_id, ...]
-    identities: ["n_customers <= n_sessions", ...]  # true on every row of `view`
+    identities: ["n_customers <= n_sessions", ...]  # true on every row of `view` (a window
+                                     # over its rows may say what rows add up to)
     partition: batch_date            # the dataset's partition column
     cadence: every_pass              # or hourly, daily: when a refresh pass may refresh it
     invalidation:                    # what makes rows stale

@@ -122,9 +122,11 @@ def cell(value: Any) -> Any:
 
 
 def journey_map(ctx: Context) -> Section:
-    """A step-indexed Sankey: `path_edges` once it exists, else the stage paths of `journeys`."""
+    """A step-indexed Sankey: `path_edges` when it has edges, else the stage paths of `journeys`
+    (a configuration with no anchor, or a warehouse from before `path_edges`)."""
     items: list[Chart | Table | Message] = []
-    if ctx.views.has("path_edges", "step", "source", "target", "n_journeys"):
+    edges = ctx.views.has("path_edges", "step", "source", "target", "n_journeys")
+    if edges and (ctx.views.count("path_edges") > 0 or not ctx.views.exists("journeys")):
         items.append(_map_from_path_edges(ctx))
     elif ctx.views.exists("journeys"):
         items.append(_map_from_journeys(ctx))

@@ -91,9 +91,13 @@ JOURNEY_ARROW = pa.schema(
         pa.field("stage_path", _STRINGS),
         pa.field("channel_path", _STRINGS),
         pa.field("path_length", pa.int64()),
+        pa.field("n_loops", pa.int64()),
+        pa.field("n_back_and_forth", pa.int64()),
         pa.field("last_stage", pa.string()),
         pa.field("last_touchpoint", pa.string()),
         pa.field("last_outcome", pa.string()),
+        pa.field("last_activity_at", UTC_MICROS),
+        pa.field("last_activity_stage", pa.string()),
         pa.field("is_converted", pa.bool_()),
         pa.field("is_churned", pa.bool_()),
         pa.field("revenue", pa.float64()),
@@ -418,6 +422,48 @@ FUNNEL_STEPS = DatasetSpec(
     "period_start",
 )
 DATASETS[FUNNEL_STEPS.name] = FUNNEL_STEPS
+# Path analytics over the ended journey cycles, recomputed whole (invalidation `whole`): when the
+# journeys change or the finality point moves. Partitioned by the finality point's date, one file
+# a refresh. The columns of the models `int_journey_variants_counted` / `int_path_edges_counted`.
+PATH_VARIANT_ARROW = pa.schema(
+    [
+        pa.field("cycle_type", pa.string()),
+        pa.field("variant", _STRINGS),
+        pa.field("is_truncated", pa.bool_()),
+        pa.field("n_steps", _COUNT),
+        pa.field("n_journeys", _COUNT),
+        pa.field("n_converted", _COUNT),
+        pa.field("n_churned", _COUNT),
+        pa.field("n_dropped_off", _COUNT),
+        pa.field("n_ended", _COUNT),
+        pa.field("n_open", _COUNT),
+        pa.field("share", pa.float64()),
+        pa.field("share_low", pa.float64()),
+        pa.field("share_high", pa.float64()),
+        pa.field("median_duration_in_s", pa.float64()),
+        pa.field("as_of", UTC_MICROS),
+    ]
+)
+PATH_EDGE_ARROW = pa.schema(
+    [
+        pa.field("anchor", pa.string()),
+        pa.field("direction", pa.string()),
+        pa.field("step", _COUNT),
+        pa.field("source", pa.string()),
+        pa.field("target", pa.string()),
+        pa.field("n_journeys", _COUNT),
+        pa.field("n_journeys_at_step", _COUNT),
+        pa.field("as_of", UTC_MICROS),
+    ]
+)
+PATH_DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("paths", _extend(PATH_VARIANT_ARROW, pa.field("batch_seq", pa.int64())), "as_of_date"),
+        DatasetSpec("path_edges", _extend(PATH_EDGE_ARROW, pa.field("batch_seq", pa.int64())), "as_of_date"),
+    )
+}
+DATASETS.update(PATH_DATASETS)
 
 # The id index: every event_id and response_id landed, with where its row came from, so that an
 # id is one row whatever customer or partition carries it (`pipelines/deduplicate.py`).

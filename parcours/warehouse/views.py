@@ -336,7 +336,7 @@ def settings_views_sql(settings: dict[str, Any], *, temporary: bool = False) -> 
     Generated from the record, not listed by hand: a key ending in `_in_s` is an INTERVAL column
     without the suffix, a list of strings a VARCHAR[], a mapping keyed by stage (named in the
     plural) a column of `parcours_stages` in the singular (`drop_off_timeouts_in_s` ->
-    `drop_off_timeout`). The types and the key
+    `drop_off_timeout`), a list of integers an INTEGER[]. The types and the key
     order come from the default configuration's record, so a record written by an older
     parcours that lacks a key gets the default's value for it.
     """
@@ -383,6 +383,8 @@ def _setting_literal(key: str, template: Any, value: Any) -> str:
         return "cast(null as BOOLEAN)" if value is None else ("true" if value else "false")
     if isinstance(template, int):
         return "cast(null as INTEGER)" if value is None else f"cast({int(value)} as INTEGER)"
+    if isinstance(template, list) and template and all(type(v) is int for v in template):
+        return "cast([" + ", ".join(str(int(v)) for v in value or []) + "] as INTEGER[])"
     if isinstance(template, list):
         return "cast([" + ", ".join(_literal(str(v)) for v in value or []) + "] as VARCHAR[])"
     return "cast(null as VARCHAR)" if value is None else _literal(str(value))

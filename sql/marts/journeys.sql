@@ -3,7 +3,9 @@
 -- purchase; each later cycle up to and including the next renewal, or to churn (a cycle after
 -- churn is a win-back). `is_churned` when its churn is final (explicit, or silent once the
 -- finality point has passed its date: see the `churns` view); `churn_status` says pending. Paths follow the path-cleaning rules and are cut at max_path_length;
--- the counts are over every event of the cycle.
+-- the counts are over every event of the cycle. `n_loops`: steps of the cleaned path at a
+-- touchpoint the cycle already visited; `n_back_and_forth`: returns to a stage already visited
+-- after a later one was reached (int_journeys_aggregated.sql says exactly).
 -- grain: one row per (customer_id, journey_cycle)
 -- Materialised: the rows are `int_journeys_aggregated`'s, landed by the batches that touched
 -- each cycle, so a query reads them instead of aggregating every touchpoint.
@@ -27,9 +29,13 @@ final as (
         stage_path,
         channel_path,
         path_length,
+        n_loops,
+        n_back_and_forth,
         last_stage,
         last_touchpoint,
         last_outcome,
+        last_activity_at,
+        last_activity_stage,
         is_converted,
         is_churned,
         revenue,
