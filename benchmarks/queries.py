@@ -6,8 +6,9 @@ Opens `parcours.duckdb` read-only in a fresh process, as Metabase or Superset wo
 query `--repeat` times after one warm-up, and prints p50 / p95 in milliseconds, with the number
 of Parquet files the views read (the live files of the manifests) and of rows in the mart
 datasets. Each `<query>_rollup` asks `<query>`'s question of the rollups the marts refresh lands
-(`sessions_daily`, `journey_stages_weekly`, ...) and is checked to return exactly its rows;
-each `<query>_asof` asks it of the survey attachment computed at query time (the model
+(`sessions_daily`, `journey_stages_weekly`, `transitions`, `transitions_summary`...) and is
+checked to return exactly its rows; each `<query>_asof` asks it of the survey attachment
+computed at query time (the model
 `int_survey_answers_attached` as a view, an ASOF join over every touchpoint: what the
 `survey_answers` mart did before `survey_attachments` was materialised), checked the same way.
 With `--compact`, it then compacts the warehouse (`parcours compact`, which changes
@@ -44,6 +45,18 @@ QUERIES = {
     "survey_scores_per_stage_and_segment": """
         select survey, stage, segment, count(*) as n, avg(score) as mean_score
         from survey_answers group by all order by all""",
+    # The directly-follows graph, on the step-grain mart (one row per step of a customer's path).
+    "steps_per_pair": """
+        select from_touchpoint, to_touchpoint, count(*) as n_transitions
+        from customer_transitions group by all order by all""",
+    "steps_customers_and_median_gap_per_pair": """
+        select from_touchpoint, to_touchpoint, count(*) as n_transitions,
+            count(distinct customer_id) as n_customers, median(gap_in_s) as median_gap_in_s
+        from customer_transitions group by all order by all""",
+    "steps_customers_and_median_gap_per_segment_and_pair": """
+        select coalesce(segment, 'unknown') as segment, from_touchpoint, to_touchpoint, count(*) as n_transitions,
+            count(distinct customer_id) as n_customers, median(gap_in_s) as median_gap_in_s
+        from customer_transitions group by all order by all""",
     # The same questions on the rollups the marts refresh lands (one row per day or week and
     # dimensions): each must return exactly the rows of its twin above, which the runner checks.
     "sessions_per_day_and_channel_rollup": """
@@ -58,6 +71,16 @@ QUERIES = {
     "touchpoints_per_stage_and_channel_rollup": """
         select stage, channel, sum(n_events) as n
         from touchpoints_daily group by all order by all""",
+    "steps_per_pair_rollup": """
+        select from_touchpoint, to_touchpoint, sum(n_transitions) as n_transitions
+        from transitions group by all order by all""",
+    # Over all time, from the summary's rows: distinct customers and medians are not sums.
+    "steps_customers_and_median_gap_per_pair_rollup": """
+        select from_touchpoint, to_touchpoint, n_transitions, n_customers, median_gap_in_s
+        from transitions_summary where breakdown = 'overall' order by all""",
+    "steps_customers_and_median_gap_per_segment_and_pair_rollup": """
+        select segment, from_touchpoint, to_touchpoint, n_transitions, n_customers, median_gap_in_s
+        from transitions_summary where breakdown = 'segment' order by all""",
     # The same question with the attachment computed at query time (the baseline).
     "survey_scores_per_stage_and_segment_asof": """
         select a.survey, coalesce(a.stage, m.stage) as stage, m.segment, count(*) as n, avg(a.score) as mean_score
@@ -89,8 +112,10 @@ print(json.dumps(out))
 """
 
 
-def measure(warehouse: Path, repeat: int) -> dict:
+def measure(warehouse: Path, repeat: int, only: str = "") -> dict:
     from parcours.warehouse import DATASETS, Warehouse
+
+    queries = {name: sql for name, sql in QUERIES.items() if only in name}
 
     result = subprocess.run(
         [
@@ -99,7 +124,7 @@ def measure(warehouse: Path, repeat: int) -> dict:
             RUNNER,
             str(warehouse / "parcours.duckdb"),
             str(repeat),
-            json.dumps(QUERIES),
+            json.dumps(queries),
             json.dumps(TWINS),
         ],
         capture_output=True,
@@ -123,10 +148,10 @@ def show(title: str, measured: dict) -> None:
     rows = ", ".join(f"{name} {n:,}" for name, n in measured["rows"].items())
     print(f"{title}: {measured['files']} Parquet files read by the views ({measured['files_on_disk']} on disk)")
     print(f"  mart dataset rows: {rows}")
-    print(f"{'query':<46} {'p50 ms':>8} {'p95 ms':>8}  rows")
+    print(f"{'query':<60} {'p50 ms':>8} {'p95 ms':>8}  rows")
     for name, value in measured["queries"].items():
         same = {True: "same as on the marts", False: "DIFFER from the marts"}.get(value.get("same_rows"), "")
-        print(f"{name:<46} {value['p50_ms']:>8} {value['p95_ms']:>8}  {same}")
+        print(f"{name:<60} {value['p50_ms']:>8} {value['p95_ms']:>8}  {same}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--compact", action="store_true", help="compact the warehouse, then measure again")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", default="", help="the queries whose name contains this (a query and its twins)")
     args = parser.parse_args(argv)
-    out = measure(args.warehouse, args.repeat)
+    out = measure(args.warehouse, args.repeat, args.only)
     show("as landed" if args.compact else "views", out)
     if args.compact:
         from parcours.compact import compact
@@ -149,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         dropped = sum(report.rows_dropped.values())
         print(f"\ncompacted in {seconds:.1f} s: {dropped:,} superseded rows dropped\n")
-        out["after_compaction"] = measure(args.warehouse, args.repeat) | {"compaction_seconds": round(seconds, 1)}
+        again = measure(args.warehouse, args.repeat, args.only)
+        out["after_compaction"] = again | {"compaction_seconds": round(seconds, 1)}
         show("after compaction", out["after_compaction"])
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

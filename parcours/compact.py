@@ -78,6 +78,8 @@ CURRENT_ROWS: dict[str, str | None] = {
     "funnel_steps": None,
     # One file per partition, every row current: a refresh replaces a partition's file whole.
     **{name: None for name in ROLLUPS},
+    # Recomputed whole by every refresh that changes it: every live row is current.
+    "transitions_summary": None,
     # Recomputed whole: a refresh replaces every file.
     **{name: None for name in PATH_DATASETS},
 }

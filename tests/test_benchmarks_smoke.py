@@ -75,6 +75,9 @@ def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
         "dead_letters_by_reason",
         "touchpoints_per_stage_and_channel",
         "survey_scores_per_stage_and_segment",
+        "steps_per_pair",
+        "steps_customers_and_median_gap_per_pair",
+        "steps_customers_and_median_gap_per_segment_and_pair",
     }
     rollups = {f"{name}_rollup" for name in names - {"dead_letters_by_reason", "survey_scores_per_stage_and_segment"}}
     twins = rollups | {"survey_scores_per_stage_and_segment_asof"}  # the attachment computed at query time

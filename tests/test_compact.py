@@ -69,6 +69,7 @@ ROWS_DROPPED = {
     "customer_funnels": 0,
     "funnel_steps": 0,
     **{name: 0 for name in ROLLUPS},  # one file a partition, every row current
+    "transitions_summary": 0,  # recomputed whole: every live row current
     "paths": 0,  # recomputed whole: every row current
     "path_edges": 0,
     "id_index": 0,  # every id is within the retention

@@ -40,6 +40,7 @@ def test_every_materialised_dataset_is_declared_once_beside_its_model():
             "churns",
             "survey_attachments",
             "customer_transitions",
+            "transitions_summary",
             "customer_funnels",
             "funnel_steps",
             "paths",

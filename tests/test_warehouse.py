@@ -398,6 +398,7 @@ def test_the_database_holds_views_only(warehouse: Warehouse) -> None:
         ("raw_touchpoints",),
         ("raw_touchpoints_daily",),
         ("raw_transitions",),
+        ("raw_transitions_summary",),
     ]
     assert [p.name for p in warehouse.root.iterdir() if p.name.startswith(".parcours.duckdb")] == []
     assert query(db, "select root, n_manifests, last_seq from parcours_meta") == [(str(warehouse.root), 1, 1)]

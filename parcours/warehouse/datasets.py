@@ -365,6 +365,25 @@ ROLLUPS: dict[str, DatasetSpec] = {
     )
 }
 DATASETS.update(ROLLUPS)
+# Summaries over all time, recomputed whole (`invalidation: whole`) when what they read changed:
+# their new files replace every old one, so every live row is current. The columns of the model
+# `int_transitions_summarised`: the grouping sets (overall, segment) of every pair of touchpoints.
+DATASETS["transitions_summary"] = DatasetSpec(
+    "transitions_summary",
+    pa.schema(
+        [
+            pa.field("breakdown", pa.string()),
+            pa.field("segment", pa.string()),
+            pa.field("from_touchpoint", pa.string()),
+            pa.field("to_touchpoint", pa.string()),
+            pa.field("n_transitions", _COUNT),
+            pa.field("n_customers", _COUNT),
+            pa.field("median_gap_in_s", pa.float64()),  # null from `(start)` and into `(end)`
+            pa.field("batch_seq", pa.int64()),
+        ]
+    ),
+    "through_date",
+)
 
 _RATE = pa.float64()
 # The funnels' steps per week of entry and breakdown, recomputed whole by each pass (it reads the
