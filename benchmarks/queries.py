@@ -57,6 +57,27 @@ QUERIES = {
         select coalesce(segment, 'unknown') as segment, from_touchpoint, to_touchpoint, count(*) as n_transitions,
             count(distinct customer_id) as n_customers, median(gap_in_s) as median_gap_in_s
         from customer_transitions group by all order by all""",
+    # Funnels, from the customers' own rows (one row per customer and funnel): per step, the
+    # customers whose best attempt reached it, overall and per week of entry and segment.
+    "funnel_reached_per_step": """
+        select funnel, k as step_index, count(*) as n_reached
+        from customer_funnels, unnest(range(1, best_step + 1)) as s(k)
+        where not is_excluded group by all order by all""",
+    "funnel_reached_per_week_segment_and_step": """
+        select funnel, cast(date_trunc('week', timezone('UTC', entered_at)) as date) as week,
+            coalesce(segment, 'unknown') as segment, k as step_index, count(*) as n_reached
+        from customer_funnels, unnest(range(1, best_step + 1)) as s(k)
+        where not is_excluded group by all order by all""",
+    # Paths: read as they land (no entity twin: the ended cycles are judged at the finality point).
+    "top_path_variants": """
+        select cycle_type, variant, n_journeys, share, share_low, share_high
+        from paths order by n_journeys desc, cycle_type, variant limit 20""",
+    "sankey_of_the_first_anchor": """
+        select step, source, target, n_journeys from path_edges
+        where anchor = (select min(anchor) from path_edges) order by all""",
+    "step_matrix_of_the_first_anchor": """
+        select step, touchpoint, share from path_step_matrix
+        where anchor = (select min(anchor) from path_step_matrix) order by all""",
     # The same questions on the rollups the marts refresh lands (one row per day or week and
     # dimensions): each must return exactly the rows of its twin above, which the runner checks.
     "sessions_per_day_and_channel_rollup": """
@@ -74,6 +95,13 @@ QUERIES = {
     "steps_per_pair_rollup": """
         select from_touchpoint, to_touchpoint, sum(n_transitions) as n_transitions
         from transitions group by all order by all""",
+    # (A step no customer of the group reached has a row of 0 here, none in its twin.)
+    "funnel_reached_per_step_rollup": """
+        select funnel, step_index, sum(n_reached) as n_reached
+        from funnel_steps where breakdown = 'overall' group by all having sum(n_reached) > 0 order by all""",
+    "funnel_reached_per_week_segment_and_step_rollup": """
+        select funnel, period_start as week, segment, step_index, sum(n_reached) as n_reached
+        from funnel_steps where breakdown = 'segment' group by all having sum(n_reached) > 0 order by all""",
     # Over all time, from the summary's rows: distinct customers and medians are not sums.
     "steps_customers_and_median_gap_per_pair_rollup": """
         select from_touchpoint, to_touchpoint, n_transitions, n_customers, median_gap_in_s

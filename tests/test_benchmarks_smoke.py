@@ -78,8 +78,12 @@ def test_query_benchmark_runs_every_query(data: Path, tmp_path: Path) -> None:
         "steps_per_pair",
         "steps_customers_and_median_gap_per_pair",
         "steps_customers_and_median_gap_per_segment_and_pair",
+        "funnel_reached_per_step",
+        "funnel_reached_per_week_segment_and_step",
     }
+    alone = {"top_path_variants", "sankey_of_the_first_anchor", "step_matrix_of_the_first_anchor"}
     rollups = {f"{name}_rollup" for name in names - {"dead_letters_by_reason", "survey_scores_per_stage_and_segment"}}
+    names |= alone
     twins = rollups | {"survey_scores_per_stage_and_segment_asof"}  # the attachment computed at query time
     after = results["after_compaction"]
     assert set(results["queries"]) == set(after["queries"]) == names | twins
