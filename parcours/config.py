@@ -13,7 +13,7 @@ import re
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -178,13 +178,14 @@ class FunnelStep(_Strict):
     """A step of a funnel: a lifecycle stage or a touchpoint. Written as a plain name in the
     file, it is the stage of that name, else the touchpoint."""
 
+    WHAT: ClassVar[str] = "a step"
     stage: str | None = None
     touchpoint: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> FunnelStep:
         if (self.stage is None) == (self.touchpoint is None):
-            raise ValueError("a step names exactly one of stage or touchpoint")
+            raise ValueError(f"{self.WHAT} names exactly one of stage or touchpoint")
         return self
 
     @property
@@ -200,29 +201,14 @@ def _step(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-class FunnelExclusion(_Strict):
+class FunnelExclusion(FunnelStep):
     """An event that removes a customer from the funnel when it lies between two steps of their
     best attempt (after step `after_step`'s event, before step `before_step`'s; an attempt that
     did not reach `before_step`: before its window closes)."""
 
-    stage: str | None = None
-    touchpoint: str | None = None
+    WHAT: ClassVar[str] = "an exclusion"
     after_step: int = Field(default=1, ge=1)
     before_step: int | None = None  # default: the last step
-
-    @model_validator(mode="after")
-    def _check(self) -> FunnelExclusion:
-        if (self.stage is None) == (self.touchpoint is None):
-            raise ValueError("an exclusion names exactly one of stage or touchpoint")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return "stage" if self.stage is not None else "touchpoint"
-
-    @property
-    def name(self) -> str:
-        return self.stage if self.stage is not None else str(self.touchpoint)
 
 
 class Funnel(_Strict):

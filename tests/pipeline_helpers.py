@@ -124,3 +124,25 @@ def parcours(*args: str, env: dict | None = None, timeout: float = 600) -> subpr
         env=env,
         timeout=timeout,
     )
+
+
+def land_in_two_runs(root: Path, customers: int, days: int, seed: int, config, late_rate: float = 0.03):
+    """Generated touchpoints landed by two runs, each refreshed: the first half of the lines,
+    then the rest (the planted late lines come in the second). Returns the lines and the
+    warehouse, for tests of an incremental landing against a plain count or a full recompute."""
+    from parcours.pipelines.run import Ingestion
+    from parcours.synthetic import generate_dataset
+    from parcours.warehouse import Warehouse
+
+    data = root / "data"
+    generate_dataset(data, customers, days, seed=seed, config=config, late_rate=late_rate)
+    lines = (data / "touchpoints.jsonl").read_text().splitlines()
+    half = len(lines) // 2
+    for name, part in (("run1", lines[:half]), ("run2", lines[half:])):
+        (root / name).mkdir()
+        (root / name / "touchpoints.jsonl").write_text("\n".join(part) + "\n")
+    warehouse = Warehouse(root / "w")
+    for name in ("run1", "run2"):
+        with warehouse.lock():
+            Ingestion(warehouse, config).run_files(root / name)
+    return lines, warehouse

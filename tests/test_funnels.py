@@ -27,14 +27,11 @@ from hypothesis import strategies as st
 from parcours.compact import compact
 from parcours.config import ConfigError, load_config, parse_config
 from parcours.pipelines.funnels import FunnelRule, customer_attempt, funnel_rows, funnel_rules
-from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import by_name
 from parcours.refresh.statistics import add_intervals
-from parcours.synthetic import generate_dataset
-from parcours.warehouse import Warehouse
 from parcours.warehouse.datasets import FUNNEL_ARROW
 from tests.harness import dataset_problems, run_model
-from tests.pipeline_helpers import arrow, parcours, query
+from tests.pipeline_helpers import arrow, land_in_two_runs, parcours, query
 
 CONFIG = load_config()
 T = datetime(2026, 2, 2, 9, tzinfo=UTC)  # a Monday
@@ -469,17 +466,7 @@ def landed_events(db) -> pa.Table:
 
 
 def test_landed_funnels_after_an_incremental_landing_equal_windowfunnel_and_a_full_recompute(tmp_path):
-    data = tmp_path / "data"
-    generate_dataset(data, 160, 60, seed=23, config=CONFIG, late_rate=0.03)
-    lines = (data / "touchpoints.jsonl").read_text().splitlines()
-    half = len(lines) // 2
-    for name, part in (("run1", lines[:half]), ("run2", lines[half:])):  # the planted late lines come in run 2
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "touchpoints.jsonl").write_text("\n".join(part) + "\n")
-    warehouse = Warehouse(tmp_path / "w")
-    for name in ("run1", "run2"):
-        with warehouse.lock():
-            Ingestion(warehouse, CONFIG).run_files(tmp_path / name)
+    _, warehouse = land_in_two_runs(tmp_path, 160, 60, 23, CONFIG)
     db = warehouse.db_path
     events = landed_events(db)
     # The current rows, after two passes, are those of one recompute over every current event.

@@ -13,11 +13,8 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 from parcours.config import load_config
-from parcours.pipelines.run import Ingestion
-from parcours.synthetic import generate_dataset
-from parcours.warehouse import Warehouse
 from tests.harness import run_model
-from tests.pipeline_helpers import query
+from tests.pipeline_helpers import land_in_two_runs, query
 
 CONFIG = load_config()
 T = datetime(2026, 2, 2, 9, tzinfo=UTC)  # a Monday
@@ -131,18 +128,8 @@ def plain_count(lines: list[dict]) -> Counter:
 
 
 def test_landed_transitions_equal_a_plain_count_after_an_incremental_landing_with_late_events(tmp_path):
-    data = tmp_path / "data"
-    generate_dataset(data, 150, 40, seed=17, config=CONFIG, late_rate=0.03)
-    lines = (data / "touchpoints.jsonl").read_text().splitlines()
-    half = len(lines) // 2
-    for name, part in (("run1", lines[:half]), ("run2", lines[half:])):  # the planted late lines come in run 2
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "touchpoints.jsonl").write_text("\n".join(part) + "\n")
-    warehouse = Warehouse(tmp_path / "w")
-    for name in ("run1", "run2"):
-        with warehouse.lock():
-            Ingestion(warehouse, CONFIG).run_files(tmp_path / name)
-    db = tmp_path / "w" / "parcours.duckdb"
+    lines, warehouse = land_in_two_runs(tmp_path, 150, 40, 17, CONFIG)
+    db = warehouse.db_path
     ((late,),) = query(db, "select count(*) from dead_letters")
     landed = [json.loads(line) for line in lines]
     if late:  # events later than the allowed lateness are dead letters, not steps

@@ -15,12 +15,9 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from parcours.config import load_config
-from parcours.pipelines.run import Ingestion
 from parcours.refresh.declarations import by_name
-from parcours.synthetic import generate_dataset
-from parcours.warehouse import Warehouse
 from tests.harness import dataset_problems, run_model
-from tests.pipeline_helpers import query
+from tests.pipeline_helpers import land_in_two_runs, query
 
 CONFIG = load_config()
 T = datetime(2026, 2, 2, 9, tzinfo=UTC)
@@ -166,17 +163,7 @@ def plain_summary(records: list[dict]) -> dict:
 
 
 def test_an_incremental_landing_with_late_events_equals_a_full_recompute_and_a_plain_count(tmp_path):
-    data = tmp_path / "data"
-    generate_dataset(data, 150, 40, seed=17, config=CONFIG, late_rate=0.03)
-    lines = (data / "touchpoints.jsonl").read_text().splitlines()
-    half = len(lines) // 2
-    for name, part in (("run1", lines[:half]), ("run2", lines[half:])):  # the planted late lines come in run 2
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "touchpoints.jsonl").write_text("\n".join(part) + "\n")
-    warehouse = Warehouse(tmp_path / "w")
-    for name in ("run1", "run2"):
-        with warehouse.lock():
-            Ingestion(warehouse, CONFIG).run_files(tmp_path / name)
+    lines, warehouse = land_in_two_runs(tmp_path, 150, 40, 17, CONFIG)
     db = tmp_path / "w" / "parcours.duckdb"
     # Run 2's refresh recomputed it (current through the latest commit, that refresh).
     ((through,),) = query(db, "select through_seq from parcours_datasets where name = 'transitions_summary'")
