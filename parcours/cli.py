@@ -615,6 +615,8 @@ def funnel(
     Console().print(table)
     if not steps:
         console.print("no customer entered this funnel in those weeks")
+    elif not any(s.n_settled for s in steps):
+        console.print("no customer has every window closed at the finality point yet: no rate until some have")
     console.print(
         "rates over customers whose every window has closed (in progress: shown apart); "
         "not converted: stopped at the step with every window closed, not a stage drop-off"
