@@ -24,7 +24,7 @@ import pytest
 
 from parcours.config import load_config
 from parcours.pipelines.run import Ingestion
-from parcours.refresh.declarations import PARTITIONS, declarations
+from parcours.refresh.declarations import PARTITIONS, WHOLE, declarations
 from parcours.warehouse import DATASETS, ROLLUPS, Warehouse
 from tests.pipeline_helpers import make_events, query, write_jsonl
 
@@ -176,13 +176,17 @@ def test_a_refresh_replaces_only_the_rollup_partitions_that_changed(tmp_path: Pa
     replaced = {(f.dataset, f.partition) for f in refresh.files if f.dataset in ROLLUPS}
     first = T.date().isoformat()
     assert replaced == {(name, first) for name in ROLLUPS}
-    assert sorted(Path(path).parent.name for path in refresh.removed) == [
+    removed = [Path(path) for path in refresh.removed]
+    assert sorted(p.parent.name for p in removed if p.parent.parent.name in ROLLUPS) == [
         f"event_date={first}",
         f"from_week={first}",
         f"started_date={first}",
         f"started_week={first}",
         f"started_week={first}",
     ]
+    # Besides the rollups, only the datasets recomputed whole by every pass replaced their files.
+    whole = {d.name for d in declarations() if d.invalidation.kind == WHOLE}
+    assert {p.parent.parent.name for p in removed if p.parent.parent.name not in ROLLUPS} <= whole
     kept = {
         (f.dataset, f.partition)
         for name in ROLLUPS
