@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -341,10 +340,3 @@ def funnel_rows(events: pa.Table, rules: Sequence[FunnelRule]) -> pa.Table:
         else:
             columns.append(pa.array(values, field.type))
     return pa.Table.from_arrays(columns, schema=FUNNEL_SCHEMA)
-
-
-def at(micros: int | None) -> datetime | None:
-    """A micros timestamp as a UTC datetime (for tests and messages)."""
-    from datetime import UTC
-
-    return None if micros is None else datetime.fromtimestamp(micros / 1_000_000, UTC)
